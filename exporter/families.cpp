@@ -1,0 +1,55 @@
+#include "exporter/families.h"
+
+#include <prometheus/text_serializer.h>
+
+#include <sstream>
+
+namespace sp::exporter {
+namespace {
+
+prometheus::ClientMetric labelled(const LabelList& labels) {
+  prometheus::ClientMetric m;
+  for (const auto& [k, v] : labels) m.label.push_back({k, v});
+  return m;
+}
+
+prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type,
+                                std::vector<prometheus::ClientMetric> points) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  f.metric = std::move(points);
+  return f;
+}
+
+}  // namespace
+
+prometheus::ClientMetric gauge_point(const LabelList& labels, double value) {
+  auto m = labelled(labels);
+  m.gauge.value = value;
+  return m;
+}
+
+prometheus::ClientMetric counter_point(const LabelList& labels, double value) {
+  auto m = labelled(labels);
+  m.counter.value = value;
+  return m;
+}
+
+prometheus::MetricFamily gauge_family(std::string name, std::string help, std::vector<prometheus::ClientMetric> points) {
+  return family(std::move(name), std::move(help), prometheus::MetricType::Gauge, std::move(points));
+}
+
+prometheus::MetricFamily counter_family(std::string name, std::string help,
+                                        std::vector<prometheus::ClientMetric> points) {
+  return family(std::move(name), std::move(help), prometheus::MetricType::Counter, std::move(points));
+}
+
+std::string to_text(const std::vector<prometheus::MetricFamily>& families) {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
+}
+
+}  // namespace sp::exporter

@@ -1,0 +1,24 @@
+// Helpers to build prometheus-cpp MetricFamily values by hand, used by every snapshot -> families conversion.
+#pragma once
+
+#include <prometheus/metric_family.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sp::exporter {
+
+using LabelList = std::vector<std::pair<std::string, std::string>>;
+
+prometheus::ClientMetric gauge_point(const LabelList& labels, double value);
+prometheus::ClientMetric counter_point(const LabelList& labels, double value);
+
+prometheus::MetricFamily gauge_family(std::string name, std::string help, std::vector<prometheus::ClientMetric> points);
+prometheus::MetricFamily counter_family(std::string name, std::string help,
+                                        std::vector<prometheus::ClientMetric> points);
+
+// Serialises families as Prometheus text exposition format 0.0.4 (what /metrics serves).
+std::string to_text(const std::vector<prometheus::MetricFamily>& families);
+
+}  // namespace sp::exporter

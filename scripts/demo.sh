@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The main job for a newcomer: set up, build, and run the agent against the Synapse processes on this machine. When
+# none is running, it first starts the bundled Synapse-like workload (a main process and two workers on a PostgreSQL
+# cluster of its own). It prints where the metrics are and a short live summary per worker; Ctrl-C stops everything
+# it started.
+#   scripts/demo.sh [--listen HOST:PORT] [--duration SECONDS]   (needs root for the BPF probes)
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+listen=127.0.0.1:9477
+duration=3600
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --listen) listen=$2; shift ;;
+    --duration) duration=$2; shift ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+"$SP_ROOT/scripts/setup.sh"
+build=${SP_BUILD_DIR:-$SP_ROOT/build}
+sp_build "$build"
+bin=$build/synapse-profiler
+
+workdir=$(mktemp -d /tmp/sp-demo.XXXXXX)
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  echo; echo "demo: stopping"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -d $workdir/pg ]] && sp_pg_stop "$workdir/pg"
+  rm -rf "$workdir"
+}
+trap cleanup EXIT INT TERM
+
+found=$("$bin" workers --json --quiet | jq length)
+if [[ $found -eq 0 ]]; then
+  echo "demo: no Synapse process is running here; starting the bundled Synapse-like workload"
+  sp_pg_start "$workdir/pg"
+  wl=$SP_ROOT/tests/workload
+  for spec in "master:synapse.app.homeserver" "synchrotron1:synapse.app.generic_worker" \
+              "event_persister1:synapse.app.generic_worker"; do
+    name=${spec%%:*}; app=${spec#*:}; port=$(sp_free_port 19100 19199)
+    cfg=$workdir/$name.yaml
+    {
+      [[ $name != master ]] && echo "worker_name: $name"
+      echo "worker_app: $app"
+      echo "enable_metrics: true"
+      echo "listeners: [{type: metrics, port: $port, bind_addresses: ['127.0.0.1']}]"
+      echo "database: {name: psycopg2, args: {host: $SP_PG_SOCKET_DIR, port: $SP_PG_PORT, user: $SP_PG_USER, dbname: $SP_PG_DB}}"
+      echo "workload: {media_dir: $workdir/media-$name}"
+    } >"$cfg"
+    # Each process needs its port before the next one picks: wait for it to listen.
+    (cd "$wl" && exec /usr/bin/python3.11 -m "$app" -c "$cfg" --duration "$duration" \
+        --truth "$workdir/$name.truth.jsonl") >"$workdir/$name.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 50); do ss -Htln "sport = :$port" | grep -q . && break; sleep 0.1; done
+  done
+fi
+
+"$bin" run --listen "$listen" --rescan-interval 2s &
+pids+=($!)
+sleep 2
+echo
+echo "demo: Prometheus metrics at http://$listen/metrics (health: http://$listen/healthz). Ctrl-C to stop."
+while true; do
+  metrics=$(curl -fsS "http://$listen/metrics" 2>/dev/null || true)
+  echo "---- $(date +%T) workers seen by synapse-profiler:"
+  grep '^synapse_profiler_worker_info' <<<"$metrics" \
+    | sed -E 's/.*worker="([^"]*)",worker_app="([^"]*)",pid="([^"]*)",metrics_url="([^"]*)".*/  \1 (\2, pid \3) \4/' || true
+  sleep 5
+done

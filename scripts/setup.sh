@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build, the tests and the demo need. Idempotent: packages already present are
+# not reinstalled and apt's package lists are refreshed only when something is missing. Nothing is fetched from
+# anywhere but Debian's archive.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  cmake make g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
+  libboost-program-options-dev libfmt-dev libyaml-cpp-dev prometheus-cpp-dev libcurl4-openssl-dev
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # tests and the demo workload (Debian's python3.11 has the USDT GC probes; PostgreSQL 15 has its USDT probes)
+  python3.11 python3-psycopg2 python3-prometheus-client python3-yaml python3.11-dev
+  postgresql postgresql-client curl jq procps iproute2 util-linux binutils
+)
+
+if [[ $(id -u) -ne 0 ]]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "setup: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

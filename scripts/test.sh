@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sets up the machine, builds with warnings as errors, starts a PostgreSQL cluster owned by this run (own data dir
+# and port, torn down at the end) and runs the whole suite with ctest.
+#   scripts/test.sh              everything (unit + integration; integration needs root for BPF)
+#   scripts/test.sh --sanitize   also build with ASan+UBSan and run the unit tests under it
+#   scripts/test.sh -R REGEX     only tests matching REGEX (passed to ctest)
+# SYNAPSE_PROFILER_REQUIRE_BPF=1 turns every skipped BPF test into a failure (CI sets it).
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+sanitize=0
+ctest_args=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --sanitize) sanitize=1 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) ctest_args+=("$1") ;;
+  esac
+  shift
+done
+
+"$SP_ROOT/scripts/setup.sh"
+
+build=${SP_BUILD_DIR:-$SP_ROOT/build}
+sp_build "$build"
+
+pgdir=$(mktemp -d /tmp/sp-test-pg.XXXXXX)
+trap 'sp_pg_stop "$pgdir/pg"; rm -rf "$pgdir"' EXIT
+sp_pg_start "$pgdir/pg"
+
+status=0
+(cd "$build" && ctest --output-on-failure --timeout 600 "${ctest_args[@]}") || status=$?
+
+if [[ $sanitize -eq 1 ]]; then
+  echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+  sp_build "$SP_ROOT/build-asan" -DSP_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  (cd "$SP_ROOT/build-asan" && ctest --output-on-failure -L unit) || status=$?
+fi
+exit $status

@@ -1,0 +1,144 @@
+// Foundation, end to end: real Synapse-like processes, the real binary.
+#include <signal.h>
+
+#include <regex>
+#include <set>
+
+#include "harness.h"
+
+using namespace std::chrono_literals;
+using sp::test::Workload;
+using sp::test::WorkloadSpec;
+
+namespace {
+
+// The JSON objects printed by `workers --json`, one per line after the first '['.
+std::vector<std::string> json_objects(const std::string& out) {
+  std::vector<std::string> objs;
+  std::regex obj_re(R"(\{[^\n]*\})");
+  for (std::sregex_iterator it(out.begin(), out.end(), obj_re), end; it != end; ++it) objs.push_back(it->str());
+  return objs;
+}
+
+std::string field(const std::string& obj, const std::string& key) {
+  std::smatch m;
+  std::regex re("\"" + key + "\": (\"[^\"]*\"|[^,}]*)");
+  if (!std::regex_search(obj, m, re)) return {};
+  return m[1].str();
+}
+
+// worker -> pid from synapse_profiler_worker_info series.
+std::map<std::string, int> worker_info(const std::string& metrics) {
+  std::map<std::string, int> out;
+  std::regex re(R"re(synapse_profiler_worker_info\{worker="([^"]*)",worker_app="[^"]*",pid="(\d+)")re");
+  for (std::sregex_iterator it(metrics.begin(), metrics.end(), re), end; it != end; ++it) {
+    out[(*it)[1].str()] = std::stoi((*it)[2].str());
+  }
+  return out;
+}
+
+class DiscoveryIT : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = sp::test::make_temp_dir("sp-discovery-it");
+    for (auto [name, app] : std::vector<std::pair<std::string, std::string>>{
+             {"master", "synapse.app.homeserver"},
+             {"synchrotron1", "synapse.app.generic_worker"},
+             {"event_persister1", "synapse.app.generic_worker"}}) {
+      WorkloadSpec spec;
+      spec.name = name;
+      spec.app = app;
+      spec.duration_s = 120;
+      workloads_.push_back(std::make_unique<Workload>(spec, dir_));
+    }
+    for (auto& w : workloads_) {
+      ASSERT_TRUE(w->wait_ready()) << w->spec().name << " did not start: " << sp::test::read_text(w->log_path());
+    }
+  }
+
+  Workload& by_name(const std::string& name) {
+    for (auto& w : workloads_) {
+      if (w->spec().name == name) return *w;
+    }
+    throw std::runtime_error("no workload " + name);
+  }
+
+  std::string dir_;
+  std::vector<std::unique_ptr<Workload>> workloads_;
+};
+
+}  // namespace
+
+TEST_F(DiscoveryIT, WorkersJsonNamesEveryProcessWithItsMetricsUrl) {
+  auto r = sp::test::run_command({SP_BINARY, "workers", "--json", "--quiet"});
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::map<std::string, std::string> seen;  // worker -> object
+  for (const auto& obj : json_objects(r.out)) seen[field(obj, "worker")] = obj;
+  for (auto& w : workloads_) {
+    std::string key = "\"" + w->spec().name + "\"";
+    ASSERT_TRUE(seen.count(key)) << "missing " << key << " in\n" << r.out;
+    const std::string& obj = seen[key];
+    EXPECT_EQ(field(obj, "pid"), std::to_string(w->pid()));
+    EXPECT_EQ(field(obj, "worker_app"), "\"" + w->spec().app + "\"");
+    EXPECT_EQ(field(obj, "metrics_url"),
+              "\"http://127.0.0.1:" + std::to_string(w->metrics_port()) + "/_synapse/metrics\"");
+    EXPECT_EQ(field(obj, "metrics_port_confirmed"), "true");
+    EXPECT_NE(obj.find(w->config_path()), std::string::npos) << obj;
+    EXPECT_NE(obj.find("python3.11"), std::string::npos) << obj;
+  }
+}
+
+TEST_F(DiscoveryIT, MetricsFollowWorkersAcrossExitAndRestart) {
+  int port = sp::test::free_port();
+  sp::test::Process agent({SP_BINARY, "run", "--listen", "127.0.0.1:" + std::to_string(port), "--rescan-interval",
+                           "1s"},
+                          dir_ + "/agent.log");
+  std::map<std::string, int> info;
+  auto all_three = [&] {
+    auto body = sp::test::http_get(port, "/metrics");
+    info = body ? worker_info(*body) : std::map<std::string, int>{};
+    return info.size() == 3;
+  };
+  ASSERT_TRUE(sp::test::wait_for(all_three, 10s)) << sp::test::read_text(dir_ + "/agent.log");
+  for (auto& w : workloads_) EXPECT_EQ(info[w->spec().name], w->pid());
+  EXPECT_TRUE(sp::test::http_get(port, "/healthz"));
+
+  // Kill one: gone within one rescan (1 s), plus scrape slack.
+  Workload& victim = by_name("synchrotron1");
+  int old_pid = victim.pid();
+  victim.process().stop(SIGKILL);
+  auto without_victim = [&] {
+    auto body = sp::test::http_get(port, "/metrics");
+    info = body ? worker_info(*body) : std::map<std::string, int>{};
+    return info.size() == 2 && !info.count("synchrotron1");
+  };
+  EXPECT_TRUE(sp::test::wait_for(without_victim, 2500ms)) << "still listed after kill";
+
+  // Start it again: a new PID appears.
+  WorkloadSpec spec = victim.spec();
+  spec.metrics_port = 0;
+  Workload again(spec, dir_ + "");
+  ASSERT_TRUE(again.wait_ready()) << sp::test::read_text(again.log_path());
+  auto with_new = [&] {
+    auto body = sp::test::http_get(port, "/metrics");
+    info = body ? worker_info(*body) : std::map<std::string, int>{};
+    return info.count("synchrotron1") && info["synchrotron1"] == again.pid();
+  };
+  EXPECT_TRUE(sp::test::wait_for(with_new, 5s));
+  EXPECT_NE(again.pid(), old_pid);
+
+  auto st = agent.stop(SIGTERM);
+  ASSERT_TRUE(st) << "agent did not stop on SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+}
+
+TEST(DoctorIT, PassesAsRootWithEveryHookLoading) {
+  if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+  auto r = sp::test::run_command({SP_BINARY, "doctor"});
+  EXPECT_EQ(r.status, 0) << r.out;
+  for (const char* hook : {"tp_btf/block_rq_issue", "raw_tp/block_rq_issue", "tp_btf/sched_process_exit", "uprobe"}) {
+    std::regex ok_line("\\[ok  \\] BPF hook " + std::string(hook));
+    EXPECT_TRUE(std::regex_search(r.out, ok_line)) << hook << "\n" << r.out;
+  }
+  EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+}

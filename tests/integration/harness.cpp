@@ -1,0 +1,231 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace sp::test {
+
+bool bpf_required() {
+  const char* v = std::getenv("SYNAPSE_PROFILER_REQUIRE_BPF");
+  return v && std::string(v) == "1";
+}
+
+std::string bpf_unavailable_reason() {
+  if (geteuid() != 0) return "BPF integration tests need root (run scripts/test.sh as root)";
+  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) return "no kernel BTF at /sys/kernel/btf/vmlinux";
+  return {};
+}
+
+Process::Process(const std::vector<std::string>& argv, const std::string& log_path, const std::string& cwd,
+                 const std::map<std::string, std::string>& extra_env) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    std::string kv(*e);
+    if (!extra_env.count(kv.substr(0, kv.find('=')))) env_strings.push_back(kv);
+  }
+  for (const auto& [k, v] : extra_env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args = argv;
+  std::vector<char*> cargv;
+  for (auto& a : args) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
+  int rc = posix_spawn(&pid_, cargv[0], &fa, nullptr, cargv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    ADD_FAILURE() << "spawn " << argv[0] << ": " << std::strerror(rc);
+    pid_ = -1;
+  }
+}
+
+Process::Process(Process&& o) noexcept : pid_(std::exchange(o.pid_, -1)), status_(o.status_) {}
+
+Process& Process::operator=(Process&& o) noexcept {
+  if (this != &o) {
+    if (pid_ > 0 && !status_) stop(SIGKILL);
+    pid_ = std::exchange(o.pid_, -1);
+    status_ = o.status_;
+  }
+  return *this;
+}
+
+Process::~Process() {
+  if (pid_ > 0 && !status_) stop(SIGKILL);
+}
+
+bool Process::running() {
+  if (pid_ <= 0 || status_) return false;
+  int st = 0;
+  pid_t r = waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    status_ = st;
+    return false;
+  }
+  return true;
+}
+
+std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
+  wait_for([this] { return !running(); }, timeout, std::chrono::milliseconds(20));
+  return status_;
+}
+
+std::optional<int> Process::stop(int sig, std::chrono::milliseconds timeout) {
+  if (!running()) return status_;
+  kill(pid_, sig);
+  return wait(timeout);
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool port_listening(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout, std::chrono::milliseconds step) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(step);
+  }
+}
+
+std::optional<std::string> http_get(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return std::nullopt;
+  }
+  std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    close(fd);
+    return std::nullopt;
+  }
+  std::string resp;
+  char buf[65536];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) resp.append(buf, static_cast<std::size_t>(n));
+  close(fd);
+  auto header_end = resp.find("\r\n\r\n");
+  if (header_end == std::string::npos) return std::nullopt;
+  std::string status_line = resp.substr(0, resp.find("\r\n"));
+  if (status_line.find(" 200") == std::string::npos) return std::nullopt;
+  return resp.substr(header_end + 4);
+}
+
+CommandResult run_command(const std::vector<std::string>& argv) {
+  std::string out_path = make_temp_dir("sp-cmd") + "/out";
+  CommandResult r;
+  {
+    Process p(argv, out_path);
+    auto st = p.wait(std::chrono::seconds(120));
+    r.status = st && WIFEXITED(*st) ? WEXITSTATUS(*st) : -1;
+  }
+  r.out = read_text(out_path);
+  return r;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string make_temp_dir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + ".XXXXXX";
+  if (!mkdtemp(tmpl.data())) ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
+  return tmpl;
+}
+
+std::optional<PgEnv> test_postgres() {
+  const char* port = std::getenv("SP_PG_PORT");
+  if (!port) return std::nullopt;
+  PgEnv pg;
+  pg.port = std::atoi(port);
+  pg.host = std::getenv("SP_PG_HOST") ? std::getenv("SP_PG_HOST") : "127.0.0.1";
+  pg.socket_dir = std::getenv("SP_PG_SOCKET_DIR") ? std::getenv("SP_PG_SOCKET_DIR") : "";
+  pg.user = std::getenv("SP_PG_USER") ? std::getenv("SP_PG_USER") : "synapse";
+  pg.db = std::getenv("SP_PG_DB") ? std::getenv("SP_PG_DB") : "synapse";
+  return pg;
+}
+
+Workload::Workload(WorkloadSpec spec, const std::string& dir) : spec_(std::move(spec)) {
+  if (spec_.metrics_port == 0) spec_.metrics_port = free_port();
+  config_ = dir + "/" + spec_.name + ".yaml";
+  truth_ = dir + "/" + spec_.name + ".truth.jsonl";
+  log_ = dir + "/" + spec_.name + ".log";
+  std::ofstream cfg(config_);
+  if (spec_.name != "master") cfg << "worker_name: " << spec_.name << "\n";
+  cfg << "worker_app: " << spec_.app << "\n"
+      << "enable_metrics: true\n"
+      << "listeners:\n  - type: metrics\n    port: " << spec_.metrics_port << "\n    bind_addresses: ['127.0.0.1']\n";
+  std::vector<std::string> argv = {"/usr/bin/python3.11", "-m", spec_.app, "-c", config_, "--duration",
+                                   std::to_string(spec_.duration_s), "--truth", truth_};
+  if (spec_.use_db) {
+    auto pg = test_postgres();
+    if (!pg) {
+      ADD_FAILURE() << "workload " << spec_.name << " needs the test PostgreSQL (run through scripts/test.sh)";
+    } else {
+      cfg << "database:\n  name: psycopg2\n  args:\n    host: '" << (spec_.unix_socket ? pg->socket_dir : pg->host)
+          << "'\n    port: " << pg->port << "\n    user: " << pg->user << "\n    dbname: " << pg->db << "\n";
+    }
+  } else {
+    argv.push_back("--no-db");
+  }
+  cfg << spec_.extra_yaml;
+  cfg.close();
+  argv.insert(argv.end(), spec_.extra_args.begin(), spec_.extra_args.end());
+  proc_ = Process(argv, log_, SP_WORKLOAD_DIR);
+}
+
+bool Workload::wait_ready(std::chrono::milliseconds timeout) {
+  return wait_for([this] { return port_listening(spec_.metrics_port) || !proc_.running(); }, timeout) &&
+         proc_.running();
+}
+
+}  // namespace sp::test

@@ -1,0 +1,110 @@
+// Shared by the integration tests: starting and stopping real processes (the Synapse-like workload, the agent),
+// free ports, HTTP GETs on 127.0.0.1, the test PostgreSQL from scripts/test.sh, and the BPF skip policy.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sp::test {
+
+// Skips the test with `reason`, or fails it when SYNAPSE_PROFILER_REQUIRE_BPF=1 (CI): a BPF test must never pass by
+// not running.
+#define SP_SKIP_UNLESS_BPF_REQUIRED(reason)                                                     \
+  do {                                                                                          \
+    if (::sp::test::bpf_required()) FAIL() << "SYNAPSE_PROFILER_REQUIRE_BPF=1 but: " << (reason); \
+    GTEST_SKIP() << (reason);                                                                   \
+  } while (0)
+
+bool bpf_required();
+// Empty when BPF tests can run here (root); otherwise why not.
+std::string bpf_unavailable_reason();
+
+// A child process; killed (SIGKILL) and reaped on destruction if still running.
+class Process {
+ public:
+  Process() = default;
+  // argv[0] is the program path. stdout and stderr go to `log_path` (appended).
+  Process(const std::vector<std::string>& argv, const std::string& log_path, const std::string& cwd = {},
+          const std::map<std::string, std::string>& extra_env = {});
+  Process(Process&& o) noexcept;
+  Process& operator=(Process&& o) noexcept;
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process();
+
+  pid_t pid() const { return pid_; }
+  bool running();
+  // Sends `sig` and waits up to `timeout` for exit; returns the wait status, or nullopt on timeout.
+  std::optional<int> stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+int free_port();
+bool port_listening(int port);
+bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+              std::chrono::milliseconds step = std::chrono::milliseconds(100));
+
+// GET http://127.0.0.1:PORT/PATH; nullopt when the connection fails or the status is not 200.
+std::optional<std::string> http_get(int port, const std::string& path);
+
+// Runs a command, returns its exit status and stdout.
+struct CommandResult {
+  int status = -1;
+  std::string out;
+};
+CommandResult run_command(const std::vector<std::string>& argv);
+
+std::string read_text(const std::string& path);
+std::string make_temp_dir(const std::string& prefix);
+
+// The PostgreSQL cluster started by scripts/test.sh, when there is one.
+struct PgEnv {
+  std::string host, socket_dir, user, db;
+  int port = 0;
+};
+std::optional<PgEnv> test_postgres();
+
+// A Synapse-like workload process (tests/workload) with a generated config.
+struct WorkloadSpec {
+  std::string name;                      // worker_name; "master" makes a main process without worker_name
+  std::string app = "synapse.app.generic_worker";
+  int metrics_port = 0;                  // 0: pick a free one
+  double duration_s = 60;
+  bool use_db = false;                   // needs test_postgres()
+  bool unix_socket = false;
+  std::vector<std::string> extra_args;   // workload command-line options
+  std::string extra_yaml;                // appended to the config
+};
+
+class Workload {
+ public:
+  Workload(WorkloadSpec spec, const std::string& dir);
+  pid_t pid() const { return proc_.pid(); }
+  int metrics_port() const { return spec_.metrics_port; }
+  const WorkloadSpec& spec() const { return spec_; }
+  const std::string& config_path() const { return config_; }
+  const std::string& truth_path() const { return truth_; }
+  const std::string& log_path() const { return log_; }
+  Process& process() { return proc_; }
+  // Waits until the metrics port listens (the process is up and has read its config).
+  bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+ private:
+  WorkloadSpec spec_;
+  std::string config_, truth_, log_;
+  Process proc_;
+};
+
+}  // namespace sp::test

@@ -1,0 +1,51 @@
+// Small pure helpers: durations, capabilities, JSON quoting.
+#include <gtest/gtest.h>
+
+#include "core/capabilities.h"
+#include "core/duration.h"
+#include "core/json.h"
+
+using namespace std::chrono_literals;
+
+TEST(Duration, ParsesUnitsAndCombinations) {
+  EXPECT_EQ(sp::parse_duration("5s"), 5s);
+  EXPECT_EQ(sp::parse_duration("250ms"), 250ms);
+  EXPECT_EQ(sp::parse_duration("1m30s"), 90s);
+  EXPECT_EQ(sp::parse_duration("2h"), 2h);
+  EXPECT_EQ(sp::parse_duration("10"), 10s);
+  EXPECT_EQ(sp::parse_duration("1.5s"), 1500ms);
+  EXPECT_EQ(sp::parse_duration("7us"), 7us);
+}
+
+TEST(Duration, RejectsGarbage) {
+  for (const char* bad : {"", "s", "5x", "-1s", "1s5", "5 s", "1e400s", "..s"}) {
+    EXPECT_FALSE(sp::parse_duration(bad)) << bad;
+  }
+}
+
+TEST(Duration, FormatsInTheLargestExactUnit) {
+  EXPECT_EQ(sp::format_duration(5s), "5s");
+  EXPECT_EQ(sp::format_duration(1500ms), "1500ms");
+  EXPECT_EQ(sp::format_duration(3ns), "3ns");
+}
+
+TEST(Capabilities, ParsesCapEffFromStatus) {
+  const char* status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\nCapBnd:\t0\n";
+  auto caps = sp::parse_cap_eff(status);
+  ASSERT_TRUE(caps);
+  EXPECT_TRUE(sp::has_cap(*caps, sp::Cap::SysAdmin));
+  EXPECT_TRUE(sp::has_cap(*caps, sp::Cap::Bpf));
+  auto bpf_only = sp::parse_cap_eff("CapEff:\t000000c000000000\n");  // CAP_PERFMON (38) + CAP_BPF (39)
+  ASSERT_TRUE(bpf_only);
+  EXPECT_TRUE(sp::has_cap(*bpf_only, sp::Cap::Perfmon));
+  EXPECT_FALSE(sp::has_cap(*bpf_only, sp::Cap::SysAdmin));
+  EXPECT_FALSE(sp::parse_cap_eff("CapEff:\tzz\n"));
+  EXPECT_FALSE(sp::parse_cap_eff("nothing here"));
+  EXPECT_EQ(sp::cap_name(sp::Cap::SysPtrace), "CAP_SYS_PTRACE");
+}
+
+TEST(Json, QuotesAndEscapesEverythingUnsafe) {
+  EXPECT_EQ(sp::json_quote("plain"), "\"plain\"");
+  EXPECT_EQ(sp::json_quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+  EXPECT_EQ(sp::json_quote(std::string("\x01\xff", 2)), "\"\\u0001\\u00ff\"");
+}

@@ -1,0 +1,3 @@
+#include "core/discovery.h"
+#include <gtest/gtest.h>
+TEST(Discovery, Placeholder) {}

@@ -1,0 +1,58 @@
+#include <gtest/gtest.h>
+
+#include "exporter/families.h"
+#include "exporter/self_metrics.h"
+#include "exporter/server.h"
+
+TEST(SelfMetrics, ExpositionTextForTwoWorkers) {
+  sp::exporter::SelfSnapshot snap;
+  snap.version = "1.2.3";
+  sp::WorkerInfo main;
+  main.host_pid = 100;
+  main.worker_name = "master";
+  main.worker_app = "synapse.app.homeserver";
+  main.metrics_url = "http://127.0.0.1:9000/_synapse/metrics";
+  sp::WorkerInfo w;
+  w.host_pid = 200;
+  w.worker_name = "synchrotron1";
+  w.worker_app = "synapse.app.generic_worker";
+  snap.workers = {main, w};
+
+  std::string text = sp::exporter::to_text(sp::exporter::self_families(snap));
+  const char* expected =
+      "# HELP synapse_profiler_build_info Build of the running synapse-profiler; value is always 1.\n"
+      "# TYPE synapse_profiler_build_info gauge\n"
+      "synapse_profiler_build_info{version=\"1.2.3\"} 1\n"
+      "# HELP synapse_profiler_worker_info A discovered Synapse process (main or worker); value is always 1.\n"
+      "# TYPE synapse_profiler_worker_info gauge\n"
+      "synapse_profiler_worker_info{worker=\"master\",worker_app=\"synapse.app.homeserver\",pid=\"100\","
+      "metrics_url=\"http://127.0.0.1:9000/_synapse/metrics\"} 1\n"
+      "synapse_profiler_worker_info{worker=\"synchrotron1\",worker_app=\"synapse.app.generic_worker\",pid=\"200\","
+      "metrics_url=\"\"} 1\n"
+      "# HELP synapse_profiler_workers Number of Synapse processes currently discovered.\n"
+      "# TYPE synapse_profiler_workers gauge\n"
+      "synapse_profiler_workers 2\n";
+  EXPECT_EQ(text, expected);
+}
+
+TEST(ListenSpec, AcceptsHostPortForms) {
+  EXPECT_EQ(sp::exporter::listen_spec("0.0.0.0:9477"), "0.0.0.0:9477");
+  EXPECT_EQ(sp::exporter::listen_spec("[::]:9477"), "[::]:9477");
+  EXPECT_EQ(sp::exporter::listen_spec(":9477"), "9477");
+  EXPECT_EQ(sp::exporter::listen_spec("9477"), "9477");
+  for (const char* bad : {"host:", "host:port", "1.2.3.4:99999", "[::1]", "[::1]9477", ""}) {
+    EXPECT_THROW(sp::exporter::listen_spec(bad), sp::exporter::ListenError) << bad;
+  }
+}
+
+TEST(MetricsServer, PortInUseIsAClearError) {
+  sp::exporter::MetricsServer first("127.0.0.1:0");
+  int port = first.port();
+  ASSERT_GT(port, 0);
+  try {
+    sp::exporter::MetricsServer second("127.0.0.1:" + std::to_string(port));
+    FAIL() << "second bind on the same port succeeded";
+  } catch (const sp::exporter::ListenError& e) {
+    EXPECT_NE(std::string(e.what()).find("already in use"), std::string::npos) << e.what();
+  }
+}

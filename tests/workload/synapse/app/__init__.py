@@ -1,0 +1,1 @@
+"""Entry points named like Synapse's: synapse.app.homeserver, synapse.app.generic_worker, ..."""

@@ -1,0 +1,120 @@
+// `run`: the long-running agent. Discovery rescans on its own thread; the exporter builds families from the latest
+// snapshot on every scrape; the main thread only waits for SIGINT/SIGTERM and then tears everything down in order
+// (RAII releases every BPF link, so nothing of ours stays attached).
+#include <fmt/core.h>
+#include <signal.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "bpf/libbpf_setup.h"
+#include "cli/commands.h"
+#include "core/log.h"
+#include "exporter/self_metrics.h"
+#include "exporter/server.h"
+
+namespace sp::cli {
+namespace {
+
+class Agent {
+ public:
+  explicit Agent(const CliOptions& o) : options_(o), discovery_(discovery_options(o)) {}
+
+  int run() {
+    // Block the stop signals before any thread starts, so that every thread inherits the mask and only sigwait()
+    // below receives them.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    bpf::init_libbpf(options_.verbose);
+
+    std::unique_ptr<exporter::MetricsServer> server;
+    try {
+      server = std::make_unique<exporter::MetricsServer>(options_.listen);
+    } catch (const exporter::ListenError& e) {
+      log::error("{}", e.what());
+      return 1;
+    }
+    server->add(std::make_shared<exporter::FunctionCollectable>([this] { return collect(); }));
+    log::info("synapse-profiler {} serving http://{}/metrics (port {}) and /healthz", SP_VERSION, options_.listen,
+              server->port());
+
+    rescan();  // the first scan happens before we report being up
+    std::thread scanner([this] { scan_loop(); });
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    log::info("received {}, detaching", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    scanner.join();
+    server.reset();
+    log::info("stopped");
+    return 0;
+  }
+
+ private:
+  void scan_loop() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      wake_.wait_for(lock, options_.rescan_interval, [this] { return stopping_; });
+      if (stopping_) break;
+      lock.unlock();
+      rescan();
+      lock.lock();
+    }
+  }
+
+  void rescan() {
+    ScanResult result = scan(discovery_);
+    auto diff = state_.update(result);
+    for (const auto& w : diff.new_warnings) log::warn("{}", w);  // each problem once, not on every rescan
+    for (const auto& w : diff.added) {
+      log::info("found Synapse process pid {} worker {} ({}){}", w.host_pid, w.worker_name, w.worker_app,
+                w.metrics_url ? " metrics " + *w.metrics_url : std::string(" without a metrics URL"));
+    }
+    for (const auto& w : diff.removed) log::info("Synapse process pid {} worker {} is gone", w.host_pid, w.worker_name);
+    std::lock_guard lock(mutex_);
+    latest_ = std::move(result);
+  }
+
+  std::vector<prometheus::MetricFamily> collect() {
+    exporter::SelfSnapshot snap;
+    snap.version = SP_VERSION;
+    {
+      std::lock_guard lock(mutex_);
+      snap.workers = latest_.workers;
+    }
+    return exporter::self_families(snap);
+  }
+
+  const CliOptions& options_;
+  const DiscoveryOptions discovery_;
+  DiscoveryState state_;  // touched by the scanning thread only (and by run() before it starts)
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  ScanResult latest_;
+};
+
+}  // namespace
+
+DiscoveryOptions discovery_options(const CliOptions& o) {
+  DiscoveryOptions d;
+  d.proc_root = o.proc_root;
+  d.pids = o.pids;
+  d.worker_name = o.worker_name;
+  d.metrics_urls = o.metrics_urls;
+  return d;
+}
+
+int run_agent(const CliOptions& options) { return Agent(options).run(); }
+
+}  // namespace sp::cli

@@ -1,0 +1,123 @@
+// `doctor`: one line per check, "ok"/"FAIL"/"warn", each failure with what to do about it. Exit status 0 only when
+// every check the agent needs passes; "warn" lines (optional features) do not change the status.
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "bpf/features.h"
+#include "bpf/libbpf_setup.h"
+#include "cli/commands.h"
+#include "core/capabilities.h"
+#include "core/elf_file.h"
+#include "core/log.h"
+#include "core/safe_file.h"
+
+namespace sp::cli {
+namespace {
+
+enum class Verdict { Ok, Warn, Fail };
+
+class Report {
+ public:
+  void line(Verdict v, const std::string& what, const std::string& detail = {}) {
+    const char* tag = v == Verdict::Ok ? "ok  " : v == Verdict::Warn ? "warn" : "FAIL";
+    fmt::print("[{}] {}{}{}\n", tag, what, detail.empty() ? "" : ": ", detail);
+    if (v == Verdict::Fail) failed_ = true;
+  }
+  bool failed() const { return failed_; }
+
+ private:
+  bool failed_ = false;
+};
+
+void check_privileges(Report& r) {
+  auto caps = own_effective_caps();
+  if (!caps) {
+    r.line(Verdict::Fail, "capabilities", "cannot read /proc/self/status");
+    return;
+  }
+  struct Need {
+    Cap cap;
+    const char* why;
+  };
+  const Need needs[] = {
+      {Cap::Bpf, "load BPF programs and maps"},
+      {Cap::Perfmon, "attach tracepoints and read kernel memory from BPF"},
+      {Cap::SysAdmin, "attach uprobes and USDT probes (GC and libpq probes) on this kernel"},
+      {Cap::SysPtrace, "read /proc/PID/root and maps of processes in other containers or of other users"},
+  };
+  for (const auto& n : needs) {
+    bool has = has_cap(*caps, n.cap);
+    r.line(has ? Verdict::Ok : Verdict::Fail, fmt::format("{} ({})", cap_name(n.cap), n.why),
+           has ? "" : "missing: run as root, or grant it (systemd AmbientCapabilities=, Kubernetes securityContext)");
+  }
+}
+
+void check_kernel(Report& r) {
+  bool btf = access("/sys/kernel/btf/vmlinux", R_OK) == 0;
+  r.line(btf ? Verdict::Ok : Verdict::Fail, "kernel BTF /sys/kernel/btf/vmlinux",
+         btf ? "" : "missing: a kernel built with CONFIG_DEBUG_INFO_BTF=y is required (CO-RE)");
+
+  struct statfs fs {};
+  bool tracefs = statfs("/sys/kernel/tracing", &fs) == 0 && fs.f_type == 0x74726163;  // TRACEFS_MAGIC
+  r.line(tracefs ? Verdict::Ok : Verdict::Warn, "tracefs at /sys/kernel/tracing",
+         tracefs ? "" : "not mounted; not needed (probes use tp_btf/raw_tp and the uprobe PMU), but useful for "
+                        "debugging: mount -t tracefs nodev /sys/kernel/tracing");
+
+  for (const auto& h : bpf::check_all_hooks()) {
+    r.line(h.ok ? Verdict::Ok : Verdict::Fail, "BPF hook " + h.hook, h.detail);
+  }
+}
+
+void check_process(Report& r, const std::string& proc_root, const WorkerInfo& w) {
+  std::string who = fmt::format("worker {} (pid {})", w.worker_name, w.host_pid);
+  r.line(w.metrics_url && w.metrics_port_confirmed ? Verdict::Ok : Verdict::Warn, who + ": Synapse metrics endpoint",
+         !w.metrics_url ? "none: set enable_metrics: true and add a listener of type metrics, or pass --metrics-url"
+         : !w.metrics_port_confirmed ? *w.metrics_url + " is not seen listening in this process"
+                                     : *w.metrics_url);
+
+  if (w.python_path.empty()) {
+    r.line(Verdict::Fail, who + ": Python binary", "not found in /proc/PID/maps");
+  } else {
+    int err = 0;
+    Fd root = open_file(fmt::format("{}/{}/root", proc_root, w.host_pid), O_PATH | O_DIRECTORY, err);
+    Fd bin = root.valid() ? open_in_root(root.get(), w.python_path, err) : Fd();
+    std::string error;
+    auto elf = bin.valid() ? ElfFile::from_fd(bin.get(), error) : std::nullopt;
+    if (!bin.valid()) {
+      r.line(Verdict::Fail, who + ": Python binary " + w.python_path, "cannot open: " + errno_text(err));
+    } else if (!elf) {
+      r.line(Verdict::Fail, who + ": Python binary " + w.python_path, error);
+    } else if (elf->has_usdt("python", "gc__start") && elf->has_usdt("python", "gc__done")) {
+      r.line(Verdict::Ok, who + ": USDT GC probes in " + w.python_path);
+    } else {
+      r.line(Verdict::Warn, who + ": no USDT GC probes in " + w.python_path,
+             "GC pauses will be taken from gc.collect() through the interpreter's symbols or method table");
+    }
+  }
+  r.line(w.libpq_path.empty() ? Verdict::Warn : Verdict::Ok, who + ": libpq mapped",
+         w.libpq_path.empty() ? "not yet (it is loaded on the first database connection)" : w.libpq_path);
+}
+
+}  // namespace
+
+int run_doctor(const CliOptions& options) {
+  bpf::init_libbpf(options.verbose);
+  Report r;
+  check_privileges(r);
+  check_kernel(r);
+  ScanResult scan_result = scan(discovery_options(options));
+  for (const auto& w : scan_result.warnings) r.line(Verdict::Warn, "discovery", w);
+  r.line(scan_result.workers.empty() ? Verdict::Warn : Verdict::Ok,
+         fmt::format("Synapse processes found: {}", scan_result.workers.size()),
+         scan_result.workers.empty() ? "start Synapse or pin processes with --pid" : "");
+  for (const auto& w : scan_result.workers) check_process(r, options.proc_root, w);
+  fmt::print("{}\n", r.failed() ? "Some needed checks failed." : "All needed checks passed.");
+  return r.failed() ? 1 : 0;
+}
+
+}  // namespace sp::cli

@@ -1,0 +1,167 @@
+#include "cli/options.h"
+
+#include <boost/program_options.hpp>
+#include <fmt/core.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "core/duration.h"
+
+namespace po = boost::program_options;
+
+namespace sp::cli {
+namespace {
+
+constexpr const char* kOverview = R"(synapse-profiler: eBPF profiler and Prometheus exporter for Synapse (Matrix homeserver)
+
+Usage: synapse-profiler [COMMAND] [OPTIONS]
+
+Commands:
+  run       (default) find Synapse processes, attach probes, serve Prometheus metrics until SIGINT/SIGTERM
+  workers   list the Synapse processes found on this host and what would be probed
+  doctor    check privileges, kernel features and every discovered process; exit 0 only if all needed checks pass
+
+'synapse-profiler COMMAND --help' explains every option of a command.
+)";
+
+struct Raw {
+  std::vector<int> pids;
+  std::string worker_name;
+  std::vector<std::string> metrics_urls;
+  std::string proc_root;
+  std::string rescan;
+  std::string listen;
+  std::string config;
+};
+
+po::options_description target_options(Raw& raw) {
+  po::options_description d("Targets (default: every Synapse process on the host)");
+  d.add_options()
+      ("pid", po::value(&raw.pids)->composing(),
+       "profile only this PID (repeatable); no command-line check is made, so any process can be pinned")
+      ("worker-name", po::value(&raw.worker_name),
+       "name to report for the single target (sidecar use); overrides the name read from its config")
+      ("metrics-url", po::value(&raw.metrics_urls)->composing(),
+       "NAME=URL: scrape worker NAME's Synapse metrics at URL instead of the URL derived from its config "
+       "(repeatable)")
+      ("rescan-interval", po::value(&raw.rescan)->default_value("5s"),
+       "how often to look for new and exited processes (e.g. 2s, 500ms)")
+      ("proc-root", po::value(&raw.proc_root)->default_value("/proc"),
+       "where /proc is mounted (a host /proc bind-mounted into a container, or a test tree)");
+  return d;
+}
+
+po::options_description common_options(Raw& raw, CliOptions& o) {
+  po::options_description d("General");
+  d.add_options()
+      ("help,h", "show this help")
+      ("verbose,v", po::bool_switch(&o.verbose), "debug logging, including libbpf's own messages")
+      ("quiet,q", po::bool_switch(&o.quiet), "only warnings and errors")
+      ("config", po::value(&raw.config),
+       "read options from FILE as well (lines 'option = value', e.g. 'listen = 127.0.0.1:9477' or 'pid = 42'); "
+       "the command line wins over the file");
+  return d;
+}
+
+std::optional<Command> command_from(const std::string& word) {
+  if (word == "run") return Command::Run;
+  if (word == "workers") return Command::Workers;
+  if (word == "doctor") return Command::Doctor;
+  return std::nullopt;
+}
+
+const char* command_name(Command c) {
+  switch (c) {
+    case Command::Run: return "run";
+    case Command::Workers: return "workers";
+    case Command::Doctor: return "doctor";
+  }
+  return "run";
+}
+
+ParseOutcome usage_error(const std::string& msg) {
+  return {std::nullopt, 2, "synapse-profiler: " + msg + "\nTry 'synapse-profiler --help'."};
+}
+
+}  // namespace
+
+ParseOutcome parse_cli(int argc, const char* const* argv) {
+  CliOptions o;
+  Raw raw;
+  int first = 1;
+  if (argc > 1 && argv[1][0] != '-') {
+    auto cmd = command_from(argv[1]);
+    if (!cmd) return usage_error(fmt::format("unknown command '{}'", argv[1]));
+    o.command = *cmd;
+    first = 2;
+  }
+
+  po::options_description visible = common_options(raw, o);
+  visible.add(target_options(raw));
+  po::options_description specific(fmt::format("Options of '{}'", command_name(o.command)));
+  switch (o.command) {
+    case Command::Run:
+      specific.add_options()("listen", po::value(&raw.listen)->default_value(kDefaultListen),
+                             "address and port of the Prometheus endpoint (/metrics, /healthz); [::]:PORT for IPv6");
+      break;
+    case Command::Workers:
+      specific.add_options()("json", po::bool_switch(&o.json),
+                             "print a JSON array of objects (pid, worker, worker_app, config_files, metrics_url, ...)");
+      break;
+    case Command::Doctor:
+      break;
+  }
+  visible.add(specific);
+
+  po::variables_map vm;
+  try {
+    std::vector<std::string> args(argv + first, argv + argc);
+    po::store(po::command_line_parser(args).options(visible).run(), vm);
+    if (vm.count("config")) {
+      std::string path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) return usage_error(fmt::format("cannot read config file {}", path));
+      po::options_description file_opts;
+      file_opts.add(target_options(raw)).add(specific);
+      po::store(po::parse_config_file(in, file_opts), vm);
+    }
+    if (vm.count("help")) {
+      std::ostringstream text;
+      text << (first == 1 ? kOverview : "") << "\n" << visible;
+      return {std::nullopt, 0, text.str()};
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(e.what());
+  }
+
+  o.pids = raw.pids;
+  for (int pid : o.pids) {
+    if (pid <= 0) return usage_error(fmt::format("--pid {}: not a process ID", pid));
+  }
+  if (!raw.worker_name.empty()) o.worker_name = raw.worker_name;
+  for (const auto& spec : raw.metrics_urls) {
+    auto eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+      return usage_error(fmt::format("--metrics-url '{}': expected NAME=URL", spec));
+    }
+    std::string url = spec.substr(eq + 1);
+    if (!url.starts_with("http://") && !url.starts_with("https://")) {
+      return usage_error(fmt::format("--metrics-url '{}': the URL must start with http:// or https://", spec));
+    }
+    o.metrics_urls[spec.substr(0, eq)] = url;
+  }
+  o.proc_root = raw.proc_root;
+  auto rescan = parse_duration(raw.rescan);
+  if (!rescan || rescan->count() < 100'000'000) {
+    return usage_error(fmt::format("--rescan-interval '{}': expected a duration of at least 100ms (e.g. 5s)", raw.rescan));
+  }
+  o.rescan_interval = *rescan;
+  if (!raw.listen.empty()) o.listen = raw.listen;
+  o.config_file = raw.config;
+  if (o.verbose && o.quiet) return usage_error("--verbose and --quiet exclude each other");
+  return {o, 0, {}};
+}
+
+}  // namespace sp::cli

@@ -1,0 +1,43 @@
+// Command-line and config-file options of every subcommand (Boost.Program_options). Parsing is a pure function of
+// argv (and the config file it names) so that it is unit-tested; nothing here touches the kernel.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sp::cli {
+
+enum class Command { Run, Workers, Doctor };
+
+struct CliOptions {
+  Command command = Command::Run;
+  // Targets.
+  std::vector<int> pids;
+  std::optional<std::string> worker_name;
+  std::map<std::string, std::string> metrics_urls;
+  std::string proc_root = "/proc";
+  std::chrono::nanoseconds rescan_interval = std::chrono::seconds(5);
+  // run
+  std::string listen = "0.0.0.0:9477";
+  // workers
+  bool json = false;
+  // logging
+  bool verbose = false;
+  bool quiet = false;
+  std::string config_file;
+};
+
+struct ParseOutcome {
+  std::optional<CliOptions> options;  // set when the command should run
+  int exit_code = 0;                  // when !options: 0 for --help/--version, 2 for usage errors
+  std::string message;                // help text, version, or a one-line error
+};
+
+ParseOutcome parse_cli(int argc, const char* const* argv);
+
+inline constexpr const char* kDefaultListen = "0.0.0.0:9477";
+
+}  // namespace sp::cli

@@ -1,0 +1,73 @@
+// `workers`: one scan, printed for a person (default) or as JSON (--json).
+#include <fmt/core.h>
+
+#include <string>
+
+#include "cli/commands.h"
+#include "core/json.h"
+#include "core/log.h"
+
+namespace sp::cli {
+namespace {
+
+std::string json_string_array(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    out += json_quote(items[i]);
+  }
+  return out + "]";
+}
+
+std::string worker_json(const WorkerInfo& w) {
+  std::string ns;
+  for (std::size_t i = 0; i < w.ns_pids.size(); ++i) ns += (i ? ", " : "") + std::to_string(w.ns_pids[i]);
+  return fmt::format(
+      "  {{\"pid\": {}, \"worker\": {}, \"worker_app\": {}, \"name_source\": {}, \"main\": {}, \"config_files\": {}, "
+      "\"metrics_url\": {}, \"metrics_port_confirmed\": {}, \"python\": {}, \"libpq\": {}, \"ns_pids\": [{}], "
+      "\"warnings\": {}}}",
+      w.host_pid, json_quote(w.worker_name), json_quote(w.worker_app), json_quote(w.name_source),
+      w.is_main ? "true" : "false", json_string_array(w.config_files),
+      w.metrics_url ? json_quote(*w.metrics_url) : "null", w.metrics_port_confirmed ? "true" : "false",
+      json_quote(w.python_path), json_quote(w.libpq_path), ns, json_string_array(w.warnings));
+}
+
+void print_text(const ScanResult& r) {
+  if (r.workers.empty()) {
+    fmt::print("No Synapse processes found. Synapse runs as 'python -m synapse.app.homeserver|generic_worker -c ...'\n"
+               "or as synapse_homeserver / synapse_worker; pin a process with --pid if it runs differently.\n");
+  }
+  for (const auto& w : r.workers) {
+    fmt::print("{} (pid {}, {}{})\n", w.worker_name, w.host_pid, w.worker_app, w.is_main ? ", main process" : "");
+    fmt::print("  name from:   {}\n", w.name_source);
+    fmt::print("  configs:     {}\n", w.config_files.empty() ? "(none)" : fmt::format("{}", w.config_files.front()));
+    for (std::size_t i = 1; i < w.config_files.size(); ++i) fmt::print("               {}\n", w.config_files[i]);
+    fmt::print("  metrics:     {}{}\n", w.metrics_url.value_or("(none: enable_metrics and a metrics listener needed)"),
+               w.metrics_url && !w.metrics_port_confirmed ? " (port not seen listening by this process)" : "");
+    fmt::print("  python:      {}\n", w.python_path.empty() ? "(unknown)" : w.python_path);
+    fmt::print("  libpq:       {}\n", w.libpq_path.empty() ? "(not mapped yet)" : w.libpq_path);
+    for (const auto& warning : w.warnings) fmt::print("  warning:     {}\n", warning);
+  }
+  if (!r.postgres.empty()) {
+    std::size_t postmasters = 0;
+    for (const auto& p : r.postgres) postmasters += p.postmaster;
+    fmt::print("PostgreSQL: {} cluster(s), {} process(es)\n", postmasters, r.postgres.size());
+  }
+}
+
+}  // namespace
+
+int run_workers(const CliOptions& options) {
+  ScanResult r = scan(discovery_options(options));
+  for (const auto& w : r.warnings) log::warn("{}", w);
+  if (options.json) {
+    fmt::print("[");
+    for (std::size_t i = 0; i < r.workers.size(); ++i) fmt::print("{}\n{}", i ? "," : "", worker_json(r.workers[i]));
+    fmt::print("{}]\n", r.workers.empty() ? "" : "\n");
+  } else {
+    print_text(r);
+  }
+  return 0;
+}
+
+}  // namespace sp::cli

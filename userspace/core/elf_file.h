@@ -1,0 +1,94 @@
+// A small, bounds-checked reader for 64-bit little-endian ELF files (executables and shared objects): sections,
+// program headers, symbols and SystemTap SDT (USDT) notes. Used to learn, before attaching anything, whether a
+// process's Python has USDT GC probes, where libpq's entry points are, and (for stripped Pythons) where gc.collect()
+// lives. Every offset read from the file is checked: a truncated or hostile file gives an error, never a crash.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sp {
+
+struct ElfSection {
+  std::string name;
+  std::uint32_t type = 0;
+  std::uint64_t flags = 0;
+  std::uint64_t addr = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+  std::uint32_t link = 0;
+  std::uint32_t info = 0;
+  std::uint64_t entsize = 0;
+};
+
+struct ElfSegment {
+  std::uint32_t type = 0;
+  std::uint32_t flags = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t vaddr = 0;
+  std::uint64_t filesz = 0;
+  std::uint64_t memsz = 0;
+};
+
+struct ElfSymbol {
+  std::string name;
+  std::uint64_t value = 0;
+  std::uint64_t size = 0;
+  std::uint8_t type = 0;   // STT_*
+  std::uint8_t bind = 0;   // STB_*
+  std::uint16_t shndx = 0;
+  bool dynamic = false;    // from .dynsym rather than .symtab
+};
+
+struct UsdtNote {
+  std::string provider;
+  std::string name;
+  std::string args;              // e.g. "-4@112(%rsp)"
+  std::uint64_t pc = 0;          // link-time address of the probe
+  std::uint64_t base = 0;        // link-time address of .stapsdt.base
+  std::uint64_t semaphore = 0;   // link-time address of the semaphore, 0 if none
+};
+
+class ElfFile {
+ public:
+  // Parses an in-memory image (the caller keeps nothing alive: the bytes are copied). Errors describe the problem.
+  static std::optional<ElfFile> parse(std::span<const std::uint8_t> bytes, std::string& error);
+  // Reads and parses an open file descriptor (at most max_bytes).
+  static std::optional<ElfFile> from_fd(int fd, std::string& error, std::size_t max_bytes = 512u << 20);
+
+  std::uint16_t type() const { return type_; }  // ET_EXEC, ET_DYN
+  std::uint16_t machine() const { return machine_; }
+  const std::vector<ElfSection>& sections() const { return sections_; }
+  const std::vector<ElfSegment>& segments() const { return segments_; }
+  const ElfSection* find_section(std::string_view name) const;
+
+  // Bytes of a section (empty for SHT_NOBITS or out-of-range sections).
+  std::span<const std::uint8_t> section_bytes(const ElfSection& s) const;
+
+  // Symbols of .symtab and .dynsym (both, in that order).
+  std::vector<ElfSymbol> symbols() const;
+  std::optional<ElfSymbol> find_symbol(std::string_view name) const;
+
+  std::vector<UsdtNote> usdt_notes() const;
+  bool has_usdt(std::string_view provider, std::string_view name) const;
+
+  // Link-time virtual address -> file offset, through the PT_LOAD segments.
+  std::optional<std::uint64_t> vaddr_to_offset(std::uint64_t vaddr) const;
+  // Reads `n` bytes at a link-time virtual address (file-backed part only).
+  std::optional<std::span<const std::uint8_t>> read_vaddr(std::uint64_t vaddr, std::size_t n) const;
+
+ private:
+  std::vector<std::uint8_t> data_;
+  std::uint16_t type_ = 0;
+  std::uint16_t machine_ = 0;
+  std::vector<ElfSection> sections_;
+  std::vector<ElfSegment> segments_;
+
+  void read_symbols(const ElfSection& table, bool dynamic, std::vector<ElfSymbol>& out) const;
+};
+
+}  // namespace sp
