@@ -133,6 +133,16 @@ class Workload:
         return 1 if failures or "error" in fields else 0
 
 
+def wait_for_gate(path: str, timeout: float) -> bool:
+    """Polls for `path`; the workload's duration bounds the wait so that the process always stops by itself."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def main(app: str) -> int:
     try:
         config = load(app, sys.argv[1:])
@@ -153,5 +163,8 @@ def main(app: str) -> int:
         return workload.shutdown(stop_reason="error", error=str(e))
     print(f"{app}: worker {config.worker_name} (pid {os.getpid()}) running for {config.duration:g} s; "
           f"metrics on port(s) {', '.join(map(str, ports)) or 'none'}", file=sys.stderr, flush=True)
+    if config.start_gate is not None and not wait_for_gate(config.start_gate, config.duration):
+        return workload.shutdown(stop_reason="error", error=f"start gate {config.start_gate} never appeared")
+    recorder.event("gate", open_ns=time.monotonic_ns())
     reason = workload.run()
     return workload.shutdown(stop_reason=reason)

@@ -54,6 +54,7 @@ class Config:
     gc_hold_query: Optional[float]  # pg_sleep() seconds of the held query, None when the mode is off
     hold_heap: int
     query_sleep: float
+    start_gate: Optional[str]  # wait for this file to exist before any activity (GC, queries, I/O)
 
 
 def _number(kind: Callable[[Any], Any], minimum: float, strictly: bool = False) -> Callable[[Any], Any]:
@@ -131,6 +132,8 @@ _OPTIONS: Dict[str, Tuple[Callable[[Any], Any], Any, str]] = {
                       f"(SECONDS defaults to {DEFAULT_HOLD_SECONDS})"),
     "hold_heap": (_number(int, 0), 1_000_000, "live objects kept for --gc-hold-query collections (1000000)"),
     "query_sleep": (_number(float, 0), 0.0, "seconds slept inside the timed region of every query (0)"),
+    "start_gate": (_path, None, "after start-up (listeners bound, database connected), wait until this file exists "
+                                "before any GC, query or I/O, so that a profiler can attach first"),
     "no_db": (_flag, False, "run without PostgreSQL"),
 }
 
@@ -147,6 +150,8 @@ def _argument_parser(app: str) -> argparse.ArgumentParser:
             parser.add_argument(option, action="store_const", const=True, default=None, help=help_text)
         elif name == "gc_hold_query":
             parser.add_argument(option, nargs="?", const=True, default=None, metavar="SECONDS", help=help_text)
+        elif name == "gc_schedule":
+            parser.add_argument(option, "--gc-rate", default=None, help=help_text)
         else:
             parser.add_argument(option, default=None, help=help_text)
     return parser

@@ -56,6 +56,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 class _IPv4Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 50
     address_family = socket.AF_INET
 
 

@@ -52,6 +52,11 @@ class Recorder:
         with self._lock:
             self._write({"type": "start", **fields})
 
+    def event(self, kind: str, **fields: Any) -> None:
+        """A one-off marker record (e.g. "gate": the moment activity starts)."""
+        with self._lock:
+            self._write({"type": kind, **fields})
+
     def gc(self, *, gen: int, start_ns: int, end_ns: int, collected: int, tid: int, reason: str) -> None:
         with self._lock:
             totals = self._gc[str(gen)]
