@@ -203,7 +203,8 @@ Workload::Workload(WorkloadSpec spec, const std::string& dir) : spec_(std::move(
   if (spec_.name != "master") cfg << "worker_name: " << spec_.name << "\n";
   cfg << "worker_app: " << spec_.app << "\n"
       << "enable_metrics: true\n"
-      << "listeners:\n  - type: metrics\n    port: " << spec_.metrics_port << "\n    bind_addresses: ['127.0.0.1']\n";
+      // Like Synapse: the main process reads `listeners`, workers `worker_listeners`.
+      << (spec_.name == "master" ? "listeners" : "worker_listeners") << ":\n  - type: metrics\n    port: " << spec_.metrics_port << "\n    bind_addresses: ['127.0.0.1']\n";
   std::vector<std::string> argv = {"/usr/bin/python3.11", "-m", spec_.app, "-c", config_, "--duration",
                                    std::to_string(spec_.duration_s), "--truth", truth_};
   if (spec_.use_db) {

