@@ -177,20 +177,20 @@ int BPF_KPROBE(gc_func_entry, void *arg1, void *arg2, long arg3, void *arg4) {
   if (!t) return 0;
   __s32 generation = SP_GC_GEN_UNKNOWN;
   if (t->gen_source == SP_GC_GEN_ARG2_INT) {
+    // 3.13+ passes -1 (GENERATION_AUTO) when the collector picks the generation itself: unknown.
     generation = (__s32)(long)arg2;
   } else if (t->gen_source == SP_GC_GEN_FASTCALL) {
-    // gc_collect(module, args, nargs, kwnames): generation=args[0] when given positionally; the default is 2.
+    // gc_collect(module, args, nargs, kwnames): generation is args[0] whether given positionally or as the only
+    // keyword gc.collect() accepts (vectorcall puts keyword values after the positional ones); the default is 2.
     long nargs = arg3 & ~(1L << 63); /* PY_VECTORCALL_ARGUMENTS_OFFSET */
-    if (nargs >= 1) {
+    if (nargs >= 1 || arg4) {
       void *obj = 0;
-      if (!bpf_probe_read_user(&obj, sizeof obj, arg2)) {
-        __s64 g = read_pylong(obj, t->long_layout);
-        if (g >= 0 && g <= 2) generation = (__s32)g;
-      }
-    } else if (!arg4) {
+      if (!bpf_probe_read_user(&obj, sizeof obj, arg2)) generation = (__s32)read_pylong(obj, t->long_layout);
+    } else {
       generation = 2;
     }
   }
+  if (generation < 0 || generation > 2) generation = SP_GC_GEN_UNKNOWN;
   gc_begin(generation);
   return 0;
 }

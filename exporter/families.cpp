@@ -2,6 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <limits>
 #include <sstream>
 
 namespace sp::exporter {
@@ -37,6 +38,20 @@ prometheus::ClientMetric counter_point(const LabelList& labels, double value) {
   return m;
 }
 
+prometheus::ClientMetric histogram_point(const LabelList& labels, const std::vector<double>& bounds_seconds,
+                                         const std::vector<std::uint64_t>& per_bucket, double sum) {
+  auto m = labelled(labels);
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < per_bucket.size(); ++i) {
+    cumulative += per_bucket[i];
+    double le = i < bounds_seconds.size() ? bounds_seconds[i] : std::numeric_limits<double>::infinity();
+    m.histogram.bucket.push_back({cumulative, le});
+  }
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = sum;
+  return m;
+}
+
 prometheus::MetricFamily gauge_family(std::string name, std::string help, std::vector<prometheus::ClientMetric> points) {
   return family(std::move(name), std::move(help), prometheus::MetricType::Gauge, std::move(points));
 }
@@ -44,6 +59,11 @@ prometheus::MetricFamily gauge_family(std::string name, std::string help, std::v
 prometheus::MetricFamily counter_family(std::string name, std::string help,
                                         std::vector<prometheus::ClientMetric> points) {
   return family(std::move(name), std::move(help), prometheus::MetricType::Counter, std::move(points));
+}
+
+prometheus::MetricFamily histogram_family(std::string name, std::string help,
+                                          std::vector<prometheus::ClientMetric> points) {
+  return family(std::move(name), std::move(help), prometheus::MetricType::Histogram, std::move(points));
 }
 
 std::string to_text(const std::vector<prometheus::MetricFamily>& families) {

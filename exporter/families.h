@@ -3,6 +3,7 @@
 
 #include <prometheus/metric_family.h>
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,9 +15,15 @@ using LabelList = std::vector<std::pair<std::string, std::string>>;
 prometheus::ClientMetric gauge_point(const LabelList& labels, double value);
 prometheus::ClientMetric counter_point(const LabelList& labels, double value);
 
+// A histogram point from per-bucket counts whose upper bounds are `bounds_seconds` (the last count is +Inf).
+prometheus::ClientMetric histogram_point(const LabelList& labels, const std::vector<double>& bounds_seconds,
+                                         const std::vector<std::uint64_t>& per_bucket, double sum);
+
 prometheus::MetricFamily gauge_family(std::string name, std::string help, std::vector<prometheus::ClientMetric> points);
 prometheus::MetricFamily counter_family(std::string name, std::string help,
                                         std::vector<prometheus::ClientMetric> points);
+prometheus::MetricFamily histogram_family(std::string name, std::string help,
+                                          std::vector<prometheus::ClientMetric> points);
 
 // Serialises families as Prometheus text exposition format 0.0.4 (what /metrics serves).
 std::string to_text(const std::vector<prometheus::MetricFamily>& families);

@@ -205,7 +205,7 @@ Workload::Workload(WorkloadSpec spec, const std::string& dir) : spec_(std::move(
       << "enable_metrics: true\n"
       // Like Synapse: the main process reads `listeners`, workers `worker_listeners`.
       << (spec_.name == "master" ? "listeners" : "worker_listeners") << ":\n  - type: metrics\n    port: " << spec_.metrics_port << "\n    bind_addresses: ['127.0.0.1']\n";
-  std::vector<std::string> argv = {"/usr/bin/python3.11", "-m", spec_.app, "-c", config_, "--duration",
+  std::vector<std::string> argv = {spec_.python, "-m", spec_.app, "-c", config_, "--duration",
                                    std::to_string(spec_.duration_s), "--truth", truth_};
   if (spec_.use_db) {
     auto pg = test_postgres();
@@ -221,7 +221,7 @@ Workload::Workload(WorkloadSpec spec, const std::string& dir) : spec_(std::move(
   cfg << spec_.extra_yaml;
   cfg.close();
   argv.insert(argv.end(), spec_.extra_args.begin(), spec_.extra_args.end());
-  proc_ = Process(argv, log_, SP_WORKLOAD_DIR);
+  proc_ = Process(argv, log_, SP_WORKLOAD_DIR, spec_.env);
 }
 
 bool Workload::wait_ready(std::chrono::milliseconds timeout) {

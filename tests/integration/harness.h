@@ -85,6 +85,8 @@ struct WorkloadSpec {
   bool use_db = false;                   // needs test_postgres()
   bool unix_socket = false;
   std::vector<std::string> extra_args;   // workload command-line options
+  std::string python = "/usr/bin/python3.11";  // the interpreter (or an embedding program taking python's argv)
+  std::map<std::string, std::string> env;      // extra environment (e.g. LD_LIBRARY_PATH)
   std::string extra_yaml;                // appended to the config
 };
 

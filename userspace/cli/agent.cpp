@@ -8,9 +8,11 @@
 #include <mutex>
 #include <thread>
 
+#include "bpf/gc_family.h"
 #include "bpf/libbpf_setup.h"
 #include "cli/commands.h"
 #include "core/log.h"
+#include "exporter/probe_metrics.h"
 #include "exporter/self_metrics.h"
 #include "exporter/server.h"
 
@@ -19,7 +21,7 @@ namespace {
 
 class Agent {
  public:
-  explicit Agent(const CliOptions& o) : options_(o), discovery_(discovery_options(o)) {}
+  explicit Agent(const CliOptions& o) : options_(o), discovery_(discovery_options(o)), gc_(o.proc_root) {}
 
   int run() {
     // Block the stop signals before any thread starts, so that every thread inherits the mask and only sigwait()
@@ -31,6 +33,8 @@ class Agent {
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
     bpf::init_libbpf(options_.verbose);
+    // A family that cannot load is reported and the others keep working.
+    if (std::string error; !gc_.start(error)) log::error("gc probes unavailable: {}", error);
 
     std::unique_ptr<exporter::MetricsServer> server;
     try {
@@ -61,13 +65,23 @@ class Agent {
   }
 
  private:
+  // Probe data is polled every second (ring buffers are drained on a timer: the BPF side never wakes us per event);
+  // discovery runs every --rescan-interval.
   void scan_loop() {
+    using Clock = std::chrono::steady_clock;
+    constexpr auto kPollInterval = std::chrono::seconds(1);
+    auto next_scan = Clock::now() + options_.rescan_interval;
     std::unique_lock lock(mutex_);
     while (!stopping_) {
-      wake_.wait_for(lock, options_.rescan_interval, [this] { return stopping_; });
+      auto wake_at = std::min(next_scan, Clock::now() + kPollInterval);
+      wake_.wait_until(lock, wake_at, [this] { return stopping_; });
       if (stopping_) break;
       lock.unlock();
-      rescan();
+      if (Clock::now() >= next_scan) {
+        rescan();
+        next_scan = Clock::now() + options_.rescan_interval;
+      }
+      gc_.poll();
       lock.lock();
     }
   }
@@ -81,6 +95,7 @@ class Agent {
                 w.metrics_url ? " metrics " + *w.metrics_url : std::string(" without a metrics URL"));
     }
     for (const auto& w : diff.removed) log::info("Synapse process pid {} worker {} is gone", w.host_pid, w.worker_name);
+    gc_.update(diff);
     std::lock_guard lock(mutex_);
     latest_ = std::move(result);
   }
@@ -92,12 +107,18 @@ class Agent {
       std::lock_guard lock(mutex_);
       snap.workers = latest_.workers;
     }
-    return exporter::self_families(snap);
+    auto families = exporter::self_families(snap);
+    GcSnapshot gc = gc_.snapshot();
+    for (auto& f : exporter::gc_families(gc)) families.push_back(std::move(f));
+    families.push_back(exporter::probe_attached_family(gc.status));
+    families.push_back(exporter::events_lost_family({{"gc", gc.events_lost}}));
+    return families;
   }
 
   const CliOptions& options_;
   const DiscoveryOptions discovery_;
   DiscoveryState state_;  // touched by the scanning thread only (and by run() before it starts)
+  bpf::GcFamily gc_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;

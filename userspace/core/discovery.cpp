@@ -668,6 +668,10 @@ ScanResult scan(const DiscoveryOptions& options) {
     ScanResult result;
     result.warnings.push_back(fmt::format("discovery failed: {}", e.what()));
     return result;
+  } catch (...) {
+    ScanResult result;
+    result.warnings.push_back("discovery failed");
+    return result;
   }
 }
 

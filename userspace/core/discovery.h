@@ -32,12 +32,14 @@ struct WorkerInfo {
   std::string worker_app;           // e.g. "synapse.app.generic_worker", "synapse.app.homeserver"
   bool is_main = false;             // the main process (synapse.app.homeserver / synapse_homeserver)
   std::vector<std::string> cmdline;
-  std::vector<std::string> config_files;  // as resolved inside the target's root, in load order
-  std::optional<std::string> metrics_url; // http://127.0.0.1:PORT/_synapse/metrics
-  bool metrics_port_confirmed = false;    // the PID owns a listening socket on that port
+  std::vector<std::string> config_files;  // files loaded (read and parsed), as resolved inside the target's root,
+                                          // in load order; skipped or broken ones appear in `warnings` instead
+  std::optional<std::string> metrics_url; // http://127.0.0.1:PORT/_synapse/metrics (needs enable_metrics: true)
+  bool metrics_port_confirmed = false;    // the PID owns a listening socket on that port (never set for a URL
+                                          // from DiscoveryOptions::metrics_urls, which is not checked)
   std::string python_path;          // Python executable or libpython mapped by the process (path inside its root)
   std::string libpq_path;           // libpq mapped by the process (path inside its root), empty if none yet
-  std::vector<std::string> warnings;
+  std::vector<std::string> warnings;  // "pid N: ..." problems of this process
 };
 
 struct PostgresProcess {
@@ -54,8 +56,9 @@ struct DiscoveryOptions {
   std::optional<std::string> worker_name;            // with exactly one target: its name
   std::map<std::string, std::string> metrics_urls;   // worker name -> URL, overrides what the config says
   std::size_t max_file_bytes = 4 << 20;              // cap for any single config or /proc file read
-  bool log_warnings = true;                          // also log each warning (a periodic rescan may prefer
-                                                     // DiscoveryState's new_warnings to avoid repeating them)
+  bool log_warnings = false;                         // also log each warning; off by default because callers
+                                                     // report them (a rescan loop only DiscoveryState's
+                                                     // new_warnings, so problems are not repeated every scan)
 };
 
 struct ScanResult {

@@ -1,0 +1,21 @@
+// Snapshot -> metric families for the probe families (GC so far) and the agent's per-probe self series.
+#pragma once
+
+#include <prometheus/metric_family.h>
+
+#include <vector>
+
+#include "core/gc_stats.h"
+
+namespace sp::exporter {
+
+// synapse_profiler_gc_pause_seconds, synapse_profiler_gc_collected_objects_total.
+std::vector<prometheus::MetricFamily> gc_families(const GcSnapshot& snap);
+
+// synapse_profiler_probe_attached{worker, worker_app, probe, method}.
+prometheus::MetricFamily probe_attached_family(const std::vector<ProbeStatus>& status);
+
+// synapse_profiler_events_lost_total{probe}.
+prometheus::MetricFamily events_lost_family(const std::vector<std::pair<std::string, std::uint64_t>>& lost);
+
+}  // namespace sp::exporter

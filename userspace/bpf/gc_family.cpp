@@ -1,0 +1,157 @@
+#include "bpf/gc_family.h"
+
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <sys/stat.h>
+
+#include "core/log.h"
+#include "core/safe_file.h"
+
+namespace sp::bpf {
+namespace {
+
+WorkerLabels labels_of(const WorkerInfo& w) { return {w.worker_name, w.worker_app}; }
+
+std::string who(const WorkerInfo& w) { return fmt::format("worker {} (pid {})", w.worker_name, w.host_pid); }
+
+gc_target target_of(const GcProbePlan& plan) {
+  gc_target t{};
+  t.gen_source = static_cast<__u32>(plan.generation);
+  t.ret_source = static_cast<__u32>(plan.collected);
+  t.long_layout = plan.long_layout ? static_cast<__u32>(plan.long_layout->kind) : SP_PYLONG_SIZE_SIGNED;
+  // Without a known PyLong layout nothing that needs one may be read.
+  if (!plan.long_layout) {
+    if (t.gen_source == SP_GC_GEN_FASTCALL) t.gen_source = SP_GC_GEN_NONE;
+    if (t.ret_source == SP_GC_RET_PYLONG) t.ret_source = SP_GC_RET_NONE;
+  }
+  return t;
+}
+
+}  // namespace
+
+GcFamily::GcFamily(std::string proc_root, std::optional<GcMethod> force)
+    : proc_root_(std::move(proc_root)), force_(force) {}
+
+GcFamily::~GcFamily() = default;
+
+bool GcFamily::start(std::string& error) {
+  probe_ = GcProbe::create(error);
+  return probe_ != nullptr;
+}
+
+std::optional<GcProbePlan> GcFamily::plan_for(const WorkerInfo& w, std::string& error) {
+  int err = 0;
+  Fd root = open_file(fmt::format("{}/{}/root", proc_root_, w.host_pid), O_PATH | O_DIRECTORY, err);
+  if (!root.valid()) {
+    error = fmt::format("open /proc/{}/root: {}", w.host_pid, errno_text(err));
+    return std::nullopt;
+  }
+  Fd bin = open_in_root(root.get(), w.python_path, err);
+  if (!bin.valid()) {
+    error = fmt::format("open {} inside the process's root: {}", w.python_path, errno_text(err));
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (fstat(bin.get(), &st) != 0) {
+    error = fmt::format("stat {}: {}", w.python_path, errno_text(errno));
+    return std::nullopt;
+  }
+  auto id = std::make_tuple(st.st_dev, st.st_ino, st.st_size, static_cast<long>(st.st_mtim.tv_sec));
+  if (auto it = plans_.find(id); it != plans_.end()) {
+    error = plan_errors_[id];
+    return it->second;
+  }
+  std::string why;
+  auto elf = ElfFile::from_fd(bin.get(), why);
+  std::optional<GcProbePlan> plan;
+  if (elf) plan = plan_gc_probe(*elf, w.python_path, why, force_);
+  error = plan ? std::string() : fmt::format("{}: {}", w.python_path, why);
+  plans_[id] = plan;
+  plan_errors_[id] = error;
+  return plan;
+}
+
+void GcFamily::attach(const WorkerInfo& w) {
+  ProbeStatus st;
+  st.labels = labels_of(w);
+  st.host_pid = w.host_pid;
+  st.probe = "gc";
+  std::string error;
+  std::optional<GcProbePlan> plan;
+  if (w.python_path.empty()) {
+    error = "no Python executable or libpython found in its memory maps";
+  } else {
+    plan = plan_for(w, error);
+  }
+  if (plan) {
+    st.method = std::string(gc_method_name(plan->method));
+    GcAttachSpec spec;
+    spec.host_pid = w.host_pid;
+    spec.binary_path = fmt::format("{}/{}/root{}", proc_root_, w.host_pid, w.python_path);
+    spec.method = plan->method == GcMethod::Usdt ? GcAttachMethod::Usdt : GcAttachMethod::Uprobe;
+    spec.func_offset = plan->func_offset;
+    spec.target = target_of(*plan);
+    spec.description = who(w);
+    st.attached = probe_->attach(spec, error);
+    if (st.attached) {
+      log::info("gc: attached to {} by {} ({})", who(w), st.method, plan->detail);
+    }
+  } else {
+    st.method = "none";
+  }
+  if (!st.attached) {
+    st.error = error;
+    log::warn("gc: cannot attach to {}: {}", who(w), error);
+  }
+  std::lock_guard lock(mutex_);
+  status_[w.host_pid] = st;
+}
+
+void GcFamily::update(const ScanDiff& diff) {
+  if (!probe_) return;
+  for (const auto& w : diff.removed) {
+    probe_->detach(w.host_pid);
+    std::lock_guard lock(mutex_);
+    refresh_counts();  // the last counts of the exited process, before they are erased
+    book_.retire(w.host_pid);
+    probe_->erase_hist(w.host_pid);
+    status_.erase(w.host_pid);
+  }
+  for (const auto& w : diff.added) attach(w);
+}
+
+void GcFamily::refresh_counts() {
+  for (const auto& e : probe_->read_hist()) {
+    auto it = status_.find(static_cast<int>(e.key.tgid));
+    if (it == status_.end()) continue;  // not ours (any more)
+    GcSeries s;
+    for (std::size_t i = 0; i < s.pauses.buckets.size(); ++i) s.pauses.buckets[i] = e.value.buckets[i];
+    s.pauses.count = e.value.count;
+    s.pauses.sum_ns = e.value.sum_ns;
+    s.collected = e.value.collected;
+    s.collected_unknown = e.value.collected_unknown;
+    book_.set_live(it->first, it->second.labels, e.key.generation, s);
+  }
+}
+
+void GcFamily::poll() {
+  if (!probe_) return;
+  std::uint64_t n = static_cast<std::uint64_t>(probe_->drain([this](const gc_event& e) {
+    if (on_event_) on_event_(e);
+  }));
+  std::lock_guard lock(mutex_);
+  events_received_ += n;
+  refresh_counts();
+}
+
+GcSnapshot GcFamily::snapshot() const {
+  GcSnapshot snap;
+  std::lock_guard lock(mutex_);
+  snap.series = book_.totals();
+  for (const auto& [pid, st] : status_) snap.status.push_back(st);
+  snap.events_lost = probe_ ? probe_->events_lost() : 0;
+  snap.events_received = events_received_;
+  return snap;
+}
+
+}  // namespace sp::bpf

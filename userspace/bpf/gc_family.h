@@ -1,0 +1,61 @@
+// The GC probe family as the agent runs it: follows discovery (attach to new workers, detach from exited ones),
+// chooses the method per process (userspace/core/gc_locator.h), folds the kernel's per-process histograms into
+// per-worker totals that survive restarts, and hands snapshots to the exporter. Thread-safe: the agent's scan thread
+// calls update()/poll(), the exporter's threads call snapshot().
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "bpf/gc_probe.h"
+#include "core/discovery.h"
+#include "core/gc_locator.h"
+#include "core/gc_stats.h"
+
+namespace sp::bpf {
+
+class GcFamily {
+ public:
+  // `force` pins one method for every process (tests, --gc-method); nullopt chooses per process.
+  GcFamily(std::string proc_root, std::optional<GcMethod> force = std::nullopt);
+  ~GcFamily();
+
+  // Loads the BPF object. False (with `error`) when the kernel refuses: the agent reports it and goes on without GC.
+  bool start(std::string& error);
+  bool started() const { return probe_ != nullptr; }
+
+  // Attach to workers that appeared, detach from the ones that left.
+  void update(const ScanDiff& diff);
+  // Drain per-pause events (each passed to `on_event`, if set) and refresh the per-process counts.
+  void poll();
+  GcSnapshot snapshot() const;
+
+  void set_event_sink(std::function<void(const gc_event&)> sink) { on_event_ = std::move(sink); }
+
+ private:
+  void attach(const WorkerInfo& w);
+  void refresh_counts();  // caller holds mutex_
+  // A plan per file identity (device, inode, size, mtime): every worker of a host shares one Python.
+  std::optional<GcProbePlan> plan_for(const WorkerInfo& w, std::string& error);
+
+  std::string proc_root_;
+  std::optional<GcMethod> force_;
+  std::unique_ptr<GcProbe> probe_;
+  std::function<void(const gc_event&)> on_event_;
+
+  mutable std::mutex mutex_;
+  std::map<int, ProbeStatus> status_;             // by host PID, live workers only
+  ProcessBook<int, GcSeries> book_;               // key: generation
+  std::uint64_t events_received_ = 0;
+  std::map<std::tuple<dev_t, ino_t, off_t, long>, std::optional<GcProbePlan>> plans_;
+  std::map<std::tuple<dev_t, ino_t, off_t, long>, std::string> plan_errors_;
+};
+
+}  // namespace sp::bpf
