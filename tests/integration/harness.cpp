@@ -230,3 +230,28 @@ bool Workload::wait_ready(std::chrono::milliseconds timeout) {
 }
 
 }  // namespace sp::test
+
+namespace sp::test {
+
+std::optional<double> metric_value(const std::string& text, const std::string& name,
+                                   const std::map<std::string, std::string>& labels) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with(name)) continue;
+    std::size_t pos = name.size();
+    if (pos < line.size() && line[pos] != '{' && line[pos] != ' ') continue;  // a longer name
+    bool all = true;
+    for (const auto& [k, v] : labels) {
+      if (line.find(k + "=\"" + v + "\"") == std::string::npos) {
+        all = false;
+        break;
+      }
+    }
+    if (!all) continue;
+    return std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return std::nullopt;
+}
+
+}  // namespace sp::test

@@ -110,3 +110,11 @@ class Workload {
 };
 
 }  // namespace sp::test
+
+namespace sp::test {
+
+// The value of the first sample of `name` in Prometheus text whose labels include all of `labels`.
+std::optional<double> metric_value(const std::string& text, const std::string& name,
+                                   const std::map<std::string, std::string>& labels);
+
+}  // namespace sp::test

@@ -18,7 +18,7 @@ gc_target target_of(const GcProbePlan& plan) {
   gc_target t{};
   t.gen_source = static_cast<__u32>(plan.generation);
   t.ret_source = static_cast<__u32>(plan.collected);
-  t.long_layout = plan.long_layout ? static_cast<__u32>(plan.long_layout->kind) : SP_PYLONG_SIZE_SIGNED;
+  t.long_layout = plan.long_layout ? static_cast<__u32>(plan.long_layout->kind) : static_cast<__u32>(SP_PYLONG_SIZE_SIGNED);
   // Without a known PyLong layout nothing that needs one may be read.
   if (!plan.long_layout) {
     if (t.gen_source == SP_GC_GEN_FASTCALL) t.gen_source = SP_GC_GEN_NONE;

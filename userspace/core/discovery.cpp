@@ -404,7 +404,9 @@ std::set<int> find_listening_ports(const ProcessFiles& files, std::string& probl
   bool any_table = false;
   for (const char* table : {"net/tcp", "net/tcp6"}) {
     const auto text = files.read(table, error);
-    if (!text) continue;  // tcp6 is absent without IPv6
+    // tcp6 is absent without IPv6. A table cut at the size cap still holds every listener: the kernel lists the
+    // listening sockets before the established ones.
+    if (!text) continue;
     any_table = true;
     for (const auto& socket : proc::parse_net_tcp(*text)) {
       if (socket.state == proc::kTcpListen && inodes.contains(socket.inode)) ports.insert(socket.local_port);

@@ -253,7 +253,7 @@ std::vector<ElfRela> ElfFile::relocations() const {
       Elf64_Rela r{};
       if (!read_at(d, s.offset + i * sizeof(Elf64_Rela), r)) break;
       out.push_back({r.r_offset, static_cast<std::uint32_t>(ELF64_R_TYPE(r.r_info)),
-                     static_cast<std::uint32_t>(ELF64_R_SYM(r.r_info)), r.r_addend});
+                     static_cast<std::uint32_t>(ELF64_R_SYM(r.r_info)), r.r_addend, s.link});
     }
   }
   return out;
@@ -265,6 +265,36 @@ bool ElfFile::is_relative_relocation(std::uint32_t type) const {
     case EM_AARCH64: return type == R_AARCH64_RELATIVE;
     default: return false;
   }
+}
+
+bool ElfFile::is_absolute64_relocation(std::uint32_t type) const {
+  switch (machine_) {
+    case EM_X86_64: return type == R_X86_64_64;
+    case EM_AARCH64: return type == R_AARCH64_ABS64;
+    default: return false;
+  }
+}
+
+std::optional<ElfSymbol> ElfFile::symbol_at(std::uint32_t table, std::uint32_t index) const {
+  if (table >= sections_.size()) return std::nullopt;
+  const ElfSection& t = sections_[table];
+  if (t.type != SHT_SYMTAB && t.type != SHT_DYNSYM) return std::nullopt;
+  if (index >= section_bytes(t).size() / sizeof(Elf64_Sym)) return std::nullopt;
+  Elf64_Sym sym{};
+  std::span<const std::uint8_t> d(data_);
+  if (!read_at(d, t.offset + std::uint64_t{index} * sizeof(Elf64_Sym), sym)) return std::nullopt;
+  ElfSymbol s;
+  if (t.link < sections_.size() && sym.st_name != 0) {
+    const ElfSection& strs = sections_[t.link];
+    if (sym.st_name < strs.size) s.name = std::string(cstr_at(d, strs.offset + sym.st_name, strs.offset + strs.size));
+  }
+  s.value = sym.st_value;
+  s.size = sym.st_size;
+  s.type = ELF64_ST_TYPE(sym.st_info);
+  s.bind = ELF64_ST_BIND(sym.st_info);
+  s.shndx = sym.st_shndx;
+  s.dynamic = t.type == SHT_DYNSYM;
+  return s;
 }
 
 std::optional<std::string> ElfFile::soname() const {

@@ -50,6 +50,7 @@ struct ElfRela {
   std::uint32_t type = 0;    // ELF64_R_TYPE(r_info), machine-specific (R_X86_64_RELATIVE, R_AARCH64_RELATIVE, ...)
   std::uint32_t symbol = 0;  // ELF64_R_SYM(r_info): index into the linked symbol table, 0 for RELATIVE
   std::int64_t addend = 0;   // r_addend; for RELATIVE relocations the link-time address stored at `offset`
+  std::uint32_t symtab = 0;  // section index of the symbol table `symbol` refers to (the RELA section's sh_link)
 };
 
 struct UsdtNote {
@@ -88,6 +89,10 @@ class ElfFile {
   std::vector<ElfRela> relocations() const;
   // True for the machine's R_*_RELATIVE type (x86-64 and AArch64; false for other machines).
   bool is_relative_relocation(std::uint32_t type) const;
+  // True for the machine's 64-bit absolute type (R_X86_64_64, R_AARCH64_ABS64): symbol value + addend.
+  bool is_absolute64_relocation(std::uint32_t type) const;
+  // Entry `index` of the symbol table in section `table` (nameless entries included), nullopt when out of range.
+  std::optional<ElfSymbol> symbol_at(std::uint32_t table, std::uint32_t index) const;
 
   // DT_SONAME of the dynamic section, if any (e.g. "libpython3.11.so.1.0").
   std::optional<std::string> soname() const;

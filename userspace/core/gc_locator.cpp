@@ -106,24 +106,33 @@ std::optional<PythonVersion> parse_py_version_string(std::string_view s) {
   return v;
 }
 
-// PY_VERSION strings in the read-only data. A string counts when it starts a string (preceded by NUL) or ends a
-// merged one after '-' ("Python-3.8.18": the linker merged PY_VERSION into a longer literal ending in it).
-std::vector<PythonVersion> rodata_versions(const ElfFile& elf) {
-  std::vector<PythonVersion> out;
+// PY_VERSION strings ("3.11.2") in the read-only data. `standalone` when the string starts right after a NUL; else
+// it ends a longer literal after '-' or '/' (linkers merge a string into another that ends with it: pyenv's builds
+// keep PY_VERSION only as the tail of "/root/.pyenv/versions/3.12.1").
+struct RodataVersion {
+  PythonVersion version;
+  bool standalone = false;
+};
+
+std::vector<RodataVersion> rodata_versions(const ElfFile& elf) {
+  std::vector<RodataVersion> out;
   for (const auto& s : elf.sections()) {
     if (s.type != SHT_PROGBITS || !(s.flags & SHF_ALLOC) || (s.flags & (SHF_EXECINSTR | SHF_WRITE))) continue;
     auto bytes = elf.section_bytes(s);
     std::string_view hay(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     for (std::size_t pos = hay.find("3."); pos != std::string_view::npos; pos = hay.find("3.", pos + 1)) {
-      if (pos > 0 && hay[pos - 1] != '\0' && hay[pos - 1] != '-') continue;
+      const char before = pos > 0 ? hay[pos - 1] : '\0';
+      if (before != '\0' && before != '-' && before != '/') continue;
       auto end = hay.find('\0', pos);
       if (end == std::string_view::npos || end - pos > 16) continue;
       if (auto v = parse_py_version_string(hay.substr(pos, end - pos))) {
         v->source = "rodata";
-        out.push_back(*v);
+        out.push_back({*v, before == '\0'});
       }
     }
   }
+  // Standalone strings first: they are PY_VERSION itself.
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.standalone > b.standalone; });
   return out;
 }
 
@@ -134,19 +143,27 @@ struct Candidate {
   int gc_names = 0;
 };
 
-// Reads pointer-sized words the way the loader will have left them: through a RELATIVE relocation when there is one
-// for that address (PIE executables, shared objects), else as stored in the file (non-PIE executables, and NULLs,
-// which are never relocated).
+// Reads pointer-sized words the way the loader will have left them (as link-time addresses): through a relocation
+// when there is one for that address (PIE executables, shared objects: RELATIVE for static functions and strings,
+// 64-bit absolute against a defined symbol for exported functions), else as stored in the file (non-PIE
+// executables, and NULLs, which are never relocated).
 class PointerReader {
  public:
   explicit PointerReader(const ElfFile& elf) : elf_(elf) {
     for (const auto& r : elf.relocations()) {
-      if (elf.is_relative_relocation(r.type)) relative_[r.offset] = static_cast<std::uint64_t>(r.addend);
+      if (elf.is_relative_relocation(r.type)) {
+        relative_[r.offset] = static_cast<std::uint64_t>(r.addend);
+      } else if (elf.is_absolute64_relocation(r.type) && r.symbol != 0) {
+        // Resolving to this file's own definition ignores interposition, which gc's static functions never have.
+        auto sym = elf.symbol_at(r.symtab, r.symbol);
+        if (sym && sym->shndx != SHN_UNDEF) absolute_[r.offset] = sym->value + static_cast<std::uint64_t>(r.addend);
+      }
     }
   }
 
   std::optional<std::uint64_t> pointer_at(std::uint64_t vaddr) const {
     if (auto it = relative_.find(vaddr); it != relative_.end()) return it->second;
+    if (auto it = absolute_.find(vaddr); it != absolute_.end()) return it->second;
     auto bytes = elf_.read_vaddr(vaddr, 8);
     if (!bytes) return std::nullopt;
     std::uint64_t v = 0;
@@ -167,6 +184,7 @@ class PointerReader {
  private:
   const ElfFile& elf_;
   std::unordered_map<std::uint64_t, std::uint64_t> relative_;
+  std::unordered_map<std::uint64_t, std::uint64_t> absolute_;
 };
 
 // Name of a PyMethodDef entry if it looks like one (identifier name, function in executable code), else nullopt.
@@ -451,8 +469,8 @@ PythonVersion detect_python_version(const ElfFile& elf, std::string_view file_na
   const auto found = rodata_versions(elf);
   if (v) {
     for (const auto& r : found) {
-      if (r.major == v->major && r.minor == v->minor) {
-        v->micro = r.micro;
+      if (r.version.major == v->major && r.version.minor == v->minor) {
+        v->micro = r.version.micro;
         break;
       }
     }
@@ -462,9 +480,9 @@ PythonVersion detect_python_version(const ElfFile& elf, std::string_view file_na
   // strings of their own, e.g. "3.2.0", hence the minor range).
   std::optional<PythonVersion> agreed;
   for (const auto& r : found) {
-    if (r.minor < 6 || r.minor > 40) continue;
-    if (agreed && (agreed->minor != r.minor || agreed->micro != r.micro)) return PythonVersion{};
-    agreed = r;
+    if (!r.standalone || r.version.minor < 6 || r.version.minor > 40) continue;
+    if (agreed && (agreed->minor != r.version.minor || agreed->micro != r.version.micro)) return PythonVersion{};
+    agreed = r.version;
   }
   return agreed.value_or(PythonVersion{});
 }

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/histogram.h"
+#include "core/latency_histogram.h"
 #include "core/process_book.h"
 
 namespace sp {

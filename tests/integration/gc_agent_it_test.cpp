@@ -1,0 +1,194 @@
+// GC pauses end to end through the agent binary: discovery -> method choice -> attach -> /metrics, compared with the
+// workload's own record of every collection (its own clock, its own counts).
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <map>
+
+#include "harness.h"
+#include "truth.h"
+
+using namespace std::chrono_literals;
+using sp::test::Workload;
+using sp::test::WorkloadSpec;
+
+namespace {
+
+struct GenTruth {
+  double count = 0;
+  double seconds = 0;
+  double collected = 0;
+};
+
+void add_truth(std::map<int, GenTruth>& out, const std::string& truth_path) {
+  for (const auto& r : sp::test::truth_of_type(sp::test::read_truth(truth_path), "gc")) {
+    auto& t = out[static_cast<int>(*r.integer("gen"))];
+    t.count += 1;
+    t.seconds += static_cast<double>(*r.integer("end_ns") - *r.integer("start_ns")) / 1e9;
+    t.collected += static_cast<double>(*r.integer("collected"));
+  }
+}
+
+class GcAgentIT : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+    dir_ = sp::test::make_temp_dir("sp-gc-agent-it");
+    port_ = sp::test::free_port();
+    agent_ = sp::test::Process({SP_BINARY, "run", "--listen", "127.0.0.1:" + std::to_string(port_),
+                                "--rescan-interval", "500ms", "--verbose"},
+                               dir_ + "/agent.log");
+    ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port_, "/healthz").has_value(); }, 10s))
+        << agent_log();
+  }
+
+  void TearDown() override {
+    if (agent_.pid() > 0) {
+      auto st = agent_.stop(SIGTERM);
+      EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "agent did not exit cleanly\n" << agent_log();
+    }
+  }
+
+  std::string agent_log() const { return sp::test::read_text(dir_ + "/agent.log"); }
+  std::string metrics() { return sp::test::http_get(port_, "/metrics").value_or(""); }
+
+  std::unique_ptr<Workload> start(const std::string& name, const std::string& schedule, double seconds,
+                                  const std::string& python = "/usr/bin/python3.11",
+                                  std::map<std::string, std::string> env = {}) {
+    WorkloadSpec spec;
+    spec.name = name;
+    spec.duration_s = seconds;
+    spec.python = python;
+    spec.env = std::move(env);
+    spec.extra_args = {"--gc-schedule", schedule, "--io-rate", "0", "--start-gate", gate(name)};
+    std::filesystem::remove(gate(name));
+    auto w = std::make_unique<Workload>(spec, dir_);
+    EXPECT_TRUE(w->wait_ready()) << sp::test::read_text(w->log_path());
+    return w;
+  }
+
+  std::string gate(const std::string& name) const { return dir_ + "/" + name + ".gate"; }
+
+  // Waits until the agent reports the GC probe attached to `w`'s current process by `method`, then lets it run.
+  void attach_and_go(Workload& w, const std::string& method) {
+    auto attached = [&] {
+      auto m = metrics();
+      auto v = sp::test::metric_value(m, "synapse_profiler_probe_attached",
+                                      {{"worker", w.spec().name}, {"probe", "gc"}, {"method", method}});
+      auto pid = sp::test::metric_value(m, "synapse_profiler_worker_info",
+                                        {{"worker", w.spec().name}, {"pid", std::to_string(w.pid())}});
+      return v == 1.0 && pid.has_value();
+    };
+    ASSERT_TRUE(sp::test::wait_for(attached, 10s)) << "not attached by " << method << "\n" << agent_log();
+    std::ofstream(gate(w.spec().name)).put('\n');
+  }
+
+  void finish(Workload& w) {
+    auto st = w.process().wait(30s);
+    ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(w.log_path());
+  }
+
+  // Exported counts per generation equal the truth exactly; summed durations within 5 % or 50 us per pause.
+  void expect_matches(const std::string& worker, const std::map<int, GenTruth>& truth) {
+    std::string m;
+    // The agent polls the kernel every second and drops exited workers at the next rescan; give it both.
+    std::this_thread::sleep_for(1500ms);
+    m = metrics();
+    for (const auto& [gen, t] : truth) {
+      std::map<std::string, std::string> l = {{"worker", worker}, {"generation", std::to_string(gen)}};
+      auto count = sp::test::metric_value(m, "synapse_profiler_gc_pause_seconds_count", l);
+      auto sum = sp::test::metric_value(m, "synapse_profiler_gc_pause_seconds_sum", l);
+      auto collected = sp::test::metric_value(m, "synapse_profiler_gc_collected_objects_total", l);
+      ASSERT_TRUE(count && sum && collected) << worker << " generation " << gen << "\n" << m;
+      EXPECT_EQ(*count, t.count) << worker << " generation " << gen;
+      EXPECT_EQ(*collected, t.collected) << worker << " generation " << gen;
+      EXPECT_NEAR(*sum, t.seconds, std::max(0.05 * t.seconds, 50e-6 * t.count)) << worker << " generation " << gen;
+      // The +Inf bucket holds every pause.
+      l["le"] = "+Inf";
+      EXPECT_EQ(sp::test::metric_value(m, "synapse_profiler_gc_pause_seconds_bucket", l), t.count);
+    }
+    EXPECT_FALSE(sp::test::metric_value(m, "synapse_profiler_gc_pause_seconds_count",
+                                        {{"worker", worker}, {"generation", "unknown"}}))
+        << "a pause of " << worker << " without a generation";
+  }
+
+  std::string dir_;
+  int port_ = 0;
+  sp::test::Process agent_;
+};
+
+std::string copy_without_usdt(const std::string& src, const std::string& dst) {
+  std::filesystem::create_directories(std::filesystem::path(dst).parent_path());
+  auto r = sp::test::run_command({"/usr/bin/objcopy", "--remove-section=.note.stapsdt", src, dst});
+  EXPECT_EQ(r.status, 0) << r.out;
+  return dst;
+}
+
+}  // namespace
+
+TEST_F(GcAgentIT, TwoWorkersAtDifferentRatesEachGetOnlyTheirOwnPauses) {
+  auto fast = start("gc_fast", "0:20,1:4,2:1", 3);
+  auto slow = start("gc_slow", "0:4,2:0.5", 3);
+  attach_and_go(*fast, "usdt");
+  attach_and_go(*slow, "usdt");
+  finish(*fast);
+  finish(*slow);
+  std::map<int, GenTruth> tf, ts;
+  add_truth(tf, fast->truth_path());
+  add_truth(ts, slow->truth_path());
+  ASSERT_EQ(tf.size(), 3u);
+  ASSERT_EQ(ts.size(), 2u);
+  expect_matches("gc_fast", tf);
+  expect_matches("gc_slow", ts);
+  EXPECT_FALSE(sp::test::metric_value(metrics(), "synapse_profiler_gc_pause_seconds_count",
+                                      {{"worker", "gc_slow"}, {"generation", "1"}}))
+      << "gc_slow never collects generation 1";
+}
+
+TEST_F(GcAgentIT, RestartedWorkerIsPickedUpAgainAndCounted) {
+  std::map<int, GenTruth> truth;
+  for (int round = 0; round < 2; ++round) {
+    auto w = start("gc_restart", "0:10,2:2", 2);
+    attach_and_go(*w, "usdt");
+    finish(*w);
+    add_truth(truth, w->truth_path());
+  }
+  expect_matches("gc_restart", truth);
+}
+
+TEST_F(GcAgentIT, StrippedPythonWithoutUsdtUsesTheMethodTable) {
+  std::string python = copy_without_usdt("/usr/bin/python3.11", dir_ + "/nousdt/python3.11");
+  auto w = start("gc_methoddef", "0:20,1:4,2:2", 3, python);
+  attach_and_go(*w, "methoddef");
+  finish(*w);
+  std::map<int, GenTruth> truth;
+  add_truth(truth, w->truth_path());
+  expect_matches("gc_methoddef", truth);
+}
+
+#ifdef SP_EMBED_PYTHON
+TEST_F(GcAgentIT, SharedLibpythonWithUsdt) {
+  auto w = start("gc_libpython", "0:20,1:4,2:2", 3, SP_EMBED_PYTHON);
+  attach_and_go(*w, "usdt");
+  finish(*w);
+  std::map<int, GenTruth> truth;
+  add_truth(truth, w->truth_path());
+  expect_matches("gc_libpython", truth);
+}
+
+TEST_F(GcAgentIT, SharedLibpythonWithoutUsdtUsesTheMethodTableThroughRelocations) {
+  std::string libdir = dir_ + "/libpython";
+  copy_without_usdt("/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0", libdir + "/libpython3.11.so.1.0");
+  auto w = start("gc_libpython_md", "0:20,1:4,2:2", 3, SP_EMBED_PYTHON, {{"LD_LIBRARY_PATH", libdir}});
+  attach_and_go(*w, "methoddef");
+  finish(*w);
+  std::map<int, GenTruth> truth;
+  add_truth(truth, w->truth_path());
+  expect_matches("gc_libpython_md", truth);
+}
+#else
+TEST(GcAgentIT, SharedLibpython) { FAIL() << "python-3.11-embed not found at configure time: install python3.11-dev"; }
+#endif
