@@ -1,6 +1,8 @@
 // The GC locator against real CPython binaries on this machine (Debian's 3.11 with and without its USDT notes,
 // cross-checked against Debian's debug symbols; unstripped 3.8-3.13 builds where present) and against the synthetic
 // files of tests/data/elf (non-PIE, PIE, shared object, stripped, decoy and ambiguous tables, LTO-named symbols).
+#include "core/gc_locator.h"
+
 #include <elf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -16,7 +18,6 @@
 #include <vector>
 
 #include "core/elf_file.h"
-#include "core/gc_locator.h"
 
 namespace {
 
@@ -241,7 +242,8 @@ TEST(GcLocator, DebianLibpythonUsdtThenMethodDefThroughRelocations) {
   EXPECT_EQ(plan->version.to_string(), "3.11.2");
 
   auto debug = load(kDebianLibpythonDebug);
-  if (!debug) GTEST_SKIP() << "no " << kDebianLibpythonDebug << " (apt-get install python3.11-dbg): cross-check skipped";
+  if (!debug)
+    GTEST_SKIP() << "no " << kDebianLibpythonDebug << " (apt-get install python3.11-dbg): cross-check skipped";
   EXPECT_EQ(symbol_value(*debug, "gc_collect"), plan->func_vaddr) << plan->detail;
 }
 
@@ -252,14 +254,16 @@ TEST(GcLocator, UnstrippedBuildsOfEachVersion) {
     const char* lib;
     const char* symbol;  // expected symbol-method answer; nullptr: only clones, so methoddef wins
     sp::PyLongLayoutKind layout;
+    int micro;
   };
   const Case cases[] = {
-      {"/root/.pyenv/versions/3.8.18/lib/libpython3.8.so.1.0", nullptr, sp::PyLongLayoutKind::SizeSigned},
-      {"/root/.pyenv/versions/3.9.18/lib/libpython3.9.so.1.0", "collect", sp::PyLongLayoutKind::SizeSigned},
-      {"/root/.pyenv/versions/3.10.13/lib/libpython3.10.so.1.0", "gc_collect_main", sp::PyLongLayoutKind::SizeSigned},
-      {"/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0", "gc_collect_main", sp::PyLongLayoutKind::SizeSigned},
-      {"/root/.pyenv/versions/3.12.1/lib/libpython3.12.so.1.0", "gc_collect_main", sp::PyLongLayoutKind::LvTag},
-      {"/root/.pyenv/versions/3.13.0/lib/libpython3.13.so.1.0", "gc_collect_main", sp::PyLongLayoutKind::LvTag},
+      {"/root/.pyenv/versions/3.8.18/lib/libpython3.8.so.1.0", nullptr, sp::PyLongLayoutKind::SizeSigned, 18},
+      {"/root/.pyenv/versions/3.9.18/lib/libpython3.9.so.1.0", "collect", sp::PyLongLayoutKind::SizeSigned, 18},
+      {"/root/.pyenv/versions/3.10.13/lib/libpython3.10.so.1.0", "gc_collect_main", sp::PyLongLayoutKind::SizeSigned,
+       13},
+      {"/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0", "gc_collect_main", sp::PyLongLayoutKind::SizeSigned, 7},
+      {"/root/.pyenv/versions/3.12.1/lib/libpython3.12.so.1.0", "gc_collect_main", sp::PyLongLayoutKind::LvTag, 1},
+      {"/root/.pyenv/versions/3.13.0/lib/libpython3.13.so.1.0", "gc_collect_main", sp::PyLongLayoutKind::LvTag, 0},
   };
   int tested = 0;
   for (const auto& c : cases) {
@@ -271,8 +275,7 @@ TEST(GcLocator, UnstrippedBuildsOfEachVersion) {
     auto plan = sp::plan_gc_probe(*elf, c.lib, why);
     ASSERT_TRUE(plan) << why;
     // The micro version comes from PY_VERSION merged into the tail of the install prefix string.
-    EXPECT_EQ(plan->version.micro, std::stoi(fs::path(c.lib).parent_path().parent_path().filename().string().substr(
-                                       fs::path(c.lib).parent_path().parent_path().filename().string().rfind('.') + 1)));
+    EXPECT_EQ(plan->version.micro, c.micro);
     if (c.symbol) {
       EXPECT_EQ(plan->method, sp::GcMethod::Symbol) << plan->detail;
       EXPECT_EQ(plan->symbol, c.symbol);

@@ -261,17 +261,23 @@ std::vector<ElfRela> ElfFile::relocations() const {
 
 bool ElfFile::is_relative_relocation(std::uint32_t type) const {
   switch (machine_) {
-    case EM_X86_64: return type == R_X86_64_RELATIVE;
-    case EM_AARCH64: return type == R_AARCH64_RELATIVE;
-    default: return false;
+    case EM_X86_64:
+      return type == R_X86_64_RELATIVE;
+    case EM_AARCH64:
+      return type == R_AARCH64_RELATIVE;
+    default:
+      return false;
   }
 }
 
 bool ElfFile::is_absolute64_relocation(std::uint32_t type) const {
   switch (machine_) {
-    case EM_X86_64: return type == R_X86_64_64;
-    case EM_AARCH64: return type == R_AARCH64_ABS64;
-    default: return false;
+    case EM_X86_64:
+      return type == R_X86_64_64;
+    case EM_AARCH64:
+      return type == R_AARCH64_ABS64;
+    default:
+      return false;
   }
 }
 

@@ -51,15 +51,15 @@ namespace sp {
 namespace {
 
 constexpr std::int32_t kMethFastcallKeywords = 0x80 | 0x02;  // METH_FASTCALL | METH_KEYWORDS
-constexpr std::uint64_t kMethodDefSize = 32;                  // PyMethodDef on 64-bit
+constexpr std::uint64_t kMethodDefSize = 32;                 // PyMethodDef on 64-bit
 constexpr int kMaxTableEntries = 64;
 
 // Methods of the gc module across 3.8-3.14 (Modules/gcmodule.c GcMethods).
 bool is_gc_method_name(std::string_view name) {
   static constexpr std::array<std::string_view, 18> kNames = {
-      "enable",     "disable",     "isenabled",     "set_debug",     "get_debug",    "get_count",
-      "set_threshold", "get_threshold", "collect",  "get_objects",   "get_stats",    "is_tracked",
-      "is_finalized", "get_referrers", "get_referents", "freeze",    "unfreeze",     "get_freeze_count"};
+      "enable",        "disable",       "isenabled",     "set_debug",   "get_debug", "get_count",
+      "set_threshold", "get_threshold", "collect",       "get_objects", "get_stats", "is_tracked",
+      "is_finalized",  "get_referrers", "get_referents", "freeze",      "unfreeze",  "get_freeze_count"};
   return std::find(kNames.begin(), kNames.end(), name) != kNames.end();
 }
 
@@ -67,7 +67,8 @@ bool is_gc_method_name(std::string_view name) {
 bool is_identifier(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;
   if (!(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
 }
 
 std::string_view basename_of(std::string_view path) {
@@ -287,7 +288,8 @@ std::optional<GcProbePlan> try_symbol(const ElfFile& elf, const PythonVersion& v
       if (s.type != STT_FUNC || s.shndx == SHN_UNDEF || s.value == 0) continue;
       if (is_same_function_name(s.name, name)) {
         if (std::none_of(found.begin(), found.end(), [&](auto* f) { return f->value == s.value; })) found.push_back(&s);
-      } else if (s.name.size() > name.size() && s.name.compare(0, name.size(), name) == 0 && s.name[name.size()] == '.') {
+      } else if (s.name.size() > name.size() && s.name.compare(0, name.size(), name) == 0 &&
+                 s.name[name.size()] == '.') {
         clones.push_back(s.name);
       }
     }
@@ -371,8 +373,8 @@ std::optional<GcProbePlan> try_methoddef(const ElfFile& elf, const PythonVersion
     }
   }
   if (gc_tables.empty()) {
-    why_not = fmt::format("no gc method table ({} \"collect\" entries, none with gc's neighbours and flags)",
-                          entries.size());
+    why_not =
+        fmt::format("no gc method table ({} \"collect\" entries, none with gc's neighbours and flags)", entries.size());
     return std::nullopt;
   }
   for (const auto& c : gc_tables) {
@@ -412,9 +414,12 @@ std::optional<GcProbePlan> try_methoddef(const ElfFile& elf, const PythonVersion
 
 std::string_view gc_method_name(GcMethod method) {
   switch (method) {
-    case GcMethod::Usdt: return "usdt";
-    case GcMethod::Symbol: return "symbol";
-    case GcMethod::MethodDef: return "methoddef";
+    case GcMethod::Usdt:
+      return "usdt";
+    case GcMethod::Symbol:
+      return "symbol";
+    case GcMethod::MethodDef:
+      return "methoddef";
   }
   return "unknown";
 }
@@ -505,9 +510,15 @@ std::optional<GcProbePlan> plan_gc_probe(const ElfFile& elf, std::string_view fi
     std::string reason;
     std::optional<GcProbePlan> plan;
     switch (method) {
-      case GcMethod::Usdt: plan = try_usdt(elf, version, reason); break;
-      case GcMethod::Symbol: plan = try_symbol(elf, version, reason); break;
-      case GcMethod::MethodDef: plan = try_methoddef(elf, version, reason); break;
+      case GcMethod::Usdt:
+        plan = try_usdt(elf, version, reason);
+        break;
+      case GcMethod::Symbol:
+        plan = try_symbol(elf, version, reason);
+        break;
+      case GcMethod::MethodDef:
+        plan = try_methoddef(elf, version, reason);
+        break;
     }
     if (plan) {
       why_not.clear();

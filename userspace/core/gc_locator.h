@@ -74,21 +74,21 @@ std::optional<PyLongLayout> pylong_layout_for(const PythonVersion& version);
 
 // Where the generation comes from when a collection starts. Numeric values match enum sp_gc_gen_source in bpf/gc.h.
 enum class GcGenerationSource : std::uint32_t {
-  UsdtArg = 0,     // python:gc__start(int generation)
-  IntArg = 1,      // C function whose 2nd argument (PT_REGS_PARM2) is `int generation`. 3.13+: may be -1
-                   // (GENERATION_AUTO, the collector picks the generation itself): report as unknown
-  Fastcall = 2,    // gc.collect()'s wrapper (module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames):
-                   // generation = PyLong args[0] when nargs >= 1 or kwnames != NULL (the only keyword gc.collect
-                   // accepts is generation=, and vectorcall puts keyword values after the positional ones),
-                   // 2 when neither
+  UsdtArg = 0,   // python:gc__start(int generation)
+  IntArg = 1,    // C function whose 2nd argument (PT_REGS_PARM2) is `int generation`. 3.13+: may be -1
+                 // (GENERATION_AUTO, the collector picks the generation itself): report as unknown
+  Fastcall = 2,  // gc.collect()'s wrapper (module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames):
+                 // generation = PyLong args[0] when nargs >= 1 or kwnames != NULL (the only keyword gc.collect
+                 // accepts is generation=, and vectorcall puts keyword values after the positional ones),
+                 // 2 when neither
   None = 3,
 };
 
 // Where the collected count comes from at the end. Numeric values match enum sp_gc_ret_source in bpf/gc.h.
 enum class GcCountSource : std::uint32_t {
-  UsdtArg = 0,      // python:gc__done(long collected)
-  ReturnInt = 1,    // the function returns Py_ssize_t (collected + uncollectable)
-  ReturnPyLong = 2, // the function returns a PyLong (collected + uncollectable), NULL on error
+  UsdtArg = 0,       // python:gc__done(long collected)
+  ReturnInt = 1,     // the function returns Py_ssize_t (collected + uncollectable)
+  ReturnPyLong = 2,  // the function returns a PyLong (collected + uncollectable), NULL on error
   None = 3,
 };
 
