@@ -3,9 +3,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
+
+#include "core/elf_file.h"
+#include "core/gc_locator.h"
 
 #include "bpf/gc_probe.h"
 #include "harness.h"
@@ -118,5 +122,108 @@ TEST_F(GcProbeIT, UsdtCountsEveryCollectionPerGenerationExactly) {
   for (const auto& e : events) {
     EXPECT_EQ(e.tgid, static_cast<__u32>(w->pid()));
     EXPECT_GT(e.end_ns, e.start_ns);
+  }
+}
+
+// Every CPython version this machine has unstripped builds of (pyenv, shared libpython), by symbol and by the method
+// table: checks the per-version facts of userspace/core/gc_locator.cpp (function names, argument positions, PyLong
+// layouts before and after 3.12) against the interpreter's own count of every collection.
+namespace {
+
+constexpr const char* kGcLoop = R"py(
+import gc, os, sys, time
+gc.disable()
+gate, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+open(out + ".ready", "w").close()
+while not os.path.exists(gate):
+    time.sleep(0.005)
+lines = []
+for i in range(n):
+    gen = i % 3
+    for _ in range(100 * (i % 7)):
+        a = []
+        a.append(a)
+    t0 = time.monotonic_ns()
+    c = gc.collect(gen) if i % 2 else gc.collect(generation=gen)
+    t1 = time.monotonic_ns()
+    lines.append('{"type":"gc","gen":%d,"start_ns":%d,"end_ns":%d,"collected":%d}\n' % (gen, t0, t1, c))
+with open(out, "w") as f:
+    f.writelines(lines)
+os._exit(0)
+)py";
+
+struct PyenvPython {
+  std::string exe;
+  std::string libpython;
+};
+
+std::vector<PyenvPython> pyenv_pythons() {
+  std::vector<PyenvPython> out;
+  for (const char* v : {"3.9", "3.10", "3.11", "3.12", "3.13"}) {
+    std::error_code ec;
+    for (const auto& d : std::filesystem::directory_iterator("/root/.pyenv/versions", ec)) {
+      std::string name = d.path().filename();
+      if (!name.starts_with(std::string(v) + ".")) continue;
+      std::string exe = d.path() / "bin" / ("python" + std::string(v));
+      std::string lib = d.path() / "lib" / ("libpython" + std::string(v) + ".so.1.0");
+      if (std::filesystem::exists(exe) && std::filesystem::exists(lib)) out.push_back({exe, lib});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_F(GcProbeIT, EveryPyenvVersionBySymbolAndByMethodTable) {
+  auto pythons = pyenv_pythons();
+  if (pythons.empty()) SP_SKIP_UNLESS_BPF_REQUIRED("no unstripped CPython builds under /root/.pyenv/versions");
+  for (const auto& py : pythons) {
+    for (auto method : {sp::GcMethod::Symbol, sp::GcMethod::MethodDef}) {
+      std::string what = py.libpython + " by " + std::string(sp::gc_method_name(method));
+      SCOPED_TRACE(what);
+      int fd = open(py.libpython.c_str(), O_RDONLY | O_CLOEXEC);
+      ASSERT_GE(fd, 0);
+      std::string error;
+      auto elf = sp::ElfFile::from_fd(fd, error);
+      close(fd);
+      ASSERT_TRUE(elf) << error;
+      auto plan = sp::plan_gc_probe(*elf, py.libpython, error, method);
+      ASSERT_TRUE(plan) << error;
+      ASSERT_TRUE(plan->generation_readable && plan->collected_readable) << plan->detail;
+
+      std::string gate = dir_ + "/gate", out = dir_ + "/truth.jsonl";
+      std::filesystem::remove(gate);
+      std::filesystem::remove(out + ".ready");
+      sp::test::Process p({py.exe, "-c", kGcLoop, gate, out, "60"}, dir_ + "/py.log");
+      // The interpreter maps its libpython at start; attach once the process exists.
+      sp::bpf::GcAttachSpec spec;
+      spec.host_pid = p.pid();
+      spec.binary_path = "/proc/" + std::to_string(p.pid()) + "/root" + py.libpython;
+      spec.method = sp::bpf::GcAttachMethod::Uprobe;
+      spec.func_offset = plan->func_offset;
+      spec.target.gen_source = static_cast<__u32>(plan->generation);
+      spec.target.ret_source = static_cast<__u32>(plan->collected);
+      spec.target.long_layout = static_cast<__u32>(plan->long_layout ? plan->long_layout->kind
+                                                                      : sp::PyLongLayoutKind::SizeSigned);
+      spec.description = what;
+      ASSERT_TRUE(probe_->attach(spec, error)) << error;
+      // Automatic collections during interpreter start-up are real but not in the script's record: count from the
+      // moment the script has disabled automatic GC.
+      ASSERT_TRUE(sp::test::wait_for([&] { return std::filesystem::exists(out + ".ready"); }, 10s));
+      std::map<int, GenTotals> at_gate = probe_gc(*probe_, p.pid());
+      std::ofstream(gate).put('\n');
+      auto st = p.wait(30s);
+      ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(dir_ + "/py.log");
+      auto truth = truth_gc(out);
+      auto measured = probe_gc(*probe_, p.pid());
+      ASSERT_EQ(truth.size(), 3u);
+      for (const auto& [gen, t] : truth) {
+        EXPECT_EQ(measured[gen].count - at_gate[gen].count, t.count) << "generation " << gen;
+        EXPECT_EQ(measured[gen].collected - at_gate[gen].collected, t.collected) << "generation " << gen;
+      }
+      EXPECT_EQ(measured[SP_GC_GEN_UNKNOWN].count, at_gate[SP_GC_GEN_UNKNOWN].count);
+      probe_->detach(p.pid());
+      probe_->erase_hist(p.pid());
+    }
   }
 }
