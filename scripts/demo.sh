@@ -49,7 +49,9 @@ if [[ $found -eq 0 ]]; then
       [[ $name != master ]] && echo "worker_name: $name"
       echo "worker_app: $app"
       echo "enable_metrics: true"
-      echo "listeners: [{type: metrics, port: $port, bind_addresses: ['127.0.0.1']}]"
+      # Like Synapse: the main process reads `listeners`, workers `worker_listeners`.
+      [[ $name == master ]] && key=listeners || key=worker_listeners
+      echo "$key: [{type: metrics, port: $port, bind_addresses: ['127.0.0.1']}]"
       echo "database: {name: psycopg2, args: {host: $SP_PG_SOCKET_DIR, port: $SP_PG_PORT, user: $SP_PG_USER, dbname: $SP_PG_DB}}"
       echo "workload: {media_dir: $workdir/media-$name}"
     } >"$cfg"

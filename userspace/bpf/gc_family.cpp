@@ -1,11 +1,8 @@
 #include "bpf/gc_family.h"
 
-#include <fcntl.h>
 #include <fmt/core.h>
-#include <sys/stat.h>
 
 #include "core/log.h"
-#include "core/safe_file.h"
 
 namespace sp::bpf {
 namespace {
@@ -29,8 +26,7 @@ gc_target target_of(const GcProbePlan& plan) {
 
 }  // namespace
 
-GcFamily::GcFamily(std::string proc_root, std::optional<GcMethod> force)
-    : proc_root_(std::move(proc_root)), force_(force) {}
+GcFamily::GcFamily(std::string proc_root, std::optional<GcMethod> force) : planner_(std::move(proc_root), force) {}
 
 GcFamily::~GcFamily() = default;
 
@@ -39,55 +35,18 @@ bool GcFamily::start(std::string& error) {
   return probe_ != nullptr;
 }
 
-std::optional<GcProbePlan> GcFamily::plan_for(const WorkerInfo& w, std::string& error) {
-  int err = 0;
-  Fd root = open_file(fmt::format("{}/{}/root", proc_root_, w.host_pid), O_PATH | O_DIRECTORY, err);
-  if (!root.valid()) {
-    error = fmt::format("open /proc/{}/root: {}", w.host_pid, errno_text(err));
-    return std::nullopt;
-  }
-  Fd bin = open_in_root(root.get(), w.python_path, err);
-  if (!bin.valid()) {
-    error = fmt::format("open {} inside the process's root: {}", w.python_path, errno_text(err));
-    return std::nullopt;
-  }
-  struct stat st {};
-  if (fstat(bin.get(), &st) != 0) {
-    error = fmt::format("stat {}: {}", w.python_path, errno_text(errno));
-    return std::nullopt;
-  }
-  auto id = std::make_tuple(st.st_dev, st.st_ino, st.st_size, static_cast<long>(st.st_mtim.tv_sec));
-  if (auto it = plans_.find(id); it != plans_.end()) {
-    error = plan_errors_[id];
-    return it->second;
-  }
-  std::string why;
-  auto elf = ElfFile::from_fd(bin.get(), why);
-  std::optional<GcProbePlan> plan;
-  if (elf) plan = plan_gc_probe(*elf, w.python_path, why, force_);
-  error = plan ? std::string() : fmt::format("{}: {}", w.python_path, why);
-  plans_[id] = plan;
-  plan_errors_[id] = error;
-  return plan;
-}
-
 void GcFamily::attach(const WorkerInfo& w) {
   ProbeStatus st;
   st.labels = labels_of(w);
   st.host_pid = w.host_pid;
   st.probe = "gc";
   std::string error;
-  std::optional<GcProbePlan> plan;
-  if (w.python_path.empty()) {
-    error = "no Python executable or libpython found in its memory maps";
-  } else {
-    plan = plan_for(w, error);
-  }
+  std::optional<GcProbePlan> plan = planner_.plan(w, error);
   if (plan) {
     st.method = std::string(gc_method_name(plan->method));
     GcAttachSpec spec;
     spec.host_pid = w.host_pid;
-    spec.binary_path = fmt::format("{}/{}/root{}", proc_root_, w.host_pid, w.python_path);
+    spec.binary_path = planner_.attach_path(w);
     spec.method = plan->method == GcMethod::Usdt ? GcAttachMethod::Usdt : GcAttachMethod::Uprobe;
     spec.func_offset = plan->func_offset;
     spec.target = target_of(*plan);

@@ -4,19 +4,16 @@
 // calls update()/poll(), the exporter's threads call snapshot().
 #pragma once
 
-#include <sys/types.h>
-
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <tuple>
 
 #include "bpf/gc_probe.h"
 #include "core/discovery.h"
-#include "core/gc_locator.h"
+#include "core/gc_planner.h"
 #include "core/gc_stats.h"
 
 namespace sp::bpf {
@@ -42,11 +39,7 @@ class GcFamily {
  private:
   void attach(const WorkerInfo& w);
   void refresh_counts();  // caller holds mutex_
-  // A plan per file identity (device, inode, size, mtime): every worker of a host shares one Python.
-  std::optional<GcProbePlan> plan_for(const WorkerInfo& w, std::string& error);
-
-  std::string proc_root_;
-  std::optional<GcMethod> force_;
+  GcPlanner planner_;  // used by the scan thread only
   std::unique_ptr<GcProbe> probe_;
   std::function<void(const gc_event&)> on_event_;
 
@@ -54,8 +47,6 @@ class GcFamily {
   std::map<int, ProbeStatus> status_;             // by host PID, live workers only
   ProcessBook<int, GcSeries> book_;               // key: generation
   std::uint64_t events_received_ = 0;
-  std::map<std::tuple<dev_t, ino_t, off_t, long>, std::optional<GcProbePlan>> plans_;
-  std::map<std::tuple<dev_t, ino_t, off_t, long>, std::string> plan_errors_;
 };
 
 }  // namespace sp::bpf

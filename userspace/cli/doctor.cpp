@@ -1,6 +1,5 @@
 // `doctor`: one line per check, "ok"/"FAIL"/"warn", each failure with what to do about it. Exit status 0 only when
 // every check the agent needs passes; "warn" lines (optional features) do not change the status.
-#include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -12,9 +11,8 @@
 #include "bpf/libbpf_setup.h"
 #include "cli/commands.h"
 #include "core/capabilities.h"
-#include "core/elf_file.h"
+#include "core/gc_planner.h"
 #include "core/log.h"
-#include "core/safe_file.h"
 
 namespace sp::cli {
 namespace {
@@ -73,31 +71,21 @@ void check_kernel(Report& r) {
   }
 }
 
-void check_process(Report& r, const std::string& proc_root, const WorkerInfo& w) {
+void check_process(Report& r, GcPlanner& planner, const WorkerInfo& w) {
   std::string who = fmt::format("worker {} (pid {})", w.worker_name, w.host_pid);
   r.line(w.metrics_url && w.metrics_port_confirmed ? Verdict::Ok : Verdict::Warn, who + ": Synapse metrics endpoint",
          !w.metrics_url ? "none: set enable_metrics: true and add a listener of type metrics, or pass --metrics-url"
          : !w.metrics_port_confirmed ? *w.metrics_url + " is not seen listening in this process"
                                      : *w.metrics_url);
 
-  if (w.python_path.empty()) {
-    r.line(Verdict::Fail, who + ": Python binary", "not found in /proc/PID/maps");
+  std::string error;
+  if (auto plan = planner.plan(w, error)) {
+    r.line(Verdict::Ok, fmt::format("{}: GC probe by {}", who, gc_method_name(plan->method)),
+           plan->detail + (plan->sees_automatic_collections
+                               ? ""
+                               : "; sees gc.collect() calls (how Synapse collects), not automatic collections"));
   } else {
-    int err = 0;
-    Fd root = open_file(fmt::format("{}/{}/root", proc_root, w.host_pid), O_PATH | O_DIRECTORY, err);
-    Fd bin = root.valid() ? open_in_root(root.get(), w.python_path, err) : Fd();
-    std::string error;
-    auto elf = bin.valid() ? ElfFile::from_fd(bin.get(), error) : std::nullopt;
-    if (!bin.valid()) {
-      r.line(Verdict::Fail, who + ": Python binary " + w.python_path, "cannot open: " + errno_text(err));
-    } else if (!elf) {
-      r.line(Verdict::Fail, who + ": Python binary " + w.python_path, error);
-    } else if (elf->has_usdt("python", "gc__start") && elf->has_usdt("python", "gc__done")) {
-      r.line(Verdict::Ok, who + ": USDT GC probes in " + w.python_path);
-    } else {
-      r.line(Verdict::Warn, who + ": no USDT GC probes in " + w.python_path,
-             "GC pauses will be taken from gc.collect() through the interpreter's symbols or method table");
-    }
+    r.line(Verdict::Fail, who + ": no way to probe Python GC", error);
   }
   r.line(w.libpq_path.empty() ? Verdict::Warn : Verdict::Ok, who + ": libpq mapped",
          w.libpq_path.empty() ? "not yet (it is loaded on the first database connection)" : w.libpq_path);
@@ -115,7 +103,8 @@ int run_doctor(const CliOptions& options) {
   r.line(scan_result.workers.empty() ? Verdict::Warn : Verdict::Ok,
          fmt::format("Synapse processes found: {}", scan_result.workers.size()),
          scan_result.workers.empty() ? "start Synapse or pin processes with --pid" : "");
-  for (const auto& w : scan_result.workers) check_process(r, options.proc_root, w);
+  GcPlanner planner(options.proc_root);
+  for (const auto& w : scan_result.workers) check_process(r, planner, w);
   fmt::print("{}\n", r.failed() ? "Some needed checks failed." : "All needed checks passed.");
   return r.failed() ? 1 : 0;
 }

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "core/gc_planner.h"
 #include "core/json.h"
 #include "core/log.h"
 
@@ -19,20 +20,34 @@ std::string json_string_array(const std::vector<std::string>& items) {
   return out + "]";
 }
 
-std::string worker_json(const WorkerInfo& w) {
+// How the GC probe would attach to each worker (the same planner the agent uses).
+struct GcView {
+  std::string method;  // empty: no method works
+  std::string detail;  // the plan's detail, or why no method works
+};
+
+GcView gc_view(GcPlanner& planner, const WorkerInfo& w) {
+  std::string error;
+  auto plan = planner.plan(w, error);
+  if (!plan) return {"", error};
+  return {std::string(gc_method_name(plan->method)), plan->detail};
+}
+
+std::string worker_json(const WorkerInfo& w, const GcView& gc) {
   std::string ns;
   for (std::size_t i = 0; i < w.ns_pids.size(); ++i) ns += (i ? ", " : "") + std::to_string(w.ns_pids[i]);
   return fmt::format(
       "  {{\"pid\": {}, \"worker\": {}, \"worker_app\": {}, \"name_source\": {}, \"main\": {}, \"config_files\": {}, "
-      "\"metrics_url\": {}, \"metrics_port_confirmed\": {}, \"python\": {}, \"libpq\": {}, \"ns_pids\": [{}], "
-      "\"warnings\": {}}}",
+      "\"metrics_url\": {}, \"metrics_port_confirmed\": {}, \"python\": {}, \"gc_method\": {}, \"gc_detail\": {}, "
+      "\"libpq\": {}, \"ns_pids\": [{}], \"warnings\": {}}}",
       w.host_pid, json_quote(w.worker_name), json_quote(w.worker_app), json_quote(w.name_source),
       w.is_main ? "true" : "false", json_string_array(w.config_files),
       w.metrics_url ? json_quote(*w.metrics_url) : "null", w.metrics_port_confirmed ? "true" : "false",
-      json_quote(w.python_path), json_quote(w.libpq_path), ns, json_string_array(w.warnings));
+      json_quote(w.python_path), gc.method.empty() ? "null" : json_quote(gc.method), json_quote(gc.detail),
+      json_quote(w.libpq_path), ns, json_string_array(w.warnings));
 }
 
-void print_text(const ScanResult& r) {
+void print_text(const ScanResult& r, GcPlanner& planner) {
   if (r.workers.empty()) {
     fmt::print("No Synapse processes found. Synapse runs as 'python -m synapse.app.homeserver|generic_worker -c ...'\n"
                "or as synapse_homeserver / synapse_worker; pin a process with --pid if it runs differently.\n");
@@ -45,6 +60,8 @@ void print_text(const ScanResult& r) {
     fmt::print("  metrics:     {}{}\n", w.metrics_url.value_or("(none: enable_metrics and a metrics listener needed)"),
                w.metrics_url && !w.metrics_port_confirmed ? " (port not seen listening by this process)" : "");
     fmt::print("  python:      {}\n", w.python_path.empty() ? "(unknown)" : w.python_path);
+    GcView gc = gc_view(planner, w);
+    fmt::print("  gc probe:    {}{}\n", gc.method.empty() ? "none: " : gc.method + " (", gc.method.empty() ? gc.detail : gc.detail + ")");
     fmt::print("  libpq:       {}\n", w.libpq_path.empty() ? "(not mapped yet)" : w.libpq_path);
     for (const auto& warning : w.warnings) fmt::print("  warning:     {}\n", warning);
   }
@@ -59,13 +76,14 @@ void print_text(const ScanResult& r) {
 
 int run_workers(const CliOptions& options) {
   ScanResult r = scan(discovery_options(options));
+  GcPlanner planner(options.proc_root);
   for (const auto& w : r.warnings) log::warn("{}", w);
   if (options.json) {
     fmt::print("[");
-    for (std::size_t i = 0; i < r.workers.size(); ++i) fmt::print("{}\n{}", i ? "," : "", worker_json(r.workers[i]));
+    for (std::size_t i = 0; i < r.workers.size(); ++i) fmt::print("{}\n{}", i ? "," : "", worker_json(r.workers[i], gc_view(planner, r.workers[i])));
     fmt::print("{}]\n", r.workers.empty() ? "" : "\n");
   } else {
-    print_text(r);
+    print_text(r, planner);
   }
   return 0;
 }
