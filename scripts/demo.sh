@@ -46,8 +46,7 @@ if [[ $found -eq 0 ]]; then
     name=${spec%%:*}; app=${spec#*:}; port=$(sp_free_port 19100 19199)
     cfg=$workdir/$name.yaml
     {
-      [[ $name != master ]] && echo "worker_name: $name"
-      echo "worker_app: $app"
+      [[ $name != master ]] && printf 'worker_name: %s\nworker_app: %s\n' "$name" "$app"
       echo "enable_metrics: true"
       # Like Synapse: the main process reads `listeners`, workers `worker_listeners`.
       [[ $name == master ]] && key=listeners || key=worker_listeners

@@ -200,9 +200,9 @@ Workload::Workload(WorkloadSpec spec, const std::string& dir) : spec_(std::move(
   truth_ = dir + "/" + spec_.name + ".truth.jsonl";
   log_ = dir + "/" + spec_.name + ".log";
   std::ofstream cfg(config_);
-  if (spec_.name != "master") cfg << "worker_name: " << spec_.name << "\n";
-  cfg << "worker_app: " << spec_.app << "\n"
-      << "enable_metrics: true\n"
+  // Like real configs: the main process's homeserver.yaml names no worker (its name is then "master").
+  if (spec_.name != "master") cfg << "worker_name: " << spec_.name << "\nworker_app: " << spec_.app << "\n";
+  cfg << "enable_metrics: true\n"
       // Like Synapse: the main process reads `listeners`, workers `worker_listeners`.
       << (spec_.name == "master" ? "listeners" : "worker_listeners") << ":\n  - type: metrics\n    port: " << spec_.metrics_port << "\n    bind_addresses: ['127.0.0.1']\n";
   std::vector<std::string> argv = {spec_.python, "-m", spec_.app, "-c", config_, "--duration",
