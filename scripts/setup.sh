@@ -10,7 +10,7 @@ PACKAGES=(
   libboost-program-options-dev libfmt-dev libyaml-cpp-dev prometheus-cpp-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # tests and the demo workload (Debian's python3.11 has the USDT GC probes; PostgreSQL 15 has its USDT probes)
-  python3.11 python3-psycopg2 python3-prometheus-client python3-yaml python3.11-dev
+  python3.11 python3-psycopg2 python3-prometheus-client python3-yaml python3.11-dev python3.11-dbg
   postgresql postgresql-client curl jq procps iproute2 util-linux binutils
 )
 

@@ -18,11 +18,6 @@ extern char** environ;
 
 namespace sp::test {
 
-bool bpf_required() {
-  const char* v = std::getenv("SYNAPSE_PROFILER_REQUIRE_BPF");
-  return v && std::string(v) == "1";
-}
-
 std::string bpf_unavailable_reason() {
   if (geteuid() != 0) return "BPF integration tests need root (run scripts/test.sh as root)";
   if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) return "no kernel BTF at /sys/kernel/btf/vmlinux";

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <gtest/gtest.h>
+
+#include "../common/require.h"
 #include <sys/types.h>
 
 #include <chrono>
@@ -15,15 +17,6 @@
 
 namespace sp::test {
 
-// Skips the test with `reason`, or fails it when SYNAPSE_PROFILER_REQUIRE_BPF=1 (CI): a BPF test must never pass by
-// not running.
-#define SP_SKIP_UNLESS_BPF_REQUIRED(reason)                                                     \
-  do {                                                                                          \
-    if (::sp::test::bpf_required()) FAIL() << "SYNAPSE_PROFILER_REQUIRE_BPF=1 but: " << (reason); \
-    GTEST_SKIP() << (reason);                                                                   \
-  } while (0)
-
-bool bpf_required();
 // Empty when BPF tests can run here (root); otherwise why not.
 std::string bpf_unavailable_reason();
 

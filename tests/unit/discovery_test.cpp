@@ -4,6 +4,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "../common/require.h"
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -566,7 +568,7 @@ TEST(DiscoveryRealProc, ScanDoesNotCrash) {
 // config through /proc/PID/root and confirming its metrics socket through /proc/PID/fd and net/tcp.
 TEST(DiscoveryRealProc, FindsARunningFakeSynapse) {
   const char* python = "/usr/bin/python3.11";
-  if (::access(python, X_OK) != 0) GTEST_SKIP() << python << " not installed";
+  if (::access(python, X_OK) != 0) SP_SKIP_UNLESS_BPF_REQUIRED(std::string(python) + " not installed");
   TempTree tree;
   const fs::path pkg = tree.dir() / "pkg";
   tree.write(pkg / "synapse/__init__.py", "");

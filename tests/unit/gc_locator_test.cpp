@@ -6,6 +6,8 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include "../common/require.h"
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -218,7 +220,7 @@ TEST(GcLocator, DebianPythonWithoutNotesUsesMethodDefMatchingDebugSymbols) {
   EXPECT_EQ(splan->func_vaddr, plan->func_vaddr);
 
   auto debug = load(kDebianPythonDebug);
-  if (!debug) GTEST_SKIP() << "no " << kDebianPythonDebug << " (apt-get install python3.11-dbg): cross-check skipped";
+  if (!debug) SP_SKIP_UNLESS_BPF_REQUIRED(std::string("no ") + kDebianPythonDebug + " (apt-get install python3.11-dbg): cross-check skipped");
   EXPECT_EQ(symbol_value(*debug, "gc_collect.lto_priv.0"), plan->func_vaddr) << plan->detail;
 }
 
@@ -243,7 +245,7 @@ TEST(GcLocator, DebianLibpythonUsdtThenMethodDefThroughRelocations) {
 
   auto debug = load(kDebianLibpythonDebug);
   if (!debug)
-    GTEST_SKIP() << "no " << kDebianLibpythonDebug << " (apt-get install python3.11-dbg): cross-check skipped";
+    SP_SKIP_UNLESS_BPF_REQUIRED(std::string("no ") + kDebianLibpythonDebug + " (apt-get install python3.11-dbg): cross-check skipped");
   EXPECT_EQ(symbol_value(*debug, "gc_collect"), plan->func_vaddr) << plan->detail;
 }
 
@@ -294,7 +296,7 @@ TEST(GcLocator, UnstrippedBuildsOfEachVersion) {
     ASSERT_TRUE(md->long_layout);
     EXPECT_EQ(md->long_layout->kind, c.layout);
   }
-  if (tested == 0) GTEST_SKIP() << "no unstripped CPython builds under /root/.pyenv/versions";
+  if (tested == 0) SP_SKIP_UNLESS_BPF_REQUIRED("no unstripped CPython builds under /root/.pyenv/versions");
 }
 
 TEST(GcLocator, SyntheticMethodTablesInEveryLinkMode) {

@@ -8,6 +8,7 @@
 
 #include <fmt/core.h>
 
+#include "bpf/map_util.h"
 #include "core/log.h"
 #include "gc.skel.h"
 
@@ -17,18 +18,11 @@ static_assert(sizeof(gc_hist) == 8 * (SP_LAT_BUCKETS + 4));
 static_assert(sizeof(gc_event) == 40);
 
 namespace sp::bpf {
-namespace {
-
-std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
-
-}  // namespace
 
 void GcProbe::SkelDelete::operator()(gc_bpf* s) const { gc_bpf__destroy(s); }
 
-GcProbe::~GcProbe() {
-  links_.clear();  // detach before the object goes
-  ring_.reset();
-}
+// Members go in reverse order: links (detach), ring buffer, then the object.
+GcProbe::~GcProbe() = default;
 
 std::unique_ptr<GcProbe> GcProbe::create(std::string& error) {
   std::unique_ptr<GcProbe> p(new GcProbe());
@@ -41,22 +35,7 @@ std::unique_ptr<GcProbe> GcProbe::create(std::string& error) {
     error = "load BPF object gc: " + errno_text(err);
     return nullptr;
   }
-  p->ring_.reset(ring_buffer__new(
-      bpf_map__fd(p->skel_->maps.gc_events),
-      [](void* ctx, void* data, size_t size) -> int {
-        auto* self = static_cast<GcProbe*>(ctx);
-        if (size >= sizeof(gc_event) && self->sink_) {
-          gc_event e;
-          std::memcpy(&e, data, sizeof e);
-          (*self->sink_)(e);
-        }
-        return 0;
-      },
-      p.get(), nullptr));
-  if (!p->ring_) {
-    error = "create ring buffer for gc events: " + errno_text(errno);
-    return nullptr;
-  }
+  if (!p->ring_.open(p->skel_->maps.gc_events, error)) return nullptr;
   return p;
 }
 
@@ -110,17 +89,7 @@ void GcProbe::detach(int host_pid) {
 
 std::vector<GcHistEntry> GcProbe::read_hist() const {
   std::vector<GcHistEntry> out;
-  int fd = bpf_map__fd(skel_->maps.gc_hist);
-  gc_hist_key key{};
-  gc_hist_key next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    GcHistEntry e{};
-    e.key = next;
-    if (bpf_map_lookup_elem(fd, &next, &e.value) == 0) out.push_back(e);
-    key = next;
-    prev = &key;
-  }
+  for (const auto& [k, v] : hash_entries<gc_hist_key, gc_hist>(skel_->maps.gc_hist)) out.push_back({k, v});
   return out;
 }
 
@@ -131,23 +100,9 @@ void GcProbe::erase_hist(int host_pid) {
   }
 }
 
-int GcProbe::drain(const std::function<void(const gc_event&)>& fn) {
-  sink_ = &fn;
-  int n = ring_buffer__consume(ring_.get());
-  sink_ = nullptr;
-  return n < 0 ? 0 : n;
-}
+int GcProbe::drain(const std::function<void(const gc_event&)>& fn) { return ring_.drain(fn); }
 
-std::uint64_t GcProbe::stat(int idx) const {
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return 0;
-  std::vector<__u64> values(static_cast<std::size_t>(ncpu));
-  __u32 key = static_cast<__u32>(idx);
-  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.gc_stats), &key, values.data()) != 0) return 0;
-  std::uint64_t sum = 0;
-  for (auto v : values) sum += v;
-  return sum;
-}
+std::uint64_t GcProbe::stat(int idx) const { return percpu_sum(skel_->maps.gc_stats, static_cast<std::uint32_t>(idx)); }
 
 std::uint64_t GcProbe::events_lost() const { return stat(SP_GC_STAT_EVENTS_LOST); }
 std::uint64_t GcProbe::unmatched_ends() const { return stat(SP_GC_STAT_UNMATCHED); }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bpf/handles.h"
+#include "bpf/map_util.h"
 #include "gc.h"
 
 struct gc_bpf;
@@ -65,9 +66,8 @@ class GcProbe {
     void operator()(gc_bpf* s) const;
   };
   std::unique_ptr<gc_bpf, SkelDelete> skel_;
-  RingBuffer ring_;
+  TypedRing<gc_event> ring_;
   std::map<int, std::vector<Link>> links_;
-  const std::function<void(const gc_event&)>* sink_ = nullptr;  // valid during drain()
 };
 
 }  // namespace sp::bpf

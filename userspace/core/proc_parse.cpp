@@ -1,6 +1,10 @@
 #include "core/proc_parse.h"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
 #include <charconv>
+#include <cstring>
 #include <limits>
 
 namespace sp::proc {
@@ -139,20 +143,56 @@ std::vector<Mapping> parse_maps(std::string_view text) {
   return maps;
 }
 
+namespace {
+
+// One "ADDR:PORT" column of net/tcp(6). ADDR is 8 (IPv4) or 32 (IPv6) hex digits: each group of 8 is one 32-bit
+// word of the address as it sits in kernel memory, printed as a number, so copying the number back into memory on
+// this machine restores the network-order bytes whatever the endianness.
+bool parse_tcp_endpoint(std::string_view text, IpAddress& address, int& port) {
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  const std::string_view hex = text.substr(0, colon);
+  const auto port_value = parse_hex(text.substr(colon + 1));
+  if (!port_value || *port_value > 0xFFFF) return false;
+  if (hex.size() != 8 && hex.size() != 32) return false;
+  address = IpAddress{};
+  std::size_t offset = 0;
+  if (hex.size() == 8) {  // IPv4 -> ::ffff:a.b.c.d
+    address[10] = 0xFF;
+    address[11] = 0xFF;
+    offset = 12;
+  }
+  for (std::size_t group = 0; group * 8 < hex.size(); ++group) {
+    const auto word = parse_hex(hex.substr(group * 8, 8));
+    if (!word) return false;
+    const auto value = static_cast<std::uint32_t>(*word);
+    std::memcpy(address.data() + offset + group * 4, &value, sizeof value);
+  }
+  port = static_cast<int>(*port_value);
+  return true;
+}
+
+bool is_v4_mapped(const IpAddress& address) {
+  for (std::size_t i = 0; i < 10; ++i) {
+    if (address[i] != 0) return false;
+  }
+  return address[10] == 0xFF && address[11] == 0xFF;
+}
+
+}  // namespace
+
 std::vector<TcpSocket> parse_net_tcp(std::string_view text) {
   std::vector<TcpSocket> sockets;
   for_each_line(text, [&](std::string_view line) {
     // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
     const auto f = fields(line);
     if (f.size() < 10 || !f[0].ends_with(':')) return;  // header or malformed
-    const std::size_t colon = f[1].rfind(':');
-    if (colon == std::string_view::npos) return;
-    const auto port = parse_hex(f[1].substr(colon + 1));
+    TcpSocket socket;
+    if (!parse_tcp_endpoint(f[1], socket.local_addr, socket.local_port)) return;
+    if (!parse_tcp_endpoint(f[2], socket.remote_addr, socket.remote_port)) return;
     const auto state = parse_hex(f[3]);
     const auto inode = parse_u64(f[9]);
-    if (!port || *port > 0xFFFF || !state || *state > 0xFF || !inode) return;
-    TcpSocket socket;
-    socket.local_port = static_cast<int>(*port);
+    if (!state || *state > 0xFF || !inode) return;
     socket.state = static_cast<int>(*state);
     socket.inode = *inode;
     sockets.push_back(socket);
@@ -160,10 +200,35 @@ std::vector<TcpSocket> parse_net_tcp(std::string_view text) {
   return sockets;
 }
 
+bool is_loopback(const IpAddress& address) {
+  if (is_v4_mapped(address)) return address[12] == 127;
+  for (std::size_t i = 0; i < 15; ++i) {
+    if (address[i] != 0) return false;
+  }
+  return address[15] == 1;
+}
+
+std::string format_ip(const IpAddress& address) {
+  char buffer[INET6_ADDRSTRLEN] = {};
+  if (is_v4_mapped(address)) {
+    ::inet_ntop(AF_INET, address.data() + 12, buffer, sizeof buffer);
+  } else {
+    ::inet_ntop(AF_INET6, address.data(), buffer, sizeof buffer);
+  }
+  return buffer;
+}
+
 std::optional<std::uint64_t> socket_inode(std::string_view link) {
   constexpr std::string_view kPrefix = "socket:[";
   if (!link.starts_with(kPrefix) || !link.ends_with(']')) return std::nullopt;
   return parse_u64(link.substr(kPrefix.size(), link.size() - kPrefix.size() - 1));
+}
+
+std::optional<std::uint64_t> namespace_inode(std::string_view link, std::string_view type) {
+  if (!link.starts_with(type) || !link.substr(type.size()).starts_with(":[") || !link.ends_with(']')) {
+    return std::nullopt;
+  }
+  return parse_u64(link.substr(type.size() + 2, link.size() - type.size() - 3));
 }
 
 std::string_view basename(std::string_view path) {

@@ -1,0 +1,67 @@
+// Small helpers shared by the probe loaders: reading per-CPU counters, walking hash maps, and ring buffers that hand
+// fixed-size records to a callback.
+#pragma once
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bpf/handles.h"
+
+namespace sp::bpf {
+
+std::string errno_text(int err);
+
+// Sum over CPUs of a BPF_MAP_TYPE_PERCPU_ARRAY of __u64 at `idx`; 0 when unreadable.
+std::uint64_t percpu_sum(const bpf_map* map, std::uint32_t idx);
+
+// Every (key, value) of a hash map, read with the syscall interface (a consistent-enough snapshot: entries added or
+// removed meanwhile may or may not appear).
+template <typename K, typename V>
+std::vector<std::pair<K, V>> hash_entries(const bpf_map* map) {
+  std::vector<std::pair<K, V>> out;
+  int fd = bpf_map__fd(map);
+  K key{};
+  K next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    V value{};
+    if (bpf_map_lookup_elem(fd, &next, &value) == 0) out.emplace_back(next, value);
+    key = next;
+    prev = &key;
+  }
+  return out;
+}
+
+// A ring buffer delivering records of type T. drain() calls `fn` for each complete record and returns how many.
+template <typename T>
+class TypedRing {
+ public:
+  bool open(const bpf_map* map, std::string& error) {
+    ring_.reset(ring_buffer__new(bpf_map__fd(map), &TypedRing::on_record, this, nullptr));
+    if (!ring_) error = "create ring buffer " + std::string(bpf_map__name(map)) + ": " + errno_text(errno);
+    return ring_ != nullptr;
+  }
+  int drain(const std::function<void(const T&)>& fn) {
+    sink_ = &fn;
+    int n = ring_buffer__consume(ring_.get());
+    sink_ = nullptr;
+    return n < 0 ? 0 : n;
+  }
+
+ private:
+  static int on_record(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<TypedRing*>(ctx);
+    if (size >= sizeof(T) && self->sink_) (*self->sink_)(*static_cast<const T*>(data));
+    return 0;
+  }
+  RingBuffer ring_;
+  const std::function<void(const T&)>* sink_ = nullptr;
+};
+
+}  // namespace sp::bpf
