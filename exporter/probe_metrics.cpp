@@ -1,6 +1,10 @@
 #include "exporter/probe_metrics.h"
 
+#include <algorithm>
+#include <map>
+#include <set>
 #include <string>
+#include <tuple>
 
 #include "exporter/families.h"
 
@@ -38,6 +42,41 @@ std::vector<prometheus::MetricFamily> gc_families(const GcSnapshot& snap) {
   out.push_back(counter_family("synapse_profiler_gc_collected_objects_total",
                                "Objects freed by Python garbage collections (collections whose count was readable).",
                                std::move(collected)));
+  return out;
+}
+
+std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot& snap, std::size_t table_top_n) {
+  std::map<std::string, std::uint64_t> time_per_table;
+  for (const auto& [key, h] : snap.series) time_per_table[key.second.table] += h.sum_ns;
+  std::vector<std::pair<std::uint64_t, std::string>> ranked;
+  for (const auto& [table, ns] : time_per_table) {
+    if (!table.empty() && table != "unknown") ranked.emplace_back(ns, table);
+  }
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  std::set<std::string> kept;
+  for (std::size_t i = 0; i < ranked.size() && i < table_top_n; ++i) kept.insert(ranked[i].second);
+
+  // Merge the tables that lost their name into "other" before building points.
+  std::map<std::tuple<WorkerLabels, std::string, std::string>, LatencyHistogram> merged;
+  for (const auto& [key, h] : snap.series) {
+    const auto& [labels, q] = key;
+    bool keep = q.table.empty() || q.table == "unknown" || kept.count(q.table);
+    merged[{labels, q.verb, keep ? q.table : "other"}].add(h);
+  }
+  std::vector<prometheus::ClientMetric> points;
+  for (const auto& [key, h] : merged) {
+    const auto& [labels, verb, table] = key;
+    std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
+    points.push_back(histogram_point(
+        {{"worker", labels.worker}, {"worker_app", labels.worker_app}, {"verb", verb}, {"table", table}},
+        latency_bounds_seconds(), per_bucket, static_cast<double>(h.sum_ns) / 1e9));
+  }
+  std::vector<prometheus::MetricFamily> out;
+  out.push_back(histogram_family("synapse_profiler_db_client_query_seconds",
+                                 "PostgreSQL queries as the worker sees them: libpq round trip, per verb and first table.",
+                                 std::move(points)));
   return out;
 }
 

@@ -5,12 +5,18 @@
 
 #include <vector>
 
+#include "core/db_stats.h"
 #include "core/gc_stats.h"
 
 namespace sp::exporter {
 
 // synapse_profiler_gc_pause_seconds, synapse_profiler_gc_collected_objects_total.
 std::vector<prometheus::MetricFamily> gc_families(const GcSnapshot& snap);
+
+// synapse_profiler_db_client_query_seconds{worker, worker_app, verb, table}. Only the `table_top_n` tables with the
+// most total query time (over all workers) keep their name; the rest are exported as table="other", so the label
+// stays bounded whatever SQL a worker sends.
+std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot& snap, std::size_t table_top_n);
 
 // synapse_profiler_probe_attached{worker, worker_app, probe, method}.
 prometheus::MetricFamily probe_attached_family(const std::vector<ProbeStatus>& status);

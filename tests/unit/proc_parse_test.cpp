@@ -91,6 +91,52 @@ TEST(ProcParse, NetTcp) {
   EXPECT_EQ(sockets[2].inode, 6001u);
 }
 
+IpAddress v4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {
+  return IpAddress{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, a, b, c, d};
+}
+
+TEST(ProcParse, NetTcpAddresses) {
+  // Rows as an x86 kernel prints them: each 32-bit word of the address in little-endian order.
+  const auto sockets = parse_net_tcp(
+      "   0: 0100007F:1538 0200007F:9C40 01 00000000:00000000 00:00000000 00000000   998        0 5001 1 0
+"
+      "   0: 00000000000000000000000001000000:1538 00000000000000000000000001000000:9C41 01 0:0 0:0 0 0 0 6001
+"
+      "   1: 0000000000000000FFFF00000100007F:1538 0000000000000000FFFF00000A00000A:9C42 06 0:0 0:0 0 0 0 0
+"
+      "   2: 0080DCFE000000000000000001000000:0050 0100007F:0050 01 0:0 0:0 0 0 0 7001
+"  // v4 remote in v6 row: ok
+      "   3: 0100007:1538 0200007F:9C40 01 0:0 0:0 0 0 0 7002
+"                      // 7 hex digits: dropped
+      "   4: 0100007F:1538 0200007F 01 0:0 0:0 0 0 0 7003
+");                        // no remote port: dropped
+  ASSERT_EQ(sockets.size(), 4u);
+  EXPECT_EQ(sockets[0].local_addr, v4(127, 0, 0, 1));
+  EXPECT_EQ(sockets[0].local_port, 5432);
+  EXPECT_EQ(sockets[0].remote_addr, v4(127, 0, 0, 2));
+  EXPECT_EQ(sockets[0].remote_port, 40000);
+  EXPECT_EQ(sockets[0].state, kTcpEstablished);
+  EXPECT_EQ(format_ip(sockets[0].remote_addr), "127.0.0.2");
+  EXPECT_EQ(format_ip(sockets[1].local_addr), "::1");
+  EXPECT_TRUE(is_loopback(sockets[1].local_addr));
+  EXPECT_EQ(sockets[1].remote_port, 40001);
+  // An IPv4 client of a dual-stack IPv6 listener compares equal to the client's own IPv4 row.
+  EXPECT_EQ(sockets[2].local_addr, v4(127, 0, 0, 1));
+  EXPECT_EQ(sockets[2].remote_addr, v4(10, 0, 0, 10));
+  EXPECT_FALSE(is_loopback(sockets[2].remote_addr));
+  EXPECT_EQ(sockets[2].inode, 0u);
+  EXPECT_EQ(format_ip(sockets[3].local_addr), "fedc:8000::1");
+}
+
+TEST(ProcParse, NamespaceInode) {
+  EXPECT_EQ(namespace_inode("net:[4026531840]", "net"), 4026531840u);
+  EXPECT_EQ(namespace_inode("mnt:[4026531840]", "net"), std::nullopt);
+  EXPECT_EQ(namespace_inode("net:[]", "net"), std::nullopt);
+  EXPECT_EQ(namespace_inode("net:[", "net"), std::nullopt);
+  EXPECT_EQ(namespace_inode("net]", "net"), std::nullopt);
+  EXPECT_EQ(namespace_inode("net:[12]x", "net"), std::nullopt);
+}
+
 TEST(ProcParse, SocketInodeAndBasename) {
   EXPECT_EQ(socket_inode("socket:[12345]"), 12345u);
   EXPECT_EQ(socket_inode("pipe:[12345]"), std::nullopt);
@@ -117,6 +163,7 @@ TEST(ProcParse, RandomInputNeverCrashes) {
       parse_maps(text);
       parse_net_tcp(text);
       socket_inode(text);
+      namespace_inode(text, "net");
     });
   }
 }

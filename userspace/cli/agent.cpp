@@ -10,6 +10,7 @@
 
 #include "bpf/gc_family.h"
 #include "bpf/libbpf_setup.h"
+#include "bpf/libpq_family.h"
 #include "cli/commands.h"
 #include "core/log.h"
 #include "exporter/probe_metrics.h"
@@ -19,9 +20,16 @@
 namespace sp::cli {
 namespace {
 
+bpf::LibpqAsyncMode async_mode(const CliOptions& o) {
+  if (o.libpq_async == "on") return bpf::LibpqAsyncMode::On;
+  if (o.libpq_async == "off") return bpf::LibpqAsyncMode::Off;
+  return bpf::LibpqAsyncMode::Auto;
+}
+
 class Agent {
  public:
-  explicit Agent(const CliOptions& o) : options_(o), discovery_(discovery_options(o)), gc_(o.proc_root) {}
+  explicit Agent(const CliOptions& o)
+      : options_(o), discovery_(discovery_options(o)), gc_(o.proc_root), libpq_(o.proc_root, async_mode(o)) {}
 
   int run() {
     // Block the stop signals before any thread starts, so that every thread inherits the mask and only sigwait()
@@ -35,6 +43,7 @@ class Agent {
     bpf::init_libbpf(options_.verbose);
     // A family that cannot load is reported and the others keep working.
     if (std::string error; !gc_.start(error)) log::error("gc probes unavailable: {}", error);
+    if (std::string error; !libpq_.start(error)) log::error("libpq probes unavailable: {}", error);
 
     std::unique_ptr<exporter::MetricsServer> server;
     try {
@@ -65,11 +74,11 @@ class Agent {
   }
 
  private:
-  // Probe data is polled every second (ring buffers are drained on a timer: the BPF side never wakes us per event);
+  // Probe data is polled every 250 ms (ring buffers are drained on a timer: the BPF side never wakes us per event);
   // discovery runs every --rescan-interval.
   void scan_loop() {
     using Clock = std::chrono::steady_clock;
-    constexpr auto kPollInterval = std::chrono::seconds(1);
+    constexpr auto kPollInterval = std::chrono::milliseconds(250);
     auto next_scan = Clock::now() + options_.rescan_interval;
     std::unique_lock lock(mutex_);
     while (!stopping_) {
@@ -82,6 +91,7 @@ class Agent {
         next_scan = Clock::now() + options_.rescan_interval;
       }
       gc_.poll();
+      libpq_.poll();
       lock.lock();
     }
   }
@@ -96,6 +106,7 @@ class Agent {
     }
     for (const auto& w : diff.removed) log::info("Synapse process pid {} worker {} is gone", w.host_pid, w.worker_name);
     gc_.update(diff);
+    libpq_.update(result, diff);
     std::lock_guard lock(mutex_);
     latest_ = std::move(result);
   }
@@ -109,9 +120,13 @@ class Agent {
     }
     auto families = exporter::self_families(snap);
     GcSnapshot gc = gc_.snapshot();
+    DbClientSnapshot db = libpq_.snapshot();
     for (auto& f : exporter::gc_families(gc)) families.push_back(std::move(f));
-    families.push_back(exporter::probe_attached_family(gc.status));
-    families.push_back(exporter::events_lost_family({{"gc", gc.events_lost}}));
+    for (auto& f : exporter::db_client_families(db, options_.db_table_labels)) families.push_back(std::move(f));
+    std::vector<ProbeStatus> status = gc.status;
+    status.insert(status.end(), db.status.begin(), db.status.end());
+    families.push_back(exporter::probe_attached_family(status));
+    families.push_back(exporter::events_lost_family({{"gc", gc.events_lost}, {"libpq", db.events_lost}}));
     return families;
   }
 
@@ -119,6 +134,7 @@ class Agent {
   const DiscoveryOptions discovery_;
   DiscoveryState state_;  // touched by the scanning thread only (and by run() before it starts)
   bpf::GcFamily gc_;
+  bpf::LibpqFamily libpq_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;

@@ -103,7 +103,14 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
   switch (o.command) {
     case Command::Run:
       specific.add_options()("listen", po::value(&raw.listen)->default_value(kDefaultListen),
-                             "address and port of the Prometheus endpoint (/metrics, /healthz); [::]:PORT for IPv6");
+                             "address and port of the Prometheus endpoint (/metrics, /healthz); [::]:PORT for IPv6")
+          ("libpq-async", po::value(&o.libpq_async)->default_value("auto"),
+           "probe libpq's asynchronous API (PQsendQuery*/PQgetResult) too: on, off, or auto = every process except "
+           "psycopg2 users (psycopg2, what Synapse uses, only calls the synchronous API; the extra probes would cost "
+           "four traps per query)")
+          ("db-table-labels", po::value(&o.db_table_labels)->default_value(20),
+           "how many tables keep their own `table` label on query series (those with the most query time); the rest "
+           "are table=\"other\"");
       break;
     case Command::Workers:
       specific.add_options()("json", po::bool_switch(&o.json),
@@ -151,6 +158,9 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
       return usage_error(fmt::format("--metrics-url '{}': the URL must start with http:// or https://", spec));
     }
     o.metrics_urls[spec.substr(0, eq)] = url;
+  }
+  if (o.libpq_async != "auto" && o.libpq_async != "on" && o.libpq_async != "off") {
+    return usage_error(fmt::format("--libpq-async '{}': expected auto, on or off", o.libpq_async));
   }
   o.proc_root = raw.proc_root;
   auto rescan = parse_duration(raw.rescan);

@@ -22,6 +22,8 @@ struct CliOptions {
   std::chrono::nanoseconds rescan_interval = std::chrono::seconds(5);
   // run
   std::string listen = "0.0.0.0:9477";
+  std::string libpq_async = "auto";  // auto | on | off
+  std::size_t db_table_labels = 20;
   // workers
   bool json = false;
   // logging

@@ -1,0 +1,167 @@
+// libpq client-side latency end to end through the agent binary, against the test PostgreSQL: per-verb counts equal
+// the workload's own record of every statement it sent, latencies agree with its own clock, each worker gets only
+// its own queries, and no literal ever reaches /metrics or the log.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "harness.h"
+#include "truth.h"
+
+using namespace std::chrono_literals;
+using sp::test::Workload;
+using sp::test::WorkloadSpec;
+
+namespace {
+
+struct VerbTruth {
+  double count = 0;
+  double exec_seconds = 0;  // the workload's own timing of cursor.execute / commit, BEGIN included
+};
+
+// Per verb, what libpq must have seen: every statement, plus the BEGIN psycopg2 sends before a transaction's first.
+std::map<std::string, VerbTruth> truth_queries(const std::string& truth_path, double& total_exec_seconds) {
+  std::map<std::string, VerbTruth> out;
+  total_exec_seconds = 0;
+  for (const auto& r : sp::test::truth_of_type(sp::test::read_truth(truth_path), "query")) {
+    std::string verb = *r.text("verb");
+    out[verb].count += 1;
+    if (r.line.find("\"begin\":true") != std::string::npos) out["BEGIN"].count += 1;
+    total_exec_seconds += static_cast<double>(*r.integer("exec_end_ns") - *r.integer("exec_start_ns")) / 1e9;
+  }
+  return out;
+}
+
+class LibpqAgentIT : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+    if (!sp::test::test_postgres()) SP_SKIP_UNLESS_BPF_REQUIRED("no test PostgreSQL: run through scripts/test.sh");
+    dir_ = sp::test::make_temp_dir("sp-libpq-agent-it");
+    port_ = sp::test::free_port();
+    agent_ = sp::test::Process({SP_BINARY, "run", "--listen", "127.0.0.1:" + std::to_string(port_),
+                                "--rescan-interval", "500ms", "--verbose"},
+                               dir_ + "/agent.log");
+    ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port_, "/healthz").has_value(); }, 10s))
+        << agent_log();
+  }
+
+  void TearDown() override {
+    if (agent_.pid() > 0) {
+      auto st = agent_.stop(SIGTERM);
+      EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << agent_log();
+    }
+  }
+
+  std::string agent_log() const { return sp::test::read_text(dir_ + "/agent.log"); }
+  std::string metrics() { return sp::test::http_get(port_, "/metrics").value_or(""); }
+  std::string gate(const std::string& name) const { return dir_ + "/" + name + ".gate"; }
+
+  std::unique_ptr<Workload> start(const std::string& name, bool unix_socket, std::vector<std::string> extra = {}) {
+    WorkloadSpec spec;
+    spec.name = name;
+    spec.duration_s = 3;
+    spec.use_db = true;
+    spec.unix_socket = unix_socket;
+    spec.extra_args = {"--gc-schedule", "none", "--io-rate", "0", "--query-rate", "40", "--start-gate", gate(name)};
+    spec.extra_args.insert(spec.extra_args.end(), extra.begin(), extra.end());
+    auto w = std::make_unique<Workload>(spec, dir_);
+    EXPECT_TRUE(w->wait_ready()) << sp::test::read_text(w->log_path());
+    return w;
+  }
+
+  // verb -> {count, sum seconds} of one worker, all tables.
+  std::map<std::string, std::array<double, 2>> per_verb(const std::string& worker) {
+    std::map<std::string, std::array<double, 2>> out;
+    std::istringstream in(metrics());
+    std::string line;
+    std::regex re("^synapse_profiler_db_client_query_seconds_(count|sum)\\{worker=\"" + worker +
+                  "\",worker_app=\"[^\"]*\",verb=\"([^\"]*)\",table=\"[^\"]*\"\\} (\\S+)$");
+    while (std::getline(in, line)) {
+      std::smatch m;
+      if (!std::regex_match(line, m, re)) continue;
+      out[m[2]][m[1] == "count" ? 0 : 1] += std::stod(m[3]);
+    }
+    return out;
+  }
+
+  std::map<std::string, std::array<double, 2>> attach_and_go(Workload& w) {
+    auto attached = [&] {
+      return sp::test::metric_value(metrics(), "synapse_profiler_probe_attached",
+                                    {{"worker", w.spec().name}, {"probe", "libpq"}}) == 1.0;
+    };
+    EXPECT_TRUE(sp::test::wait_for(attached, 10s)) << agent_log();
+    std::this_thread::sleep_for(600ms);  // one agent poll (every 250 ms) past anything sent before the gate
+    auto before = per_verb(w.spec().name);
+    std::ofstream(gate(w.spec().name)).put('\n');
+    return before;
+  }
+
+  void finish(Workload& w) {
+    auto st = w.process().wait(30s);
+    ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(w.log_path());
+  }
+
+  void expect_matches(Workload& w, const std::map<std::string, std::array<double, 2>>& before) {
+    std::this_thread::sleep_for(800ms);
+    auto after = per_verb(w.spec().name);
+    double truth_seconds = 0;
+    auto truth = truth_queries(w.truth_path(), truth_seconds);
+    ASSERT_GT(truth["SELECT"].count, 20) << "the workload ran too few queries to compare";
+    double measured_seconds = 0;
+    for (auto& [verb, v] : after) {
+      if (auto it = before.find(verb); it != before.end()) {
+        v[0] -= it->second[0];
+        v[1] -= it->second[1];
+      }
+      measured_seconds += v[1];
+    }
+    for (const auto& [verb, t] : truth) EXPECT_EQ(after[verb][0], t.count) << w.spec().name << " verb " << verb;
+    for (const auto& [verb, v] : after) {
+      if (!truth.count(verb)) EXPECT_EQ(v[0], 0) << w.spec().name << ": queries with verb " << verb;
+    }
+    // libpq's round trip is what cursor.execute() spends minus psycopg2's own work around it.
+    EXPECT_LE(measured_seconds, truth_seconds) << w.spec().name;
+    EXPECT_NEAR(measured_seconds, truth_seconds, 0.05 * truth_seconds) << w.spec().name;
+  }
+
+  std::string dir_;
+  int port_ = 0;
+  sp::test::Process agent_;
+};
+
+}  // namespace
+
+TEST_F(LibpqAgentIT, TcpAndUnixSocketWorkersCountEveryQueryPerVerb) {
+  auto tcp = start("db_tcp", false);
+  auto unix_sock = start("db_unix", true);
+  auto tcp_before = attach_and_go(*tcp);
+  auto unix_before = attach_and_go(*unix_sock);
+  finish(*tcp);
+  finish(*unix_sock);
+  expect_matches(*tcp, tcp_before);
+  expect_matches(*unix_sock, unix_before);
+}
+
+TEST_F(LibpqAgentIT, SecretLiteralsNeverReachMetricsOrLog) {
+  auto w = start("db_secret", false);
+  auto before = attach_and_go(*w);
+  finish(*w);
+  std::this_thread::sleep_for(800ms);
+  std::string sql = sp::test::read_text(w->truth_path());
+  ASSERT_NE(sql.find("syt_s3cr3t_token"), std::string::npos) << "the workload did not send its secret literal";
+  std::string m = metrics();
+  EXPECT_EQ(m.find("syt_"), std::string::npos);
+  EXPECT_EQ(m.find("s3cr3t"), std::string::npos);
+  std::string log = agent_log();
+  EXPECT_EQ(log.find("syt_"), std::string::npos);
+  EXPECT_EQ(log.find("s3cr3t"), std::string::npos);
+  EXPECT_NE(m.find("synapse_profiler_db_client_query_seconds"), std::string::npos);
+}

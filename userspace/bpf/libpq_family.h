@@ -1,0 +1,52 @@
+// The libpq client-side probe family as the agent runs it: attaches to every worker that has libpq mapped (a worker
+// maps it on its first connection, so each rescan looks again), fingerprints every query's SQL the moment it arrives
+// (the text is dropped right there: literals never leave this class), aggregates per (worker, verb, table), and
+// keeps per-worker totals exact when the ring buffer overflows (lost records are exported as verb "unknown").
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "bpf/libpq_probe.h"
+#include "core/db_stats.h"
+#include "core/discovery.h"
+
+namespace sp::bpf {
+
+enum class LibpqAsyncMode { Auto, On, Off };
+
+class LibpqFamily {
+ public:
+  LibpqFamily(std::string proc_root, LibpqAsyncMode async_mode = LibpqAsyncMode::Auto);
+  ~LibpqFamily();
+
+  bool start(std::string& error);
+  bool started() const { return probe_ != nullptr; }
+
+  // Attach to current workers that have libpq mapped and are not attached yet; detach from removed ones.
+  void update(const ScanResult& current, const ScanDiff& diff);
+  void poll();
+  DbClientSnapshot snapshot() const;
+
+  void set_event_sink(std::function<void(const QueryEvent&)> sink) { on_event_ = std::move(sink); }
+
+ private:
+  void attach(const WorkerInfo& w);
+  bool wants_async(const WorkerInfo& w) const;
+  void consume(const pq_event& e);  // caller holds mutex_
+
+  std::string proc_root_;
+  LibpqAsyncMode async_mode_;
+  std::unique_ptr<LibpqProbe> probe_;
+  std::function<void(const QueryEvent&)> on_event_;
+
+  mutable std::mutex mutex_;
+  std::map<int, ProbeStatus> status_;  // by host PID, live workers whose libpq we tried
+  std::map<std::pair<WorkerLabels, QueryKey>, LatencyHistogram> series_;
+  ProcessBook<int, LatencyHistogram> lost_;  // key unused (0): per-process kernel counts of lost records
+};
+
+}  // namespace sp::bpf

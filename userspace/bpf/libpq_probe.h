@@ -1,0 +1,57 @@
+// The libpq probe family's BPF side: one loaded object (bpf/libpq.bpf.c) shared by every traced worker, with
+// per-process uprobes on the libpq each worker has mapped. Query records come through a ring buffer drained by the
+// caller; records the ring buffer could not take are counted per process in the kernel (read_lost()).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bpf/handles.h"
+#include "bpf/map_util.h"
+#include "libpq.h"
+
+struct libpq_bpf;
+
+namespace sp::bpf {
+
+struct LibpqAttachSpec {
+  int host_pid = 0;
+  std::string libpq_path;   // a path the agent can open: /proc/PID/root/<path from the target's maps>
+  bool async = true;        // also the PQsendQuery* / PQgetResult probes (extra traps on every query)
+  std::string description;  // for messages: "worker synchrotron1 (pid 42)"
+};
+
+class LibpqProbe {
+ public:
+  static std::unique_ptr<LibpqProbe> create(std::string& error);
+  ~LibpqProbe();
+  LibpqProbe(const LibpqProbe&) = delete;
+  LibpqProbe& operator=(const LibpqProbe&) = delete;
+
+  // All-or-nothing: on failure nothing stays attached and `error` names the function, the file and the worker.
+  bool attach(const LibpqAttachSpec& spec, std::string& error);
+  void detach(int host_pid);
+  bool attached(int host_pid) const { return links_.count(host_pid) != 0; }
+
+  int drain(const std::function<void(const pq_event&)>& fn) { return ring_.drain(fn); }
+  std::vector<std::pair<std::uint32_t, pq_lost>> read_lost() const;
+  void erase_lost(int host_pid);
+  std::uint64_t events_lost() const;
+  std::uint64_t unmatched_returns() const;
+
+ private:
+  LibpqProbe() = default;
+  struct SkelDelete {
+    void operator()(libpq_bpf* s) const;
+  };
+  std::unique_ptr<libpq_bpf, SkelDelete> skel_;
+  TypedRing<pq_event> ring_;
+  std::map<int, std::vector<Link>> links_;
+};
+
+}  // namespace sp::bpf

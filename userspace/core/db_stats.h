@@ -1,0 +1,41 @@
+// What the libpq (client-side) probe family hands the exporter and the correlators: per (worker, verb, table)
+// latency histograms, and per-query events that carry a fingerprint id but never SQL text.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/gc_stats.h"  // ProbeStatus
+#include "core/latency_histogram.h"
+#include "core/process_book.h"
+
+namespace sp {
+
+struct QueryKey {
+  std::string verb;   // SELECT, INSERT, UPDATE, DELETE, BEGIN, COMMIT, ROLLBACK, other; "unknown" for lost records
+  std::string table;  // first table named ("" for none); "unknown" for lost records
+  auto operator<=>(const QueryKey&) const = default;
+};
+
+// One query as the worker saw it (libpq round trip). No SQL: only its fingerprint's id.
+struct QueryEvent {
+  std::uint32_t tgid = 0;
+  std::uint32_t tid = 0;
+  std::uint64_t start_ns = 0;  // CLOCK_MONOTONIC
+  std::uint64_t end_ns = 0;
+  std::uint64_t conn = 0;
+  std::uint64_t fingerprint_id = 0;
+  std::string verb;
+  std::string table;
+};
+
+struct DbClientSnapshot {
+  std::map<std::pair<WorkerLabels, QueryKey>, LatencyHistogram> series;
+  std::vector<ProbeStatus> status;
+  std::uint64_t events_lost = 0;
+};
+
+}  // namespace sp
