@@ -86,7 +86,7 @@ std::vector<BackendLink> match_backends(const SocketSnapshot& snapshot) {
     Tuple tuple;
   };
   std::unordered_map<std::uint64_t, BackendEnd> backend_ends;  // inode -> row
-  std::map<Tuple, std::vector<End>> candidates;                 // mirrored tuple -> matching rows (filled in pass 2)
+  std::map<Tuple, std::vector<End>> candidates;                // mirrored tuple -> matching rows (filled in pass 2)
   for (const auto& table : snapshot.tcp) {
     for (const auto& socket : table.sockets) {
       if (socket.inode == 0 || socket.state == proc::kTcpListen || socket.remote_port == 0) continue;

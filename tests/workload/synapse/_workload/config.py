@@ -54,6 +54,7 @@ class Config:
     gc_hold_query: Optional[float]  # pg_sleep() seconds of the held query, None when the mode is off
     hold_heap: int
     query_sleep: float
+    slow_query: float
     start_gate: Optional[str]  # wait for this file to exist before any activity (GC, queries, I/O)
 
 
@@ -132,6 +133,9 @@ _OPTIONS: Dict[str, Tuple[Callable[[Any], Any], Any, str]] = {
                       f"(SECONDS defaults to {DEFAULT_HOLD_SECONDS})"),
     "hold_heap": (_number(int, 0), 1_000_000, "live objects kept for --gc-hold-query collections (1000000)"),
     "query_sleep": (_number(float, 0), 0.0, "seconds slept inside the timed region of every query (0)"),
+    "slow_query": (_number(float, 0), 0.0,
+                   "add a 'SELECT pg_sleep(SECONDS)' transaction to each round of the request mix (0: none), so that "
+                   "time spent in PostgreSQL dwarfs Python's own overhead around each query"),
     "start_gate": (_path, None, "after start-up (listeners bound, database connected), wait until this file exists "
                                 "before any GC, query or I/O, so that a profiler can attach first"),
     "no_db": (_flag, False, "run without PostgreSQL"),

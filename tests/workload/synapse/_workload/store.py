@@ -87,9 +87,15 @@ class _Request:
     args: Tuple[Any, ...]
 
 
-def _requests() -> Iterator[_Request]:
+def _slow_query_txn(txn: LoggingTransaction, seconds: float) -> None:
+    txn.execute("SELECT pg_sleep(%s)", (seconds,))
+
+
+def _requests(slow_query: float) -> Iterator[_Request]:
     """An endless, deterministic mix of requests touching users, events and room_memberships."""
     for n in itertools.count():
+        if slow_query > 0:
+            yield _Request("slow_query", None, _slow_query_txn, (slow_query,))
         user, room = f"@user{n}:workload.test", f"!room{n % _ROOMS}:workload.test"
         known = f"syt_s3cr3t_token_{max(0, n - 5)}"
         yield _Request("register_user", _Servlet("POST", "RegisterRestServlet"), _register_user_txn,
@@ -106,9 +112,9 @@ def _requests() -> Iterator[_Request]:
 class DataStore:
     """Issues the workload's transactions on a DatabasePool."""
 
-    def __init__(self, pool: DatabasePool):
+    def __init__(self, pool: DatabasePool, slow_query: float = 0.0):
         self._pool = pool
-        self._requests = _requests()
+        self._requests = _requests(slow_query)
 
     def create_schema(self) -> None:
         """CREATE ... IF NOT EXISTS on the calling thread (the main thread, before the pool starts)."""
