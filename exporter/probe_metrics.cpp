@@ -80,6 +80,41 @@ std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot&
   return out;
 }
 
+std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot& snap) {
+  auto hist = [](const LabelList& l, const LatencyHistogram& h) {
+    std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
+    return histogram_point(l, latency_bounds_seconds(), per_bucket, static_cast<double>(h.sum_ns) / 1e9);
+  };
+  std::vector<prometheus::ClientMetric> queries, locks, txns;
+  for (const auto& [key, h] : snap.queries) {
+    const auto& [labels, verb] = key;
+    queries.push_back(hist({{"worker", labels.worker}, {"worker_app", labels.worker_app}, {"verb", verb}}, h));
+  }
+  for (const auto& [labels, t] : snap.backends) {
+    LabelList l = {{"worker", labels.worker}, {"worker_app", labels.worker_app}};
+    locks.push_back(hist(l, t.lock_waits));
+    auto with_outcome = [&](const char* outcome) {
+      LabelList lo = l;
+      lo.emplace_back("outcome", outcome);
+      return lo;
+    };
+    txns.push_back(counter_point(with_outcome("commit"), static_cast<double>(t.commits)));
+    txns.push_back(counter_point(with_outcome("abort"), static_cast<double>(t.aborts)));
+  }
+  std::vector<prometheus::MetricFamily> out;
+  out.push_back(histogram_family("synapse_profiler_db_server_query_seconds",
+                                 "Query execution inside PostgreSQL (USDT query__start..query__done) in the backends "
+                                 "serving each worker; worker=\"other\" for backends serving no Synapse process.",
+                                 std::move(queries)));
+  out.push_back(histogram_family("synapse_profiler_db_lock_wait_seconds",
+                                 "Heavyweight lock waits (USDT lock__wait__start..done) in the backends serving each "
+                                 "worker.",
+                                 std::move(locks)));
+  out.push_back(counter_family("synapse_profiler_db_transactions_total",
+                               "Transactions ended by the backends serving each worker, by outcome.", std::move(txns)));
+  return out;
+}
+
 prometheus::MetricFamily probe_attached_family(const std::vector<ProbeStatus>& status) {
   std::vector<prometheus::ClientMetric> points;
   for (const auto& s : status) {

@@ -18,6 +18,10 @@ std::vector<prometheus::MetricFamily> gc_families(const GcSnapshot& snap);
 // stays bounded whatever SQL a worker sends.
 std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot& snap, std::size_t table_top_n);
 
+// synapse_profiler_db_server_query_seconds{worker, worker_app, verb}, _db_lock_wait_seconds{worker, worker_app},
+// _db_transactions_total{worker, worker_app, outcome}: PostgreSQL's own view, per worker served.
+std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot& snap);
+
 // synapse_profiler_probe_attached{worker, worker_app, probe, method}.
 prometheus::MetricFamily probe_attached_family(const std::vector<ProbeStatus>& status);
 

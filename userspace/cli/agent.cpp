@@ -11,6 +11,7 @@
 #include "bpf/gc_family.h"
 #include "bpf/libbpf_setup.h"
 #include "bpf/libpq_family.h"
+#include "bpf/pgserver_family.h"
 #include "cli/commands.h"
 #include "core/log.h"
 #include "exporter/probe_metrics.h"
@@ -29,7 +30,9 @@ bpf::LibpqAsyncMode async_mode(const CliOptions& o) {
 class Agent {
  public:
   explicit Agent(const CliOptions& o)
-      : options_(o), discovery_(discovery_options(o)), gc_(o.proc_root), libpq_(o.proc_root, async_mode(o)) {}
+      : options_(o), discovery_(discovery_options(o)), gc_(o.proc_root),
+        libpq_(o.proc_root, async_mode(o)),
+        pgserver_(o.proc_root) {}
 
   int run() {
     // Block the stop signals before any thread starts, so that every thread inherits the mask and only sigwait()
@@ -44,6 +47,7 @@ class Agent {
     // A family that cannot load is reported and the others keep working.
     if (std::string error; !gc_.start(error)) log::error("gc probes unavailable: {}", error);
     if (std::string error; !libpq_.start(error)) log::error("libpq probes unavailable: {}", error);
+    if (std::string error; !pgserver_.start(error)) log::error("postgres probes unavailable: {}", error);
 
     std::unique_ptr<exporter::MetricsServer> server;
     try {
@@ -92,6 +96,7 @@ class Agent {
       }
       gc_.poll();
       libpq_.poll();
+      pgserver_.poll();
       lock.lock();
     }
   }
@@ -107,6 +112,7 @@ class Agent {
     for (const auto& w : diff.removed) log::info("Synapse process pid {} worker {} is gone", w.host_pid, w.worker_name);
     gc_.update(diff);
     libpq_.update(result, diff);
+    pgserver_.update(result);
     std::lock_guard lock(mutex_);
     latest_ = std::move(result);
   }
@@ -123,10 +129,13 @@ class Agent {
     DbClientSnapshot db = libpq_.snapshot();
     for (auto& f : exporter::gc_families(gc)) families.push_back(std::move(f));
     for (auto& f : exporter::db_client_families(db, options_.db_table_labels)) families.push_back(std::move(f));
+    DbServerSnapshot server = pgserver_.snapshot();
+    for (auto& f : exporter::db_server_families(server)) families.push_back(std::move(f));
     std::vector<ProbeStatus> status = gc.status;
     status.insert(status.end(), db.status.begin(), db.status.end());
     families.push_back(exporter::probe_attached_family(status));
-    families.push_back(exporter::events_lost_family({{"gc", gc.events_lost}, {"libpq", db.events_lost}}));
+    families.push_back(exporter::events_lost_family(
+        {{"gc", gc.events_lost}, {"libpq", db.events_lost}, {"postgres", server.events_lost}}));
     return families;
   }
 
@@ -135,6 +144,7 @@ class Agent {
   DiscoveryState state_;  // touched by the scanning thread only (and by run() before it starts)
   bpf::GcFamily gc_;
   bpf::LibpqFamily libpq_;
+  bpf::PgServerFamily pgserver_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;

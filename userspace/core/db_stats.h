@@ -39,3 +39,36 @@ struct DbClientSnapshot {
 };
 
 }  // namespace sp
+
+namespace sp {
+
+// Per backend, counted in the kernel (exact): lock waits, transaction outcomes, and queries whose per-query record
+// was lost.
+struct BackendTotals {
+  LatencyHistogram lost_queries;
+  LatencyHistogram lock_waits;
+  std::uint64_t commits = 0;
+  std::uint64_t aborts = 0;
+  void add(const BackendTotals& o) {
+    lost_queries.add(o.lost_queries);
+    lock_waits.add(o.lock_waits);
+    commits += o.commits;
+    aborts += o.aborts;
+  }
+};
+
+// PostgreSQL's own view, attributed to the worker each backend serves (worker "other" for backends serving no
+// discovered Synapse process).
+struct DbServerSnapshot {
+  std::map<std::pair<WorkerLabels, std::string>, LatencyHistogram> queries;  // key: labels, verb ("unknown": lost)
+  std::map<WorkerLabels, BackendTotals> backends;
+  std::size_t clusters_attached = 0;
+  std::vector<std::string> attach_errors;
+  std::uint64_t events_lost = 0;
+  std::size_t backends_mapped = 0;
+  std::size_t backends_unmapped = 0;
+};
+
+inline const WorkerLabels kOtherWorker{"other", ""};
+
+}  // namespace sp

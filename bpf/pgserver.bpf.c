@@ -1,0 +1,153 @@
+// PostgreSQL's own view of each query, lock wait and transaction, from its USDT probes (postgres built with
+// --enable-dtrace, as Debian's is). Attached once per postgres binary for every process using it, so that backends
+// forked after the agent started are covered; every postgres process is a backend or helper of some cluster, so
+// nothing else pays for the traps. Query records go through a ring buffer (userspace needs the verb and the backend
+// -> worker mapping); lock waits and transaction outcomes are counted per backend in the kernel.
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
+
+#include "pgserver.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct pgs_start {
+  __u64 start_ns;
+  __u64 text; /* user pointer, still valid at query__done (the backend owns the string for the whole query) */
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 16384);
+  __type(key, __u32); /* backend tgid: backends are single-threaded */
+  __type(value, struct pgs_start);
+} pgs_query SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 16384);
+  __type(key, __u32);
+  __type(value, __u64);
+} pgs_lock SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 16384);
+  __type(key, __u32);
+  __type(value, struct pgs_backend_stats);
+} pgs_backend SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 2 * 1024 * 1024);
+} pgs_events SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, SP_PGS_STAT_MAX);
+  __type(key, __u32);
+  __type(value, __u64);
+} pgs_stats SEC(".maps");
+
+static const __u64 lat_bounds[SP_LAT_BOUNDS] = SP_LAT_BOUNDS_NS;
+
+static __always_inline void stat_inc(__u32 idx) {
+  __u64 *v = bpf_map_lookup_elem(&pgs_stats, &idx);
+  if (v) *v += 1;
+}
+
+static __always_inline __u32 bucket(__u64 ns) {
+  __u32 b;
+  for (b = 0; b < SP_LAT_BOUNDS; b++) {
+    if (ns <= lat_bounds[b]) break;
+  }
+  return b;
+}
+
+static __always_inline struct pgs_backend_stats *backend_stats(__u32 tgid) {
+  struct pgs_backend_stats *s = bpf_map_lookup_elem(&pgs_backend, &tgid);
+  if (s) return s;
+  struct pgs_backend_stats zero = {};
+  bpf_map_update_elem(&pgs_backend, &tgid, &zero, BPF_NOEXIST);
+  return bpf_map_lookup_elem(&pgs_backend, &tgid);
+}
+
+SEC("usdt")
+int BPF_USDT(pgs_query_start, const char *query) {
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  struct pgs_start s = {.start_ns = bpf_ktime_get_ns(), .text = (__u64)query};
+  bpf_map_update_elem(&pgs_query, &tgid, &s, BPF_ANY);
+  return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(pgs_query_done, const char *query) {
+  __u64 end = bpf_ktime_get_ns();
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  struct pgs_start *s = bpf_map_lookup_elem(&pgs_query, &tgid);
+  if (!s) {
+    stat_inc(SP_PGS_STAT_UNMATCHED);
+    return 0;
+  }
+  struct pgs_start start = *s;
+  bpf_map_delete_elem(&pgs_query, &tgid);
+  struct pgs_query_event *e = bpf_ringbuf_reserve(&pgs_events, sizeof *e, 0);
+  if (!e) {
+    stat_inc(SP_PGS_STAT_EVENTS_LOST);
+    struct pgs_backend_stats *b = backend_stats(tgid);
+    if (!b) return 0;
+    __u64 dur = end - start.start_ns;
+    __u32 i = bucket(dur);
+    if (i < SP_LAT_BUCKETS) __sync_fetch_and_add(&b->lost_buckets[i], 1);
+    __sync_fetch_and_add(&b->lost_count, 1);
+    __sync_fetch_and_add(&b->lost_sum_ns, dur);
+    return 0;
+  }
+  e->tgid = tgid;
+  e->start_ns = start.start_ns;
+  e->end_ns = end;
+  long n = bpf_probe_read_user_str(e->text, sizeof e->text, (const void *)start.text);
+  e->text_len = n > 0 ? (__u32)(n - 1) : 0;
+  bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);  // drained on a timer: no wakeup per query
+  return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(pgs_lock_wait_start) {
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  __u64 now = bpf_ktime_get_ns();
+  bpf_map_update_elem(&pgs_lock, &tgid, &now, BPF_ANY);
+  return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(pgs_lock_wait_done) {
+  __u64 end = bpf_ktime_get_ns();
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  __u64 *start = bpf_map_lookup_elem(&pgs_lock, &tgid);
+  if (!start) return 0;
+  __u64 dur = end - *start;
+  bpf_map_delete_elem(&pgs_lock, &tgid);
+  struct pgs_backend_stats *b = backend_stats(tgid);
+  if (!b) return 0;
+  __u32 i = bucket(dur);
+  if (i < SP_LAT_BUCKETS) __sync_fetch_and_add(&b->lock_buckets[i], 1);
+  __sync_fetch_and_add(&b->lock_count, 1);
+  __sync_fetch_and_add(&b->lock_sum_ns, dur);
+  return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(pgs_txn_commit) {
+  struct pgs_backend_stats *b = backend_stats(bpf_get_current_pid_tgid() >> 32);
+  if (b) __sync_fetch_and_add(&b->commits, 1);
+  return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(pgs_txn_abort) {
+  struct pgs_backend_stats *b = backend_stats(bpf_get_current_pid_tgid() >> 32);
+  if (b) __sync_fetch_and_add(&b->aborts, 1);
+  return 0;
+}

@@ -1,0 +1,38 @@
+/* PostgreSQL server side (USDT probes of the postgres binary): what bpf/pgserver.bpf.c and
+ * userspace/bpf/pgserver_probe.cpp share. Keys are backend TGIDs; userspace maps each backend to the worker it
+ * serves. Fixed-width fields, explicit padding, no pointers. */
+#ifndef SP_BPF_PGSERVER_H
+#define SP_BPF_PGSERVER_H
+
+#include "histogram.h"
+
+/* Bytes of query text copied per query: enough for userspace to classify the verb; fingerprinted and dropped. */
+#define SP_PGS_TEXT_MAX 256
+
+struct pgs_query_event {
+  __u32 tgid; /* the backend */
+  __u32 text_len;
+  __u64 start_ns; /* CLOCK_MONOTONIC */
+  __u64 end_ns;
+  char text[SP_PGS_TEXT_MAX];
+};
+
+/* Per backend, exact whatever the ring buffer does. */
+struct pgs_backend_stats {
+  __u64 lost_buckets[SP_LAT_BUCKETS]; /* queries whose event was lost */
+  __u64 lost_count;
+  __u64 lost_sum_ns;
+  __u64 lock_buckets[SP_LAT_BUCKETS]; /* heavyweight lock waits (lock__wait__start .. done) */
+  __u64 lock_count;
+  __u64 lock_sum_ns;
+  __u64 commits;
+  __u64 aborts;
+};
+
+enum sp_pgs_stat {
+  SP_PGS_STAT_EVENTS_LOST = 0,
+  SP_PGS_STAT_UNMATCHED = 1,
+  SP_PGS_STAT_MAX = 2,
+};
+
+#endif

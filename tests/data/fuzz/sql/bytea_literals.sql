@@ -1,0 +1,1 @@
+INSERT INTO e2e_fallback_keys_json (user_id, device_id, algorithm, key_id, key_json, used) VALUES ('@erin:example.org', 'ERINLAPTOP', 'signed_curve25519', 'AAAAHQ', '\x7b226b6579223a2273656372657431227d'::bytea, E'\\xdeadbeefcafe0123'::bytea)

@@ -1,0 +1,1 @@
+COPY public.event_search (event_id, room_id, key, vector) FROM STDIN

@@ -1,0 +1,1 @@
+SELECT e.event_id, ej.json, r.redacts FROM events AS e INNER JOIN event_json AS ej USING (event_id) LEFT JOIN redactions AS r ON r.redacts = e.event_id WHERE e.event_id IN ('$evtIdOne:example.org', '$evtIdTwo:example.org')

@@ -1,0 +1,1 @@
+LOCK TABLE event_push_summary IN EXCLUSIVE MODE

@@ -1,0 +1,1 @@
+BEGIN; SELECT next_batch_token FROM sync_tokens WHERE user_id = '@leo:example.org'; COMMIT;

@@ -1,0 +1,1 @@
+RELEASE SAVEPOINT synapse_savepoint_1

@@ -1,0 +1,1 @@
+SAVEPOINT synapse_savepoint_1

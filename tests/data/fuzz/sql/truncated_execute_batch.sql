@@ -1,0 +1,1 @@
+UPDATE users SET password_hash = 'x1' WHERE name = 'y1';UPDATE users SET password_hash = 'x2' WHERE name = 'y2';UPDATE users SET password_hash = 'cutBatchSecretSs

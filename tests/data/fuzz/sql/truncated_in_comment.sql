@@ -1,0 +1,1 @@
+SELECT 1 FROM users /* unterminated comment with 'syt_inCutComment' 

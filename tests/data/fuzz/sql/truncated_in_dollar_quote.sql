@@ -1,0 +1,1 @@
+SELECT body FROM event_json WHERE json = $body$cut dollar secret Pp4

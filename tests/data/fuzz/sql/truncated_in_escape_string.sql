@@ -1,0 +1,1 @@
+SELECT user_id FROM access_tokens WHERE token = E'syt_escaped\' still inside \

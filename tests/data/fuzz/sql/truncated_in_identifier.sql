@@ -1,0 +1,1 @@
+SELECT event_id FROM events WHERE stream_ordering > 123456789 AND room_i

@@ -1,0 +1,1 @@
+INSERT INTO users (name, password_hash, creation_ts) VALUES ('@mia:example.org', '$2b$12$cutHashAbCdEfGh

@@ -1,0 +1,1 @@
+SELECT event_id, relates_to_id FROM event_relations WHERE (relates_to_id, relation_type) IN (('$parentEventAaaa', 'm.thread'), ('$parentEventBbbb', 'm.annotation'), ('$parentEventCccc', 'm.reference'))

@@ -1,0 +1,1 @@
+SELECT U&'d\0061t\+000061 unicodeSecretMm', name, cafÃ©_table.x, badÿşident FROM rooms WHERE topic = 'naÃ¯ve cafÃ© ÿş invalid bytes Nn8'

@@ -1,0 +1,158 @@
+#include "bpf/pgserver_family.h"
+
+#include <fmt/core.h>
+#include <sys/stat.h>
+
+#include <string_view>
+
+#include "core/log.h"
+#include "core/sql_fingerprint.h"
+
+namespace sp::bpf {
+namespace {
+
+LatencyHistogram histogram(const __u64* buckets, __u64 count, __u64 sum_ns) {
+  LatencyHistogram h;
+  for (std::size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] = buckets[i];
+  h.count = count;
+  h.sum_ns = sum_ns;
+  return h;
+}
+
+}  // namespace
+
+PgServerFamily::PgServerFamily(std::string proc_root) : proc_root_(proc_root), mapper_(std::move(proc_root)) {}
+
+PgServerFamily::~PgServerFamily() = default;
+
+bool PgServerFamily::start(std::string& error) {
+  probe_ = PgServerProbe::create(error);
+  return probe_ != nullptr;
+}
+
+const WorkerLabels& PgServerFamily::labels_of(int backend_pid) const {
+  auto it = backend_labels_.find(backend_pid);
+  return it == backend_labels_.end() ? kOtherWorker : it->second;
+}
+
+void PgServerFamily::map_backends(const std::vector<int>& backend_pids) {
+  std::vector<int> undecided;
+  for (int pid : backend_pids) {
+    if (!backend_labels_.count(pid)) undecided.push_back(pid);
+  }
+  if (undecided.empty()) return;
+  std::vector<int> workers;
+  for (const auto& [pid, labels] : worker_labels_) workers.push_back(pid);
+  std::string error;
+  auto links = mapper_.map(workers, undecided, error);
+  if (!error.empty()) log::debug("postgres: mapping backends to workers: {}", error);
+  for (int pid : undecided) backend_labels_[pid] = kOtherWorker;
+  for (const auto& link : links) {
+    auto it = worker_labels_.find(link.worker_pid);
+    if (it == worker_labels_.end()) continue;
+    backend_labels_[link.backend_pid] = it->second;
+    log::debug("postgres: backend {} serves worker {} over {}", link.backend_pid, it->second.worker, link.transport);
+  }
+}
+
+void PgServerFamily::update(const ScanResult& current) {
+  if (!probe_) return;
+  poll();  // records of backends about to go still find their worker
+
+  // Attach to each postgres binary in use, once, whatever the number of clusters running it.
+  std::map<std::string, std::set<int>> binaries;
+  std::map<std::string, std::string> paths;
+  for (const auto& p : current.postgres) {
+    if (!p.postmaster) continue;
+    struct stat st {};
+    std::string exe = fmt::format("{}/{}/exe", proc_root_, p.key.pid);
+    if (stat(exe.c_str(), &st) != 0) continue;  // exited meanwhile
+    std::string key = fmt::format("{}:{}", st.st_dev, st.st_ino);
+    binaries[key].insert(p.key.pid);
+    paths[key] = fmt::format("{}/{}/root{}", proc_root_, p.key.pid, p.exe_path);
+  }
+  std::lock_guard lock(mutex_);
+  for (const auto& [key, postmasters] : binaries) {
+    if (probe_->attached(key)) continue;
+    std::string error;
+    if (probe_->attach(key, paths[key], error)) {
+      log::info("postgres: attached to {} (postmaster pid {})", paths[key], *postmasters.begin());
+    } else {
+      log::warn("postgres: cannot attach: {}", error);
+      attach_errors_.push_back(error);
+    }
+  }
+  for (const auto& [key, postmasters] : binaries_) {
+    if (!binaries.count(key)) probe_->detach(key);
+  }
+  binaries_ = std::move(binaries);
+
+  worker_labels_.clear();
+  for (const auto& w : current.workers) worker_labels_[w.key.pid] = {w.worker_name, w.worker_app};
+
+  std::set<int> live;
+  std::vector<int> backends;
+  for (const auto& p : current.postgres) {
+    if (p.postmaster) continue;
+    live.insert(p.key.pid);
+    backends.push_back(p.key.pid);
+  }
+  for (int pid : live_backends_) {
+    if (live.count(pid)) continue;
+    backends_.retire(pid);
+    probe_->erase_backend(pid);
+    backend_labels_.erase(pid);
+  }
+  live_backends_ = std::move(live);
+  map_backends(backends);
+}
+
+void PgServerFamily::poll() {
+  if (!probe_) return;
+  std::vector<pgs_query_event> events;
+  probe_->drain([&](const pgs_query_event& e) { events.push_back(e); });
+  std::lock_guard lock(mutex_);
+  // A connection opened since the last rescan: decide its backend now (at most every 100 ms), so that its queries
+  // are not attributed to "other" for up to a rescan interval.
+  std::vector<int> unknown;
+  for (const auto& e : events) {
+    if (!backend_labels_.count(static_cast<int>(e.tgid))) unknown.push_back(static_cast<int>(e.tgid));
+  }
+  auto now = std::chrono::steady_clock::now();
+  if (!unknown.empty() && now - last_event_remap_ > std::chrono::milliseconds(100)) {
+    last_event_remap_ = now;
+    map_backends(unknown);
+  }
+  for (const auto& e : events) {
+    std::uint32_t len = std::min<std::uint32_t>(e.text_len, SP_PGS_TEXT_MAX - 1);
+    SqlFingerprint fp = fingerprint_sql(std::string_view(e.text, len), len >= SP_PGS_TEXT_MAX - 1);
+    queries_[{labels_of(static_cast<int>(e.tgid)), fp.verb}].record(e.end_ns - e.start_ns);
+  }
+  for (const auto& [tgid, s] : probe_->read_backends()) {
+    int pid = static_cast<int>(tgid);
+    if (!backend_labels_.count(pid)) continue;  // not decided yet: counted once it is
+    BackendTotals t;
+    t.lost_queries = histogram(s.lost_buckets, s.lost_count, s.lost_sum_ns);
+    t.lock_waits = histogram(s.lock_buckets, s.lock_count, s.lock_sum_ns);
+    t.commits = s.commits;
+    t.aborts = s.aborts;
+    backends_.set_live(pid, labels_of(pid), 0, t);
+  }
+}
+
+DbServerSnapshot PgServerFamily::snapshot() const {
+  DbServerSnapshot snap;
+  std::lock_guard lock(mutex_);
+  snap.queries = queries_;
+  for (const auto& [key, t] : backends_.totals()) {
+    snap.backends[key.first].add(t);
+    if (t.lost_queries.count) snap.queries[{key.first, "unknown"}].add(t.lost_queries);
+  }
+  snap.clusters_attached = probe_ ? probe_->attached_count() : 0;
+  snap.attach_errors = attach_errors_;
+  snap.events_lost = probe_ ? probe_->events_lost() : 0;
+  for (const auto& [pid, labels] : backend_labels_) (labels == kOtherWorker ? snap.backends_unmapped : snap.backends_mapped)++;
+  return snap;
+}
+
+}  // namespace sp::bpf

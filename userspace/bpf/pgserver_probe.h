@@ -1,0 +1,51 @@
+// The PostgreSQL server-side probe family's BPF side: USDT probes on each postgres binary in use (once per binary,
+// for every process that runs it, so backends forked later are covered), per-backend counters in the kernel, query
+// records through a ring buffer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bpf/handles.h"
+#include "bpf/map_util.h"
+#include "pgserver.h"
+
+struct pgserver_bpf;
+
+namespace sp::bpf {
+
+class PgServerProbe {
+ public:
+  static std::unique_ptr<PgServerProbe> create(std::string& error);
+  ~PgServerProbe();
+  PgServerProbe(const PgServerProbe&) = delete;
+  PgServerProbe& operator=(const PgServerProbe&) = delete;
+
+  // Attaches every probe to `binary_path` (a path the agent can open, e.g. /proc/PM/root/usr/lib/.../postgres) for
+  // all processes, under `key`. All-or-nothing.
+  bool attach(const std::string& key, const std::string& binary_path, std::string& error);
+  void detach(const std::string& key);
+  bool attached(const std::string& key) const { return links_.count(key) != 0; }
+  std::size_t attached_count() const { return links_.size(); }
+
+  int drain(const std::function<void(const pgs_query_event&)>& fn) { return ring_.drain(fn); }
+  std::vector<std::pair<std::uint32_t, pgs_backend_stats>> read_backends() const;
+  void erase_backend(int tgid);
+  std::uint64_t events_lost() const;
+
+ private:
+  PgServerProbe() = default;
+  struct SkelDelete {
+    void operator()(pgserver_bpf* s) const;
+  };
+  std::unique_ptr<pgserver_bpf, SkelDelete> skel_;
+  TypedRing<pgs_query_event> ring_;
+  std::map<std::string, std::vector<Link>> links_;
+};
+
+}  // namespace sp::bpf
