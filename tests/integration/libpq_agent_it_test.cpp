@@ -86,29 +86,35 @@ class LibpqAgentIT : public ::testing::Test {
     return w;
   }
 
-  // verb -> {count, sum seconds} of one worker, all tables.
-  std::map<std::string, std::array<double, 2>> per_verb(const std::string& worker) {
+  // verb -> {count, sum seconds} of one worker, all tables, from the client-side (libpq) or server-side family.
+  std::map<std::string, std::array<double, 2>> per_verb(const std::string& worker, bool server = false) {
     std::map<std::string, std::array<double, 2>> out;
     std::istringstream in(metrics());
     std::string line;
-    std::regex re("^synapse_profiler_db_client_query_seconds_(count|sum)\\{worker=\"" + worker +
-                  "\",worker_app=\"[^\"]*\",verb=\"([^\"]*)\",table=\"[^\"]*\"\\} (\\S+)$");
+    std::regex re(std::string("^synapse_profiler_db_") + (server ? "server" : "client") +
+                  "_query_seconds_(count|sum)\\{worker=\"" + worker +
+                  "\",worker_app=\"[^\"]*\",verb=\"([^\"]*)\"(,table=\"[^\"]*\")?\\} (\\S+)$");
     while (std::getline(in, line)) {
       std::smatch m;
       if (!std::regex_match(line, m, re)) continue;
-      out[m[2]][m[1] == "count" ? 0 : 1] += std::stod(m[3]);
+      out[m[2]][m[1] == "count" ? 0 : 1] += std::stod(m[4]);
     }
     return out;
   }
 
-  std::map<std::string, std::array<double, 2>> attach_and_go(Workload& w) {
+  using PerVerb = std::map<std::string, std::array<double, 2>>;
+  struct Baseline {
+    PerVerb client, server;
+  };
+
+  Baseline attach_and_go(Workload& w) {
     auto attached = [&] {
       return sp::test::metric_value(metrics(), "synapse_profiler_probe_attached",
                                     {{"worker", w.spec().name}, {"probe", "libpq"}}) == 1.0;
     };
     EXPECT_TRUE(sp::test::wait_for(attached, 10s)) << agent_log();
     std::this_thread::sleep_for(600ms);  // one agent poll (every 250 ms) past anything sent before the gate
-    auto before = per_verb(w.spec().name);
+    Baseline before{per_verb(w.spec().name), per_verb(w.spec().name, true)};
     std::ofstream(gate(w.spec().name)).put('\n');
     return before;
   }
@@ -118,21 +124,39 @@ class LibpqAgentIT : public ::testing::Test {
     ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(w.log_path());
   }
 
-  void expect_matches(Workload& w, const std::map<std::string, std::array<double, 2>>& before) {
-    std::this_thread::sleep_for(800ms);
-    auto after = per_verb(w.spec().name);
-    double truth_seconds = 0;
-    auto truth = truth_queries(w.truth_path(), truth_seconds);
-    ASSERT_GT(truth["SELECT"].count, 20) << "the workload ran too few queries to compare";
-    double measured_seconds = 0;
+  static PerVerb minus(PerVerb after, const PerVerb& before) {
     for (auto& [verb, v] : after) {
       if (auto it = before.find(verb); it != before.end()) {
         v[0] -= it->second[0];
         v[1] -= it->second[1];
       }
-      measured_seconds += v[1];
     }
-    for (const auto& [verb, t] : truth) EXPECT_EQ(after[verb][0], t.count) << w.spec().name << " verb " << verb;
+    return after;
+  }
+
+  void expect_matches(Workload& w, const Baseline& before) {
+    std::this_thread::sleep_for(800ms);
+    auto after = minus(per_verb(w.spec().name), before.client);
+    auto server = minus(per_verb(w.spec().name, true), before.server);
+    double truth_seconds = 0;
+    auto truth = truth_queries(w.truth_path(), truth_seconds);
+    ASSERT_GT(truth["SELECT"].count, 20) << "the workload ran too few queries to compare";
+    double measured_seconds = 0, server_seconds = 0;
+    for (const auto& [verb, v] : after) measured_seconds += v[1];
+    for (const auto& [verb, v] : server) server_seconds += v[1];
+    for (const auto& [verb, t] : truth) {
+      EXPECT_EQ(after[verb][0], t.count) << w.spec().name << " client side, verb " << verb;
+      // PostgreSQL executed each of them in a backend serving this worker (and no other worker's).
+      EXPECT_EQ(server[verb][0], t.count) << w.spec().name << " server side, verb " << verb;
+    }
+    for (const auto& [verb, v] : server) {
+      if (!truth.count(verb)) {
+        EXPECT_EQ(v[0], 0) << w.spec().name << ": server-side queries with verb " << verb;
+      }
+    }
+    // Execution inside PostgreSQL is part of the libpq round trip.
+    EXPECT_LE(server_seconds, measured_seconds) << w.spec().name;
+    EXPECT_GT(server_seconds, 0.5 * measured_seconds) << w.spec().name << ": pg_sleep dominates both";
     for (const auto& [verb, v] : after) {
       if (!truth.count(verb)) {
         EXPECT_EQ(v[0], 0) << w.spec().name << ": queries with verb " << verb;

@@ -1,8 +1,8 @@
 // The libpq probe loader against a real psycopg2 client and the test PostgreSQL, without the agent: every statement
 // the client sends gives exactly one record, timed inside the client's own interval around it (its own
 // CLOCK_MONOTONIC), through PQexec (what Synapse uses) and through psycopg2's asynchronous connections (PQsendQuery ...
-// PQgetResult() == NULL); the asynchronous probes never double-count the PQsendQuery/PQgetResult calls that PQexec makes
-// internally; and records the ring buffer cannot take are counted per process instead.
+// PQgetResult() == NULL); the asynchronous probes never double-count the PQsendQuery/PQgetResult calls that PQexec
+// makes internally; and records the ring buffer cannot take are counted per process instead.
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -14,9 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "core/sql_fingerprint.h"
-
 #include "bpf/libpq_probe.h"
+#include "core/sql_fingerprint.h"
 #include "harness.h"
 #include "truth.h"
 
@@ -161,7 +160,7 @@ class LibpqProbeIT : public ::testing::Test {
   }
 
   // Starts the client in `mode`, attaches once it is connected and idle, opens the gate, waits for it to finish, and
-  // returns what the probe delivered plus the client's records.
+  // keeps what the probe delivered (events_) and the client's records (truth_).
   void run_client(const std::string& mode, bool async_probes) {
     std::string ready = dir_ + "/" + mode + ".ready";
     std::string gate = dir_ + "/" + mode + ".gate";

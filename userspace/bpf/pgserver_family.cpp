@@ -35,7 +35,7 @@ const WorkerLabels& PgServerFamily::labels_of(int backend_pid) const {
   return it == backend_labels_.end() ? kOtherWorker : it->second;
 }
 
-void PgServerFamily::map_backends(const std::vector<int>& backend_pids) {
+void PgServerFamily::map_backends(const std::vector<int>& backend_pids, bool final) {
   std::vector<int> undecided;
   for (int pid : backend_pids) {
     if (!backend_labels_.count(pid)) undecided.push_back(pid);
@@ -46,18 +46,42 @@ void PgServerFamily::map_backends(const std::vector<int>& backend_pids) {
   std::string error;
   auto links = mapper_.map(workers, undecided, error);
   if (!error.empty()) log::debug("postgres: mapping backends to workers: {}", error);
-  for (int pid : undecided) backend_labels_[pid] = kOtherWorker;
   for (const auto& link : links) {
     auto it = worker_labels_.find(link.worker_pid);
     if (it == worker_labels_.end()) continue;
     backend_labels_[link.backend_pid] = it->second;
     log::debug("postgres: backend {} serves worker {} over {}", link.backend_pid, it->second.worker, link.transport);
   }
+  if (!final) return;
+  for (int pid : undecided) backend_labels_.try_emplace(pid, kOtherWorker);
+}
+
+void PgServerFamily::account(const pgs_query_event& e) {
+  std::uint32_t len = std::min<std::uint32_t>(e.text_len, SP_PGS_TEXT_MAX - 1);
+  SqlFingerprint fp = fingerprint_sql(std::string_view(e.text, len), len >= SP_PGS_TEXT_MAX - 1);
+  queries_[{labels_of(static_cast<int>(e.tgid)), fp.verb}].record(e.end_ns - e.start_ns);
+}
+
+void PgServerFamily::attribute(std::vector<pgs_query_event> events) {
+  // A connection opened since the last rescan: try to map its backend now, so that its queries need not wait.
+  std::set<int> unknown;
+  for (const auto& e : events) {
+    if (!backend_labels_.count(static_cast<int>(e.tgid))) unknown.insert(static_cast<int>(e.tgid));
+  }
+  if (!unknown.empty()) map_backends(std::vector<int>(unknown.begin(), unknown.end()), false);
+  constexpr std::size_t kMaxPending = 1 << 16;
+  for (auto& e : events) {
+    if (backend_labels_.count(static_cast<int>(e.tgid)) || pending_.size() + pending_old_.size() >= kMaxPending) {
+      if (!backend_labels_.count(static_cast<int>(e.tgid))) ++pending_overflow_;
+      account(e);
+    } else {
+      pending_.push_back(e);
+    }
+  }
 }
 
 void PgServerFamily::update(const ScanResult& current) {
   if (!probe_) return;
-  poll();  // records of backends about to go still find their worker
 
   // Attach to each postgres binary in use, once, whatever the number of clusters running it.
   std::map<std::string, std::set<int>> binaries;
@@ -91,12 +115,31 @@ void PgServerFamily::update(const ScanResult& current) {
   for (const auto& w : current.workers) worker_labels_[w.key.pid] = {w.worker_name, w.worker_app};
 
   std::set<int> live;
-  std::vector<int> backends;
   for (const auto& p : current.postgres) {
-    if (p.postmaster) continue;
-    live.insert(p.key.pid);
-    backends.push_back(p.key.pid);
+    if (!p.postmaster) live.insert(p.key.pid);
   }
+  // Records drained after the worker list is fresh, so that new connections of new workers find them.
+  std::vector<pgs_query_event> drained;
+  probe_->drain([&](const pgs_query_event& e) { drained.push_back(e); });
+  attribute(std::move(drained));
+  // Every backend this scan lists is decided now: its client existed before it, so it is in this scan too.
+  map_backends(std::vector<int>(live.begin(), live.end()), true);
+  // Held records: those whose backend is decided now are counted; those held since the previous rescan too belong
+  // to connections that ended unseen by any scan, and count as "other"; the rest wait one more rescan (their
+  // backend may have been forked after this scan read /proc).
+  std::vector<pgs_query_event> still_waiting;
+  for (auto* held : {&pending_old_, &pending_}) {
+    bool old_round = held == &pending_old_;
+    for (const auto& e : *held) {
+      if (backend_labels_.count(static_cast<int>(e.tgid)) || old_round) {
+        account(e);
+      } else {
+        still_waiting.push_back(e);
+      }
+    }
+    held->clear();
+  }
+  pending_old_ = std::move(still_waiting);
   for (int pid : live_backends_) {
     if (live.count(pid)) continue;
     backends_.retire(pid);
@@ -104,7 +147,6 @@ void PgServerFamily::update(const ScanResult& current) {
     backend_labels_.erase(pid);
   }
   live_backends_ = std::move(live);
-  map_backends(backends);
 }
 
 void PgServerFamily::poll() {
@@ -112,22 +154,7 @@ void PgServerFamily::poll() {
   std::vector<pgs_query_event> events;
   probe_->drain([&](const pgs_query_event& e) { events.push_back(e); });
   std::lock_guard lock(mutex_);
-  // A connection opened since the last rescan: decide its backend now (at most every 100 ms), so that its queries
-  // are not attributed to "other" for up to a rescan interval.
-  std::vector<int> unknown;
-  for (const auto& e : events) {
-    if (!backend_labels_.count(static_cast<int>(e.tgid))) unknown.push_back(static_cast<int>(e.tgid));
-  }
-  auto now = std::chrono::steady_clock::now();
-  if (!unknown.empty() && now - last_event_remap_ > std::chrono::milliseconds(100)) {
-    last_event_remap_ = now;
-    map_backends(unknown);
-  }
-  for (const auto& e : events) {
-    std::uint32_t len = std::min<std::uint32_t>(e.text_len, SP_PGS_TEXT_MAX - 1);
-    SqlFingerprint fp = fingerprint_sql(std::string_view(e.text, len), len >= SP_PGS_TEXT_MAX - 1);
-    queries_[{labels_of(static_cast<int>(e.tgid)), fp.verb}].record(e.end_ns - e.start_ns);
-  }
+  attribute(std::move(events));
   for (const auto& [tgid, s] : probe_->read_backends()) {
     int pid = static_cast<int>(tgid);
     if (!backend_labels_.count(pid)) continue;  // not decided yet: counted once it is

@@ -3,12 +3,12 @@
 // core/socket_inventory.h), and attributes queries, lock waits and transaction outcomes to that worker, or to
 // worker "other" for backends that serve no discovered Synapse process.
 //
-// A backend serves one connection for life, so its mapping is decided once: at the rescan after it appears, or as
-// soon as one of its queries arrives (a connection opened between rescans is mapped then). Limitation: a backend
-// whose worker is not discovered yet when it is decided stays "other".
+// A backend serves one connection for life, so its mapping is decided once. A backend is mapped as soon as one of
+// its queries arrives if its worker is already known; otherwise its queries wait (bounded) for the next rescan. A
+// rescan that lists the backend also lists its client, which existed before the connection did: if no discovered
+// worker owns the other end then, the backend is decided "other".
 #pragma once
 
-#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,8 +36,12 @@ class PgServerFamily {
   DbServerSnapshot snapshot() const;
 
  private:
-  // Decides the backends in `backend_pids` not decided yet; caller holds mutex_.
-  void map_backends(const std::vector<int>& backend_pids);
+  // Maps the backends in `backend_pids` not decided yet. With `final`, those not mapped are decided "other";
+  // otherwise they stay undecided. Caller holds mutex_.
+  void map_backends(const std::vector<int>& backend_pids, bool final);
+  // Attributes drained records, or holds those of undecided backends; caller holds mutex_.
+  void attribute(std::vector<pgs_query_event> events);
+  void account(const pgs_query_event& e);
   const WorkerLabels& labels_of(int backend_pid) const;  // caller holds mutex_
 
   std::string proc_root_;
@@ -52,7 +56,9 @@ class PgServerFamily {
   std::vector<std::string> attach_errors_;
   std::map<std::pair<WorkerLabels, std::string>, LatencyHistogram> queries_;
   ProcessBook<int, BackendTotals> backends_;  // by backend PID; key unused (0)
-  std::chrono::steady_clock::time_point last_event_remap_{};
+  std::vector<pgs_query_event> pending_;      // records of undecided backends, until the next rescan
+  std::vector<pgs_query_event> pending_old_;  // ... held since the rescan before
+  std::uint64_t pending_overflow_ = 0;        // records attributed to "other" because pending_ was full
 };
 
 }  // namespace sp::bpf
