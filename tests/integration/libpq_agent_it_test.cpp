@@ -200,3 +200,45 @@ TEST_F(LibpqAgentIT, SecretLiteralsNeverReachMetricsOrLog) {
   EXPECT_EQ(log.find("s3cr3t"), std::string::npos);
   EXPECT_NE(m.find("synapse_profiler_db_client_query_seconds"), std::string::npos);
 }
+
+// A lock held by another client (not a Synapse worker) makes the worker's backends wait: the waits show up under
+// that worker, bounded by the holder's own record of how long it held the lock.
+TEST_F(LibpqAgentIT, LockWaitsAreChargedToTheWaitingWorker) {
+  auto w = start("db_locked", false);
+  attach_and_go(*w);
+  auto pg = *sp::test::test_postgres();
+  const char* holder = R"py(
+import psycopg2, sys, time
+conn = psycopg2.connect(host=sys.argv[1], port=int(sys.argv[2]), user=sys.argv[3], dbname=sys.argv[4])
+cur = conn.cursor()
+held = 0
+for _ in range(3):
+    time.sleep(0.3)
+    cur.execute("LOCK TABLE synapse_workload.users IN ACCESS EXCLUSIVE MODE")
+    t0 = time.monotonic_ns()
+    time.sleep(0.4)
+    conn.commit()
+    held += time.monotonic_ns() - t0
+print(held)
+)py";
+  std::string held_path = dir_ + "/held.txt";
+  sp::test::Process h({"/usr/bin/python3.11", "-c", holder, pg.host, std::to_string(pg.port), pg.user, pg.db},
+                      held_path);
+  auto hs = h.wait(30s);
+  ASSERT_TRUE(hs && WIFEXITED(*hs) && WEXITSTATUS(*hs) == 0) << sp::test::read_text(held_path);
+  double held_seconds = std::stod(sp::test::read_text(held_path)) / 1e9;
+  finish(*w);
+  std::this_thread::sleep_for(800ms);
+  std::string m = metrics();
+  auto count = sp::test::metric_value(m, "synapse_profiler_db_lock_wait_seconds_count", {{"worker", "db_locked"}});
+  auto sum = sp::test::metric_value(m, "synapse_profiler_db_lock_wait_seconds_sum", {{"worker", "db_locked"}});
+  ASSERT_TRUE(count && sum) << m;
+  // Every hold blocks at least one of the worker's transactions (it touches `users` 20 times a second); at most its
+  // three connections wait at once.
+  EXPECT_GE(*count, 3);
+  EXPECT_GT(*sum, 0.5 * held_seconds);
+  EXPECT_LT(*sum, 3 * held_seconds + 0.1);
+  // The holder waited for nothing.
+  auto other = sp::test::metric_value(m, "synapse_profiler_db_lock_wait_seconds_sum", {{"worker", "other"}});
+  EXPECT_LT(other.value_or(0), 0.05);
+}

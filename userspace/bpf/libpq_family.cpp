@@ -85,6 +85,7 @@ void LibpqFamily::consume(const pq_event& e) {
   // The kernel copies at most SP_PQ_TEXT_MAX - 1 bytes: a text that long may have been cut.
   bool truncated = len >= SP_PQ_TEXT_MAX - 1;
   QueryEvent q;
+  q.worker = it->second.labels;
   q.tgid = e.tgid;
   q.tid = e.tid;
   q.start_ns = e.start_ns;

@@ -59,7 +59,21 @@ void PgServerFamily::map_backends(const std::vector<int>& backend_pids, bool fin
 void PgServerFamily::account(const pgs_query_event& e) {
   std::uint32_t len = std::min<std::uint32_t>(e.text_len, SP_PGS_TEXT_MAX - 1);
   SqlFingerprint fp = fingerprint_sql(std::string_view(e.text, len), len >= SP_PGS_TEXT_MAX - 1);
-  queries_[{labels_of(static_cast<int>(e.tgid)), fp.verb}].record(e.end_ns - e.start_ns);
+  const WorkerLabels& labels = labels_of(static_cast<int>(e.tgid));
+  queries_[{labels, fp.verb}].record(e.end_ns - e.start_ns);
+  if (on_event_) {
+    QueryEvent q;
+    q.worker = labels;
+    q.server_side = true;
+    q.tgid = e.tgid;
+    q.tid = e.tgid;
+    q.start_ns = e.start_ns;
+    q.end_ns = e.end_ns;
+    q.fingerprint_id = fp.id;
+    q.verb = std::move(fp.verb);
+    q.table = std::move(fp.table);
+    on_event_(q);
+  }
 }
 
 void PgServerFamily::attribute(std::vector<pgs_query_event> events) {

@@ -9,6 +9,7 @@
 // worker owns the other end then, the backend is decided "other".
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -35,6 +36,9 @@ class PgServerFamily {
   void poll();
   DbServerSnapshot snapshot() const;
 
+  // Per-query events (server side), for correlation and recording; called with the family's lock held.
+  void set_event_sink(std::function<void(const QueryEvent&)> sink) { on_event_ = std::move(sink); }
+
  private:
   // Maps the backends in `backend_pids` not decided yet. With `final`, those not mapped are decided "other";
   // otherwise they stay undecided. Caller holds mutex_.
@@ -47,6 +51,7 @@ class PgServerFamily {
   std::string proc_root_;
   std::unique_ptr<PgServerProbe> probe_;
   BackendMapper mapper_;
+  std::function<void(const QueryEvent&)> on_event_;
 
   mutable std::mutex mutex_;
   std::map<int, WorkerLabels> worker_labels_;   // worker PID (as in proc_root) -> labels, from the last scan

@@ -20,9 +20,12 @@ struct QueryKey {
   auto operator<=>(const QueryKey&) const = default;
 };
 
-// One query as the worker saw it (libpq round trip). No SQL: only its fingerprint's id.
+// One query, as the worker saw it (libpq round trip) or as PostgreSQL executed it (server side). No SQL: only its
+// fingerprint's id.
 struct QueryEvent {
-  std::uint32_t tgid = 0;
+  WorkerLabels worker;     // the worker that sent it ("other" on the server side for non-Synapse clients)
+  bool server_side = false;
+  std::uint32_t tgid = 0;  // the worker's process (client side) or the backend's (server side)
   std::uint32_t tid = 0;
   std::uint64_t start_ns = 0;  // CLOCK_MONOTONIC
   std::uint64_t end_ns = 0;

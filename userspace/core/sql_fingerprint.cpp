@@ -350,7 +350,10 @@ class Lexer {
       --len;
     }
     push(Kind::Op, i + len, std::string(s_.substr(i, len)));
-    return i + len;
+    // What was trimmed is all '+' and '-' with no other operator character before it, so rescanning it would trim
+    // it again one character at a time (quadratic on "=+++..."): it is that many one-character operators.
+    for (std::size_t k = i + len; k < j; ++k) push(Kind::Op, k + 1, std::string(1, s_[k]));
+    return j;
   }
 
   std::string_view s_;
@@ -825,9 +828,10 @@ SqlFingerprint fingerprint_sql(std::string_view sql, bool input_truncated) {
   std::vector<Token> raw = lexer.run();
   SqlFingerprint fp;
   fp.truncated = input_truncated || lexer.unterminated();
-  // The last word or operator of a cut input may itself be cut ("room_i", "<" of "<="): drop it. A literal there
-  // is a '?' whether complete or not.
-  if (input_truncated && !raw.empty() && raw.back().end == sql.size() && raw.back().kind != Kind::Literal) {
+  // The last word or operator of a cut input may itself be cut ("room_i", "<" of "<=", "E" of "E'..."): drop it.
+  // A literal there is a '?' whether complete or not; punctuation cannot be cut.
+  if (input_truncated && !raw.empty() && raw.back().end == sql.size() &&
+      (raw.back().kind == Kind::Word || raw.back().kind == Kind::Op)) {
     raw.pop_back();
   }
   const std::vector<Token> tokens = fold_values(std::move(raw));

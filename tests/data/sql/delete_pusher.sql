@@ -1,1 +1,1 @@
-DELETE FROM pushers WHERE app_id = 'm.http' AND pushkey = 'fcm-pushkey-ZXhhbXBsZQ9a8b7c' AND user_name = '@dave:example.org'
+DELETE FROM pushers WHERE app_id = 'm.http' AND pushkey = 'fcm-pk-ZXhhbXBsZQ9a8b7c' AND user_name = '@dave:example.org'

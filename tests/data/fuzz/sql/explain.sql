@@ -1,1 +1,1 @@
-EXPLAIN ANALYZE SELECT * FROM events WHERE event_id = '$explainEventIdZz'
+EXPLAIN ANALYZE SELECT * FROM events WHERE event_id = '$xplnEvtIdZz'

@@ -1,1 +1,1 @@
-INSERT INTO access_tokens (id, user_id, device_id, token, valid_until_ms, puppets_user_id, last_validated, refresh_token_id, used) VALUES (987654, '@alice:example.org', 'QWERTYDEVICE', 'syt_YWxpY2U_FvXnqZsKfkHsDtjIgEwp_2Yf3Xo', NULL, NULL, 1700000000123, NULL, false)
+INSERT INTO access_tokens (id, user_id, device_id, token, valid_until_ms, puppets_user_id, last_validated, refresh_token_id, used) VALUES (987654, '@alice:example.org', 'QWERTYPHONE', 'syt_YWxpY2U_FvXnqZsKfkHsDtjIgEwp_2Yf3Xo', NULL, NULL, 1700000000123, NULL, false)

@@ -1,1 +1,1 @@
-SELECT user_id FROM access_tokens WHERE token = 'syt_bWFsbG9yeQ_TrUnCaTeDsEcReT
+SELECT user_id FROM access_tokens WHERE token = 'syt_bWFsbG9yeQ_CuTsEcReTvAlUe

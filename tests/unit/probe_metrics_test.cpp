@@ -1,0 +1,83 @@
+// Snapshot -> exposition text for the probe families.
+#include <gtest/gtest.h>
+
+#include "exporter/families.h"
+#include "exporter/probe_metrics.h"
+
+namespace {
+
+sp::LatencyHistogram hist(std::initializer_list<std::uint64_t> durations_ns) {
+  sp::LatencyHistogram h;
+  for (auto ns : durations_ns) h.record(ns);
+  return h;
+}
+
+std::string text(std::vector<prometheus::MetricFamily> f) { return sp::exporter::to_text(f); }
+
+}  // namespace
+
+TEST(ProbeMetrics, GcHistogramUsesTheKernelBucketsExactly) {
+  sp::GcSnapshot snap;
+  sp::GcSeries s;
+  s.pauses = hist({50'000, 50'001, 10'000'000'000ULL, 10'000'000'001ULL});
+  s.collected = 42;
+  snap.series[{{"synchrotron1", "synapse.app.generic_worker"}, 2}] = s;
+  std::string t = text(sp::exporter::gc_families(snap));
+  const std::string l = "worker=\"synchrotron1\",worker_app=\"synapse.app.generic_worker\",generation=\"2\"";
+  EXPECT_NE(t.find("synapse_profiler_gc_pause_seconds_bucket{" + l + ",le=\"5e-05\"} 1\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_gc_pause_seconds_bucket{" + l + ",le=\"0.0001\"} 2\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_gc_pause_seconds_bucket{" + l + ",le=\"10\"} 3\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_gc_pause_seconds_bucket{" + l + ",le=\"+Inf\"} 4\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_gc_pause_seconds_count{" + l + "} 4\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_gc_collected_objects_total{" + l + "} 42\n"), std::string::npos) << t;
+  // 17 bounds + Inf.
+  std::size_t buckets = 0;
+  for (std::size_t p = t.find("_bucket{"); p != std::string::npos; p = t.find("_bucket{", p + 1)) ++buckets;
+  EXPECT_EQ(buckets, 18u);
+}
+
+TEST(ProbeMetrics, ClientQueriesKeepOnlyTheTopTablesByTimeAsLabels) {
+  sp::DbClientSnapshot snap;
+  sp::WorkerLabels w{"w1", "synapse.app.generic_worker"};
+  snap.series[{w, {"SELECT", "events"}}] = hist({5'000'000});
+  snap.series[{w, {"SELECT", "users"}}] = hist({1'000'000});
+  snap.series[{w, {"INSERT", "receipts"}}] = hist({200'000});
+  snap.series[{w, {"SELECT", "receipts"}}] = hist({100'000});
+  snap.series[{w, {"BEGIN", ""}}] = hist({10'000, 10'000});
+  snap.series[{w, {"unknown", "unknown"}}] = hist({70'000});
+  std::string t = text(sp::exporter::db_client_families(snap, 2));
+  auto count = [&](const std::string& verb, const std::string& table) {
+    std::string key = "synapse_profiler_db_client_query_seconds_count{worker=\"w1\",worker_app=\"synapse.app."
+                      "generic_worker\",verb=\"" + verb + "\",table=\"" + table + "\"} ";
+    auto p = t.find(key);
+    return p == std::string::npos ? std::string("absent") : t.substr(p + key.size(), t.find('\n', p) - p - key.size());
+  };
+  EXPECT_EQ(count("SELECT", "events"), "1");
+  EXPECT_EQ(count("SELECT", "users"), "1");
+  EXPECT_EQ(count("INSERT", "other"), "1");   // receipts: third by time, folded
+  EXPECT_EQ(count("SELECT", "other"), "1");
+  EXPECT_EQ(count("INSERT", "receipts"), "absent");
+  EXPECT_EQ(count("BEGIN", ""), "2");          // no table: never folded
+  EXPECT_EQ(count("unknown", "unknown"), "1");  // lost records stay visible
+}
+
+TEST(ProbeMetrics, ServerSideSeriesPerWorkerWithOther) {
+  sp::DbServerSnapshot snap;
+  sp::WorkerLabels w{"w1", "synapse.app.generic_worker"};
+  snap.queries[{w, "SELECT"}] = hist({300'000});
+  snap.queries[{sp::kOtherWorker, "SELECT"}] = hist({300'000, 400'000});
+  sp::BackendTotals t;
+  t.lock_waits = hist({2'000'000'000});
+  t.commits = 7;
+  t.aborts = 1;
+  snap.backends[w] = t;
+  std::string s = text(sp::exporter::db_server_families(snap));
+  EXPECT_NE(s.find("synapse_profiler_db_server_query_seconds_count{worker=\"other\",worker_app=\"\",verb=\"SELECT\"} 2"),
+            std::string::npos) << s;
+  EXPECT_NE(s.find("synapse_profiler_db_lock_wait_seconds_sum{worker=\"w1\",worker_app=\"synapse.app.generic_worker\"} 2"),
+            std::string::npos) << s;
+  EXPECT_NE(s.find("synapse_profiler_db_transactions_total{worker=\"w1\",worker_app=\"synapse.app.generic_worker\","
+                   "outcome=\"commit\"} 7"),
+            std::string::npos) << s;
+  EXPECT_NE(s.find("outcome=\"abort\"} 1"), std::string::npos) << s;
+}
