@@ -10,6 +10,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
 
+#include "bpf_common.h"
 #include "gc.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -53,20 +54,7 @@ struct {
   __type(value, __u64);
 } gc_stats SEC(".maps");
 
-static const __u64 lat_bounds[SP_LAT_BOUNDS] = SP_LAT_BOUNDS_NS;
-
-static __always_inline void stat_inc(__u32 idx) {
-  __u64 *v = bpf_map_lookup_elem(&gc_stats, &idx);
-  if (v) *v += 1;
-}
-
-static __always_inline __u32 lat_bucket(__u64 ns) {
-  __u32 i;
-  for (i = 0; i < SP_LAT_BOUNDS; i++) {
-    if (ns <= lat_bounds[i]) return i;
-  }
-  return SP_LAT_BOUNDS;
-}
+static __always_inline void stat_inc(__u32 idx) { sp_percpu_inc(&gc_stats, idx); }
 
 // Reads a small Python int (up to two 30-bit digits) from the traced process; SP_GC_COLLECTED_UNKNOWN if unreadable.
 static __always_inline __s64 read_pylong(const void *obj, __u32 layout) {
@@ -127,7 +115,7 @@ static __always_inline void gc_end(__s64 collected) {
     h = bpf_map_lookup_elem(&gc_hist, &key);
     if (!h) return;
   }
-  __u32 b = lat_bucket(dur);
+  __u32 b = sp_lat_bucket(dur);
   if (b < SP_LAT_BUCKETS) __sync_fetch_and_add(&h->buckets[b], 1);
   __sync_fetch_and_add(&h->count, 1);
   __sync_fetch_and_add(&h->sum_ns, dur);

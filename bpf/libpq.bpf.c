@@ -13,6 +13,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+#include "bpf_common.h"
 #include "libpq.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -74,12 +75,7 @@ struct {
   __type(value, __u64);
 } pq_stats SEC(".maps");
 
-static const __u64 lat_bounds[SP_LAT_BOUNDS] = SP_LAT_BOUNDS_NS;
-
-static __always_inline void stat_inc(__u32 idx) {
-  __u64 *v = bpf_map_lookup_elem(&pq_stats, &idx);
-  if (v) *v += 1;
-}
+static __always_inline void stat_inc(__u32 idx) { sp_percpu_inc(&pq_stats, idx); }
 
 static __always_inline void count_lost(__u32 tgid, __u64 dur) {
   stat_inc(SP_PQ_STAT_EVENTS_LOST);
@@ -90,10 +86,7 @@ static __always_inline void count_lost(__u32 tgid, __u64 dur) {
     l = bpf_map_lookup_elem(&pq_lost, &tgid);
     if (!l) return;
   }
-  __u32 b;
-  for (b = 0; b < SP_LAT_BOUNDS; b++) {
-    if (dur <= lat_bounds[b]) break;
-  }
+  __u32 b = sp_lat_bucket(dur);
   if (b < SP_LAT_BUCKETS) __sync_fetch_and_add(&l->buckets[b], 1);
   __sync_fetch_and_add(&l->count, 1);
   __sync_fetch_and_add(&l->sum_ns, dur);

@@ -8,6 +8,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/usdt.bpf.h>
 
+#include "bpf_common.h"
 #include "pgserver.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -50,20 +51,7 @@ struct {
   __type(value, __u64);
 } pgs_stats SEC(".maps");
 
-static const __u64 lat_bounds[SP_LAT_BOUNDS] = SP_LAT_BOUNDS_NS;
-
-static __always_inline void stat_inc(__u32 idx) {
-  __u64 *v = bpf_map_lookup_elem(&pgs_stats, &idx);
-  if (v) *v += 1;
-}
-
-static __always_inline __u32 bucket(__u64 ns) {
-  __u32 b;
-  for (b = 0; b < SP_LAT_BOUNDS; b++) {
-    if (ns <= lat_bounds[b]) break;
-  }
-  return b;
-}
+static __always_inline void stat_inc(__u32 idx) { sp_percpu_inc(&pgs_stats, idx); }
 
 static __always_inline struct pgs_backend_stats *backend_stats(__u32 tgid) {
   struct pgs_backend_stats *s = bpf_map_lookup_elem(&pgs_backend, &tgid);
@@ -98,7 +86,7 @@ int BPF_USDT(pgs_query_done, const char *query) {
     struct pgs_backend_stats *b = backend_stats(tgid);
     if (!b) return 0;
     __u64 dur = end - start.start_ns;
-    __u32 i = bucket(dur);
+    __u32 i = sp_lat_bucket(dur);
     if (i < SP_LAT_BUCKETS) __sync_fetch_and_add(&b->lost_buckets[i], 1);
     __sync_fetch_and_add(&b->lost_count, 1);
     __sync_fetch_and_add(&b->lost_sum_ns, dur);
@@ -131,7 +119,7 @@ int BPF_USDT(pgs_lock_wait_done) {
   bpf_map_delete_elem(&pgs_lock, &tgid);
   struct pgs_backend_stats *b = backend_stats(tgid);
   if (!b) return 0;
-  __u32 i = bucket(dur);
+  __u32 i = sp_lat_bucket(dur);
   if (i < SP_LAT_BUCKETS) __sync_fetch_and_add(&b->lock_buckets[i], 1);
   __sync_fetch_and_add(&b->lock_count, 1);
   __sync_fetch_and_add(&b->lock_sum_ns, dur);

@@ -1,25 +1,62 @@
-// libFuzzer target for the SQL fingerprinter: any bytes, flagged as cut or not, must give a fingerprint that keeps
-// the invariants in sql_fingerprint_invariants.h (bounded, valid UTF-8, no literal-looking residue, safe table).
+// libFuzzer target for the SQL fingerprinter. Two checks on every input:
+//   1. the bytes as SQL, flagged as cut and not: the fingerprint keeps the invariants of sql_fingerprint_invariants.h
+//      (bounded, valid UTF-8, no literal-looking residue, safe verb and table);
+//   2. the bytes as a recipe: each byte picks a fragment (kSqlSecretFragments / kSqlPlainFragments), the fragments
+//      joined by spaces make SQL whose secrets sit only inside literals and comments, and no piece of a secret may
+//      survive in the fingerprint of that text or of any prefix of it (every cut the probe could make).
 // Built as a real fuzzer with -DSP_FUZZ=ON (clang), otherwise as sp_fuzz_sql_regress over tests/data/fuzz/sql.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "core/sql_fingerprint.h"
 #include "sql_fingerprint_invariants.h"
 
+namespace {
+
+void fail(const char* what, const std::string& detail, const sp::SqlFingerprint& fp, std::string_view input) {
+  std::fprintf(stderr, "%s: %s\ntext: %s\ntable: %s\ninput (%zu bytes): %.*s\n", what, detail.c_str(),
+               fp.text.c_str(), fp.table.c_str(), input.size(), static_cast<int>(std::min<std::size_t>(input.size(), 2000)),
+               input.data());
+  std::abort();
+}
+
+void check_invariants(std::string_view sql, bool cut) {
+  const sp::SqlFingerprint fp = sp::fingerprint_sql(sql, cut);
+  const std::string failure = sp::test::fingerprint_invariant_failure(fp);
+  if (!failure.empty()) fail(cut ? "invariant broken (input_truncated)" : "invariant broken", failure, fp, sql);
+}
+
+// At most this many fragments: every prefix of the text is fingerprinted, so keep the text short.
+constexpr std::size_t kMaxFragments = 48;
+
+void check_fragments(const std::uint8_t* data, std::size_t size) {
+  using sp::test::kSqlPlainFragments;
+  using sp::test::kSqlSecretFragments;
+  std::string sql;
+  for (std::size_t i = 0; i < std::min(size, kMaxFragments); ++i) {
+    const std::size_t k = data[i] % (kSqlSecretFragments.size() + kSqlPlainFragments.size());
+    sql += k < kSqlSecretFragments.size() ? kSqlSecretFragments[k] : kSqlPlainFragments[k - kSqlSecretFragments.size()];
+    sql += ' ';
+  }
+  for (std::size_t cut = 0; cut <= sql.size(); ++cut) {
+    const std::string_view prefix(sql.data(), cut);
+    const sp::SqlFingerprint fp = sp::fingerprint_sql(prefix, cut < sql.size());
+    const std::string survivor = sp::test::secret_survivor(fp);
+    if (!survivor.empty()) fail("secret survived", survivor, fp, prefix);
+  }
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view sql(reinterpret_cast<const char*>(data), size);
-  for (const bool cut : {false, true}) {
-    const sp::SqlFingerprint fp = sp::fingerprint_sql(sql, cut);
-    const std::string failure = sp::test::fingerprint_invariant_failure(fp);
-    if (!failure.empty()) {
-      std::fprintf(stderr, "invariant broken (input_truncated=%d): %s\ntext: %s\ntable: %s\n", cut ? 1 : 0,
-                   failure.c_str(), fp.text.c_str(), fp.table.c_str());
-      std::abort();
-    }
-  }
+  check_invariants(sql, false);
+  check_invariants(sql, true);
+  check_fragments(data, size);
   return 0;
 }

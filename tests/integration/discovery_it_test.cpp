@@ -89,17 +89,16 @@ TEST_F(DiscoveryIT, WorkersJsonNamesEveryProcessWithItsMetricsUrl) {
 }
 
 TEST_F(DiscoveryIT, MetricsFollowWorkersAcrossExitAndRestart) {
-  int port = sp::test::free_port();
-  sp::test::Process agent({SP_BINARY, "run", "--listen", "127.0.0.1:" + std::to_string(port), "--rescan-interval",
-                           "1s"},
-                          dir_ + "/agent.log");
+  sp::test::AgentProcess agent(dir_, "1s");
+  ASSERT_TRUE(agent.running()) << agent.log();
+  int port = agent.port();
   std::map<std::string, int> info;
   auto all_three = [&] {
     auto body = sp::test::http_get(port, "/metrics");
     info = body ? worker_info(*body) : std::map<std::string, int>{};
     return info.size() == 3;
   };
-  ASSERT_TRUE(sp::test::wait_for(all_three, 10s)) << sp::test::read_text(dir_ + "/agent.log");
+  ASSERT_TRUE(sp::test::wait_for(all_three, 10s)) << agent.log();
   for (auto& w : workloads_) EXPECT_EQ(info[w->spec().name], w->pid());
   EXPECT_TRUE(sp::test::http_get(port, "/healthz"));
 
@@ -127,9 +126,7 @@ TEST_F(DiscoveryIT, MetricsFollowWorkersAcrossExitAndRestart) {
   EXPECT_TRUE(sp::test::wait_for(with_new, 5s));
   EXPECT_NE(again.pid(), old_pid);
 
-  auto st = agent.stop(SIGTERM);
-  ASSERT_TRUE(st) << "agent did not stop on SIGTERM";
-  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+  EXPECT_TRUE(agent.stop()) << "agent did not exit cleanly on SIGTERM\n" << agent.log();
 }
 
 TEST(DoctorIT, PassesAsRootWithEveryHookLoading) {

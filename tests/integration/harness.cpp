@@ -250,3 +250,23 @@ std::optional<double> metric_value(const std::string& text, const std::string& n
 }
 
 }  // namespace sp::test
+
+namespace sp::test {
+
+AgentProcess::AgentProcess(const std::string& dir, const std::string& rescan_interval,
+                           const std::vector<std::string>& extra_args)
+    : port_(free_port()), log_path_(dir + "/agent.log") {
+  std::vector<std::string> argv = {SP_BINARY, "run", "--listen", "127.0.0.1:" + std::to_string(port_),
+                                   "--rescan-interval", rescan_interval, "--verbose"};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  proc_ = Process(argv, log_path_);
+  healthy_ = wait_for([&] { return http_get(port_, "/healthz").has_value(); }, std::chrono::seconds(10));
+}
+
+bool AgentProcess::stop() {
+  if (proc_.pid() <= 0) return false;
+  auto st = proc_.stop(SIGTERM);
+  return st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0;
+}
+
+}  // namespace sp::test

@@ -111,3 +111,29 @@ std::optional<double> metric_value(const std::string& text, const std::string& n
                                    const std::map<std::string, std::string>& labels);
 
 }  // namespace sp::test
+
+namespace sp::test {
+
+// The agent binary serving /metrics on a free port of 127.0.0.1, logging to DIR/agent.log; stopped with SIGTERM by
+// stop() (which checks it exits cleanly) or killed on destruction.
+class AgentProcess {
+ public:
+  AgentProcess() = default;
+  // Starts `synapse-profiler run` with a fast rescan and waits until /healthz answers; check running() after.
+  AgentProcess(const std::string& dir, const std::string& rescan_interval = "500ms",
+               const std::vector<std::string>& extra_args = {});
+  bool running() { return healthy_ && proc_.running(); }
+  int port() const { return port_; }
+  std::string metrics() const { return http_get(port_, "/metrics").value_or(""); }
+  std::string log() const { return read_text(log_path_); }
+  // SIGTERM, then true when it exited 0.
+  bool stop();
+
+ private:
+  int port_ = 0;
+  bool healthy_ = false;
+  std::string log_path_;
+  Process proc_;
+};
+
+}  // namespace sp::test

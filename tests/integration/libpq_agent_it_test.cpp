@@ -50,23 +50,18 @@ class LibpqAgentIT : public ::testing::Test {
     if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
     if (!sp::test::test_postgres()) SP_SKIP_UNLESS_BPF_REQUIRED("no test PostgreSQL: run through scripts/test.sh");
     dir_ = sp::test::make_temp_dir("sp-libpq-agent-it");
-    port_ = sp::test::free_port();
-    agent_ = sp::test::Process({SP_BINARY, "run", "--listen", "127.0.0.1:" + std::to_string(port_),
-                                "--rescan-interval", "500ms", "--verbose"},
-                               dir_ + "/agent.log");
-    ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port_, "/healthz").has_value(); }, 10s))
-        << agent_log();
+    agent_ = sp::test::AgentProcess(dir_);
+    ASSERT_TRUE(agent_.running()) << agent_.log();
   }
 
   void TearDown() override {
-    if (agent_.pid() > 0) {
-      auto st = agent_.stop(SIGTERM);
-      EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << agent_log();
+    if (agent_.port() > 0) {
+      EXPECT_TRUE(agent_.stop()) << "agent did not exit cleanly\n" << agent_.log();
     }
   }
 
-  std::string agent_log() const { return sp::test::read_text(dir_ + "/agent.log"); }
-  std::string metrics() { return sp::test::http_get(port_, "/metrics").value_or(""); }
+  std::string agent_log() const { return agent_.log(); }
+  std::string metrics() const { return agent_.metrics(); }
   std::string gate(const std::string& name) const { return dir_ + "/" + name + ".gate"; }
 
   std::unique_ptr<Workload> start(const std::string& name, bool unix_socket, std::vector<std::string> extra = {}) {
@@ -168,8 +163,7 @@ class LibpqAgentIT : public ::testing::Test {
   }
 
   std::string dir_;
-  int port_ = 0;
-  sp::test::Process agent_;
+  sp::test::AgentProcess agent_;
 };
 
 }  // namespace

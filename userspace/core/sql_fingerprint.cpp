@@ -646,7 +646,7 @@ class Analyzer {
 
   Analysis statement(std::size_t i, std::size_t e, int depth) const {
     Analysis a;
-    if (depth > kMaxDepth) return a;
+    if (depth > kMaxDepth || !spend()) return a;
     while (i < e && t_[i].kind == Kind::LParen) {  // (SELECT ...) UNION ...
       e = std::min(e, st_.match(i));
       ++i;
@@ -691,6 +691,11 @@ class Analyzer {
 
  private:
   static constexpr int kMaxDepth = 16;
+  // Each call scans at most the statement once; nested WITHs whose CTEs resolve through one another could otherwise
+  // make the calls multiply level by level. The budget keeps the whole analysis linear.
+  static constexpr int kMaxCalls = 256;
+
+  bool spend() const { return ++calls_ <= kMaxCalls; }
 
   bool word(std::size_t i, std::size_t e, std::string_view w) const { return i < e && is_word(t_, i, w); }
 
@@ -753,7 +758,7 @@ class Analyzer {
 
   // Inside a parenthesised FROM item: a subquery, or a parenthesised join.
   std::string paren_item(std::size_t i, std::size_t e, int depth) const {
-    if (depth > kMaxDepth) return "";
+    if (depth > kMaxDepth || !spend()) return "";
     std::size_t j = i;
     while (j < e && t_[j].kind == Kind::LParen) ++j;
     if (j < e && t_[j].kind == Kind::Word &&
@@ -804,6 +809,7 @@ class Analyzer {
 
   const std::vector<Token>& t_;
   const Structure& st_;
+  mutable int calls_ = 0;
 };
 
 }  // namespace
