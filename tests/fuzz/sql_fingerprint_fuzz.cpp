@@ -31,23 +31,30 @@ void check_invariants(std::string_view sql, bool cut) {
   if (!failure.empty()) fail(cut ? "invariant broken (input_truncated)" : "invariant broken", failure, fp, sql);
 }
 
-// At most this many fragments: every prefix of the text is fingerprinted, so keep the text short.
-constexpr std::size_t kMaxFragments = 48;
+// The first kMaxFragments bytes pick fragments; the pairs of bytes after them pick up to kMaxCuts cut points (the
+// unit tests sweep every cut of random fragment text; here the fuzzer steers towards the interesting ones).
+constexpr std::size_t kMaxFragments = 64;
+constexpr std::size_t kMaxCuts = 16;
 
 void check_fragments(const std::uint8_t* data, std::size_t size) {
   using sp::test::kSqlPlainFragments;
   using sp::test::kSqlSecretFragments;
+  const std::size_t fragments = std::min(size, kMaxFragments);
   std::string sql;
-  for (std::size_t i = 0; i < std::min(size, kMaxFragments); ++i) {
+  for (std::size_t i = 0; i < fragments; ++i) {
     const std::size_t k = data[i] % (kSqlSecretFragments.size() + kSqlPlainFragments.size());
     sql += k < kSqlSecretFragments.size() ? kSqlSecretFragments[k] : kSqlPlainFragments[k - kSqlSecretFragments.size()];
     sql += ' ';
   }
-  for (std::size_t cut = 0; cut <= sql.size(); ++cut) {
+  auto check = [&](std::size_t cut) {
     const std::string_view prefix(sql.data(), cut);
     const sp::SqlFingerprint fp = sp::fingerprint_sql(prefix, cut < sql.size());
     const std::string survivor = sp::test::secret_survivor(fp);
     if (!survivor.empty()) fail("secret survived", survivor, fp, prefix);
+  };
+  check(sql.size());
+  for (std::size_t i = fragments, n = 0; i + 1 < size && n < kMaxCuts; i += 2, ++n) {
+    check(((static_cast<std::size_t>(data[i]) << 8) | data[i + 1]) % (sql.size() + 1));
   }
 }
 

@@ -84,9 +84,7 @@ void GcFamily::refresh_counts() {
     auto it = status_.find(static_cast<int>(e.key.tgid));
     if (it == status_.end()) continue;  // not ours (any more)
     GcSeries s;
-    for (std::size_t i = 0; i < s.pauses.buckets.size(); ++i) s.pauses.buckets[i] = e.value.buckets[i];
-    s.pauses.count = e.value.count;
-    s.pauses.sum_ns = e.value.sum_ns;
+    s.pauses = LatencyHistogram::from_kernel(e.value.buckets, e.value.count, e.value.sum_ns);
     s.collected = e.value.collected;
     s.collected_unknown = e.value.collected_unknown;
     book_.set_live(it->first, it->second.labels, e.key.generation, s);

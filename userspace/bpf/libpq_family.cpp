@@ -110,11 +110,7 @@ void LibpqFamily::poll() {
   for (const auto& [tgid, lost] : probe_->read_lost()) {
     auto it = status_.find(static_cast<int>(tgid));
     if (it == status_.end()) continue;
-    LatencyHistogram h;
-    for (std::size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] = lost.buckets[i];
-    h.count = lost.count;
-    h.sum_ns = lost.sum_ns;
-    lost_.set_live(it->first, it->second.labels, 0, h);
+    lost_.set_live(it->first, it->second.labels, 0, LatencyHistogram::from_kernel(lost.buckets, lost.count, lost.sum_ns));
   }
 }
 

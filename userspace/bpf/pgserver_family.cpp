@@ -9,18 +9,6 @@
 #include "core/sql_fingerprint.h"
 
 namespace sp::bpf {
-namespace {
-
-LatencyHistogram histogram(const __u64* buckets, __u64 count, __u64 sum_ns) {
-  LatencyHistogram h;
-  for (std::size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] = buckets[i];
-  h.count = count;
-  h.sum_ns = sum_ns;
-  return h;
-}
-
-}  // namespace
-
 PgServerFamily::PgServerFamily(std::string proc_root) : proc_root_(proc_root), mapper_(std::move(proc_root)) {}
 
 PgServerFamily::~PgServerFamily() = default;
@@ -173,8 +161,8 @@ void PgServerFamily::poll() {
     int pid = static_cast<int>(tgid);
     if (!backend_labels_.count(pid)) continue;  // not decided yet: counted once it is
     BackendTotals t;
-    t.lost_queries = histogram(s.lost_buckets, s.lost_count, s.lost_sum_ns);
-    t.lock_waits = histogram(s.lock_buckets, s.lock_count, s.lock_sum_ns);
+    t.lost_queries = LatencyHistogram::from_kernel(s.lost_buckets, s.lost_count, s.lost_sum_ns);
+    t.lock_waits = LatencyHistogram::from_kernel(s.lock_buckets, s.lock_count, s.lock_sum_ns);
     t.commits = s.commits;
     t.aborts = s.aborts;
     backends_.set_live(pid, labels_of(pid), 0, t);

@@ -1,0 +1,206 @@
+// Block I/O: queue time (request created -> issued to the driver) and device time (issued -> completed), bytes, per
+// process, disk and operation. The process is captured in the context of the task that created the request
+// (block_io_start, else block_rq_insert, else block_rq_issue: whichever comes first for that request), keyed by the
+// request itself (flush and FUA completions reuse sectors, so (dev, sector) would mix requests up).
+//
+// Two variants of every hook: tp_btf (typed arguments) and raw_tp (for kernels where tp_btf is unavailable);
+// userspace loads the set the kernel accepts and disables the other. Both read the request through CO-RE.
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "bpf_common.h"
+#include "blockio.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static const __u64 io_bounds[SP_IO_BOUNDS] = SP_IO_BOUNDS_NS;
+
+struct rq_info {
+  __u64 start_ns;
+  __u64 issue_ns;
+  __u32 tgid;
+  __u32 dev;
+  __u32 op;
+  __u32 bytes;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH); /* a request we never see complete must not leak its entry */
+  __uint(max_entries, 65536);
+  __type(key, __u64); /* struct request * */
+  __type(value, struct rq_info);
+} io_requests SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 16384);
+  __type(key, struct sp_io_key);
+  __type(value, struct sp_io_hist);
+} io_hist SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 1024 * 1024);
+} io_events SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, SP_IO_STAT_MAX);
+  __type(key, __u32);
+  __type(value, __u64);
+} io_stats SEC(".maps");
+
+static __always_inline __u32 io_bucket(__u64 ns) {
+  __u32 i;
+  for (i = 0; i < SP_IO_BOUNDS; i++) {
+    if (ns <= io_bounds[i]) return i;
+  }
+  return SP_IO_BOUNDS;
+}
+
+static __always_inline __u32 rq_op(struct request *rq) {
+  __u32 flags = BPF_CORE_READ(rq, cmd_flags);
+  __u32 op = flags & 0xff; /* REQ_OP_MASK: the low REQ_OP_BITS (8) bits */
+  if (op == bpf_core_enum_value(enum req_op, REQ_OP_READ)) return SP_IO_READ;
+  if (op == bpf_core_enum_value(enum req_op, REQ_OP_WRITE)) {
+    __u32 sync = 1U << bpf_core_enum_value(enum req_flag_bits, __REQ_SYNC);
+    __u32 fua = 1U << bpf_core_enum_value(enum req_flag_bits, __REQ_FUA);
+    return (flags & (sync | fua)) ? SP_IO_WRITE_SYNC : SP_IO_WRITE;
+  }
+  if (op == bpf_core_enum_value(enum req_op, REQ_OP_FLUSH)) return SP_IO_FLUSH;
+  if (op == bpf_core_enum_value(enum req_op, REQ_OP_DISCARD)) return SP_IO_DISCARD;
+  return SP_IO_OTHER;
+}
+
+static __always_inline __u32 rq_dev(struct request *rq) {
+  struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
+  if (!disk) return 0;
+  __u32 major = BPF_CORE_READ(disk, major);
+  __u32 minor = BPF_CORE_READ(disk, first_minor);
+  return (major << 20) | minor;
+}
+
+// The first hook to see a request records who created it.
+static __always_inline struct rq_info *track(struct request *rq, __u64 now) {
+  __u64 key = (__u64)rq;
+  struct rq_info *info = bpf_map_lookup_elem(&io_requests, &key);
+  if (info) return info;
+  struct rq_info fresh = {
+      .start_ns = now,
+      .tgid = bpf_get_current_pid_tgid() >> 32,
+      .dev = rq_dev(rq),
+      .op = rq_op(rq),
+      .bytes = BPF_CORE_READ(rq, __data_len),
+  };
+  bpf_map_update_elem(&io_requests, &key, &fresh, BPF_ANY);
+  return bpf_map_lookup_elem(&io_requests, &key);
+}
+
+static __always_inline void on_created(struct request *rq) { track(rq, bpf_ktime_get_ns()); }
+
+static __always_inline void on_issue(struct request *rq) {
+  __u64 now = bpf_ktime_get_ns();
+  struct rq_info *info = track(rq, now);
+  if (!info) return;
+  info->issue_ns = now;
+  // The size may only be final now (merges happen before issue).
+  info->bytes = BPF_CORE_READ(rq, __data_len);
+}
+
+static __always_inline void on_complete(struct request *rq) {
+  __u64 now = bpf_ktime_get_ns();
+  __u64 key = (__u64)rq;
+  struct rq_info *p = bpf_map_lookup_elem(&io_requests, &key);
+  if (!p) {
+    sp_percpu_inc(&io_stats, SP_IO_STAT_UNTRACKED);
+    return;
+  }
+  struct rq_info info = *p;
+  bpf_map_delete_elem(&io_requests, &key);
+  if (!info.issue_ns) return;  // completed without being issued (e.g. merged away): no device time
+
+  struct sp_io_key k = {.tgid = info.tgid, .dev = info.dev, .op = info.op};
+  struct sp_io_hist *h = bpf_map_lookup_elem(&io_hist, &k);
+  if (!h) {
+    struct sp_io_hist zero = {};
+    bpf_map_update_elem(&io_hist, &k, &zero, BPF_NOEXIST);
+    h = bpf_map_lookup_elem(&io_hist, &k);
+    if (!h) return;
+  }
+  __u64 queue = info.issue_ns - info.start_ns;
+  __u64 device = now - info.issue_ns;
+  __u32 b = io_bucket(queue);
+  if (b < SP_IO_BUCKETS) __sync_fetch_and_add(&h->queue[b], 1);
+  __sync_fetch_and_add(&h->queue_count, 1);
+  __sync_fetch_and_add(&h->queue_sum_ns, queue);
+  b = io_bucket(device);
+  if (b < SP_IO_BUCKETS) __sync_fetch_and_add(&h->device[b], 1);
+  __sync_fetch_and_add(&h->device_count, 1);
+  __sync_fetch_and_add(&h->device_sum_ns, device);
+  __sync_fetch_and_add(&h->bytes, info.bytes);
+
+  struct sp_io_event *e = bpf_ringbuf_reserve(&io_events, sizeof *e, 0);
+  if (!e) {
+    sp_percpu_inc(&io_stats, SP_IO_STAT_EVENTS_LOST);
+    return;
+  }
+  e->tgid = info.tgid;
+  e->dev = info.dev;
+  e->op = info.op;
+  e->bytes = info.bytes;
+  e->start_ns = info.start_ns;
+  e->issue_ns = info.issue_ns;
+  e->complete_ns = now;
+  bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);  // drained on a timer
+}
+
+// block_io_start (6.5+) fires where the request is created, in the submitting task: the best place to attribute.
+SEC("tp_btf/block_io_start")
+int BPF_PROG(io_start_btf, struct request *rq) {
+  on_created(rq);
+  return 0;
+}
+
+SEC("tp_btf/block_rq_insert")
+int BPF_PROG(rq_insert_btf, struct request *rq) {
+  on_created(rq);
+  return 0;
+}
+
+SEC("tp_btf/block_rq_issue")
+int BPF_PROG(rq_issue_btf, struct request *rq) {
+  on_issue(rq);
+  return 0;
+}
+
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(rq_complete_btf, struct request *rq) {
+  on_complete(rq);
+  return 0;
+}
+
+SEC("raw_tp/block_io_start")
+int io_start_raw(struct bpf_raw_tracepoint_args *ctx) {
+  on_created((struct request *)ctx->args[0]);
+  return 0;
+}
+
+SEC("raw_tp/block_rq_insert")
+int rq_insert_raw(struct bpf_raw_tracepoint_args *ctx) {
+  on_created((struct request *)ctx->args[0]);
+  return 0;
+}
+
+SEC("raw_tp/block_rq_issue")
+int rq_issue_raw(struct bpf_raw_tracepoint_args *ctx) {
+  on_issue((struct request *)ctx->args[0]);
+  return 0;
+}
+
+SEC("raw_tp/block_rq_complete")
+int rq_complete_raw(struct bpf_raw_tracepoint_args *ctx) {
+  on_complete((struct request *)ctx->args[0]);
+  return 0;
+}
