@@ -38,8 +38,9 @@ struct BucketHistogram {
     ++count;
     sum_ns += ns;
   }
-  // From the kernel's per-bucket counts.
-  static BucketHistogram from_kernel(const std::uint64_t* per_bucket, std::uint64_t count, std::uint64_t sum_ns) {
+  // From the kernel's per-bucket counts (__u64 is unsigned long long, std::uint64_t unsigned long: any integer works).
+  template <typename U>
+  static BucketHistogram from_kernel(const U* per_bucket, std::uint64_t count, std::uint64_t sum_ns) {
     BucketHistogram h;
     for (std::size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] = per_bucket[i];
     h.count = count;
