@@ -11,12 +11,20 @@
 namespace sp::exporter {
 namespace {
 
+template <typename Bounds>
+std::vector<double> seconds(const Bounds& ns_bounds) {
+  std::vector<double> b;
+  for (auto ns : ns_bounds) b.push_back(static_cast<double>(ns) / 1e9);
+  return b;
+}
+
 const std::vector<double>& latency_bounds_seconds() {
-  static const std::vector<double> bounds = [] {
-    std::vector<double> b;
-    for (auto ns : kLatencyBoundsNs) b.push_back(static_cast<double>(ns) / 1e9);
-    return b;
-  }();
+  static const std::vector<double> bounds = seconds(kLatencyBoundsNs);
+  return bounds;
+}
+
+const std::vector<double>& io_bounds_seconds() {
+  static const std::vector<double> bounds = seconds(kIoBoundsNs);
   return bounds;
 }
 
@@ -112,6 +120,39 @@ std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot&
                                  std::move(locks)));
   out.push_back(counter_family("synapse_profiler_db_transactions_total",
                                "Transactions ended by the backends serving each worker, by outcome.", std::move(txns)));
+  return out;
+}
+
+std::vector<prometheus::MetricFamily> disk_io_families(const IoSnapshot& snap) {
+  std::vector<prometheus::ClientMetric> times, bytes;
+  for (const auto& [key, s] : snap.series) {
+    const auto& [labels, io] = key;
+    for (const auto* stage : {"queue", "device"}) {
+      const IoHistogram& h = std::string(stage) == "queue" ? s.queue : s.device;
+      std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
+      times.push_back(histogram_point({{"worker", labels.worker},
+                                       {"worker_app", labels.worker_app},
+                                       {"device", io.device},
+                                       {"op", io.op},
+                                       {"stage", stage},
+                                       {"via", io.via}},
+                                      io_bounds_seconds(), per_bucket, static_cast<double>(h.sum_ns) / 1e9));
+    }
+    bytes.push_back(counter_point({{"worker", labels.worker},
+                                   {"worker_app", labels.worker_app},
+                                   {"device", io.device},
+                                   {"op", io.op},
+                                   {"via", io.via}},
+                                  static_cast<double>(s.bytes)));
+  }
+  std::vector<prometheus::MetricFamily> out;
+  out.push_back(histogram_family("synapse_profiler_disk_io_seconds",
+                                 "Block I/O requests: time queued (created -> issued) and on the device (issued -> "
+                                 "completed), by the worker that caused them (via=self), a PostgreSQL backend serving "
+                                 "it (via=postgres), or nobody we profile (worker=other).",
+                                 std::move(times)));
+  out.push_back(counter_family("synapse_profiler_disk_io_bytes_total", "Bytes of completed block I/O requests.",
+                               std::move(bytes)));
   return out;
 }
 

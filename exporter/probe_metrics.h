@@ -7,6 +7,7 @@
 
 #include "core/db_stats.h"
 #include "core/gc_stats.h"
+#include "core/io_stats.h"
 
 namespace sp::exporter {
 
@@ -21,6 +22,10 @@ std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot&
 // synapse_profiler_db_server_query_seconds{worker, worker_app, verb}, _db_lock_wait_seconds{worker, worker_app},
 // _db_transactions_total{worker, worker_app, outcome}: PostgreSQL's own view, per worker served.
 std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot& snap);
+
+// synapse_profiler_disk_io_seconds{worker, worker_app, device, op, stage="queue|device", via} and
+// synapse_profiler_disk_io_bytes_total{worker, worker_app, device, op, via}.
+std::vector<prometheus::MetricFamily> disk_io_families(const IoSnapshot& snap);
 
 // synapse_profiler_probe_attached{worker, worker_app, probe, method}.
 prometheus::MetricFamily probe_attached_family(const std::vector<ProbeStatus>& status);

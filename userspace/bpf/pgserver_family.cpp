@@ -185,3 +185,21 @@ DbServerSnapshot PgServerFamily::snapshot() const {
 }
 
 }  // namespace sp::bpf
+
+namespace sp::bpf {
+
+std::map<int, WorkerLabels> PgServerFamily::backend_decisions() const {
+  std::lock_guard lock(mutex_);
+  return backend_labels_;
+}
+
+std::set<int> PgServerFamily::undecided_backends() const {
+  std::lock_guard lock(mutex_);
+  std::set<int> out;
+  for (int pid : live_backends_) {
+    if (!backend_labels_.count(pid)) out.insert(pid);
+  }
+  return out;
+}
+
+}  // namespace sp::bpf

@@ -36,6 +36,11 @@ class PgServerFamily {
   void poll();
   DbServerSnapshot snapshot() const;
 
+  // Backends decided so far (PID as in proc_root -> the worker served, or kOtherWorker), and the backends of the
+  // last scan not decided yet (their I/O waits for the decision).
+  std::map<int, WorkerLabels> backend_decisions() const;
+  std::set<int> undecided_backends() const;
+
   // Per-query events (server side), for correlation and recording; called with the family's lock held.
   void set_event_sink(std::function<void(const QueryEvent&)> sink) { on_event_ = std::move(sink); }
 

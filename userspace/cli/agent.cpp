@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "bpf/blockio_family.h"
 #include "bpf/gc_family.h"
 #include "bpf/libbpf_setup.h"
 #include "bpf/libpq_family.h"
@@ -32,7 +33,8 @@ class Agent {
   explicit Agent(const CliOptions& o)
       : options_(o), discovery_(discovery_options(o)), gc_(o.proc_root),
         libpq_(o.proc_root, async_mode(o)),
-        pgserver_(o.proc_root) {}
+        pgserver_(o.proc_root),
+        blockio_("/sys", o.devices, &pgserver_) {}
 
   int run() {
     // Block the stop signals before any thread starts, so that every thread inherits the mask and only sigwait()
@@ -48,6 +50,7 @@ class Agent {
     if (std::string error; !gc_.start(error)) log::error("gc probes unavailable: {}", error);
     if (std::string error; !libpq_.start(error)) log::error("libpq probes unavailable: {}", error);
     if (std::string error; !pgserver_.start(error)) log::error("postgres probes unavailable: {}", error);
+    if (std::string error; !blockio_.start(error)) log::error("block I/O probes unavailable: {}", error);
 
     std::unique_ptr<exporter::MetricsServer> server;
     try {
@@ -97,6 +100,7 @@ class Agent {
       gc_.poll();
       libpq_.poll();
       pgserver_.poll();
+      blockio_.poll();
       lock.lock();
     }
   }
@@ -113,6 +117,7 @@ class Agent {
     gc_.update(diff);
     libpq_.update(result, diff);
     pgserver_.update(result);
+    blockio_.update(result);
     std::lock_guard lock(mutex_);
     latest_ = std::move(result);
   }
@@ -131,11 +136,13 @@ class Agent {
     for (auto& f : exporter::db_client_families(db, options_.db_table_labels)) families.push_back(std::move(f));
     DbServerSnapshot server = pgserver_.snapshot();
     for (auto& f : exporter::db_server_families(server)) families.push_back(std::move(f));
+    IoSnapshot io = blockio_.snapshot();
+    for (auto& f : exporter::disk_io_families(io)) families.push_back(std::move(f));
     std::vector<ProbeStatus> status = gc.status;
     status.insert(status.end(), db.status.begin(), db.status.end());
     families.push_back(exporter::probe_attached_family(status));
     families.push_back(exporter::events_lost_family(
-        {{"gc", gc.events_lost}, {"libpq", db.events_lost}, {"postgres", server.events_lost}}));
+        {{"gc", gc.events_lost}, {"libpq", db.events_lost}, {"postgres", server.events_lost}, {"block_io", io.events_lost}}));
     return families;
   }
 
@@ -145,6 +152,7 @@ class Agent {
   bpf::GcFamily gc_;
   bpf::LibpqFamily libpq_;
   bpf::PgServerFamily pgserver_;
+  bpf::BlockIoFamily blockio_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;

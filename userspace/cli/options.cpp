@@ -108,6 +108,9 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
            "probe libpq's asynchronous API (PQsendQuery*/PQgetResult) too: on, off, or auto = every process except "
            "psycopg2 users (psycopg2, what Synapse uses, only calls the synchronous API; the extra probes would cost "
            "four traps per query)")
+          ("devices", po::value(&o.devices)->composing(),
+           "block devices to report, as shell globs of their names (e.g. 'nvme*', 'vd?'; repeatable); default: "
+           "every disk")
           ("db-table-labels", po::value(&o.db_table_labels)->default_value(20),
            "how many tables keep their own `table` label on query series (those with the most query time); the rest "
            "are table=\"other\"");

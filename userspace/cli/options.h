@@ -24,6 +24,7 @@ struct CliOptions {
   std::string listen = "0.0.0.0:9477";
   std::string libpq_async = "auto";  // auto | on | off
   std::size_t db_table_labels = 20;
+  std::vector<std::string> devices;  // shell globs of block device names; empty: every disk
   // workers
   bool json = false;
   // logging

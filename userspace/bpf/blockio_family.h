@@ -1,0 +1,51 @@
+// The block I/O family as the agent runs it: the kernel counts per (process, disk, op); this class attributes each
+// process's counts to a worker (the worker itself: via="self"; a PostgreSQL backend serving it: via="postgres"),
+// folds everything else into worker "other", names devices, and applies --devices.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bpf/blockio_probe.h"
+#include "bpf/pgserver_family.h"
+#include "core/discovery.h"
+#include "core/io_stats.h"
+
+namespace sp::bpf {
+
+class BlockIoFamily {
+ public:
+  // `device_globs`: shell patterns of device names to report ("vd*", "nvme*"); empty: every disk.
+  BlockIoFamily(std::string sys_root, std::vector<std::string> device_globs, const PgServerFamily* pgserver);
+  ~BlockIoFamily();
+
+  bool start(std::string& error);
+  bool started() const { return probe_ != nullptr; }
+  const std::string& hooks() const;
+
+  void update(const ScanResult& current);
+  void poll();
+  IoSnapshot snapshot() const;
+
+ private:
+  std::string device_name(std::uint32_t dev);  // caller holds mutex_
+  bool wanted(const std::string& device) const;
+
+  std::string sys_root_;
+  std::vector<std::string> device_globs_;
+  const PgServerFamily* pgserver_;
+  std::unique_ptr<BlockIoProbe> probe_;
+
+  mutable std::mutex mutex_;
+  std::map<int, WorkerLabels> workers_;  // host PID -> labels, from the last scan
+  std::set<int> tracked_;                // processes whose counts are kept live (workers and backends serving one)
+  std::map<std::uint32_t, std::string> device_names_;
+  ProcessBook<IoKey, IoSeries> book_;
+  std::map<IoKey, IoSeries> other_;
+};
+
+}  // namespace sp::bpf

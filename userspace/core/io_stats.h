@@ -1,0 +1,42 @@
+// What the block I/O family hands the exporter: per (worker, device, op, via) queue and device time histograms and
+// bytes; worker "other" (via "") for I/O no worker caused (writeback, the checkpointer, other programs).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+
+#include "core/latency_histogram.h"
+#include "core/process_book.h"
+
+namespace sp {
+
+struct IoKey {
+  std::string device;  // e.g. "vda", "nvme0n1"
+  std::string op;      // read, write, write_sync, flush, discard, other
+  std::string via;     // "self" (the worker), "postgres" (a backend serving it), "" (no worker)
+  auto operator<=>(const IoKey&) const = default;
+};
+
+struct IoSeries {
+  IoHistogram queue;
+  IoHistogram device;
+  std::uint64_t bytes = 0;
+  void add(const IoSeries& o) {
+    queue.add(o.queue);
+    device.add(o.device);
+    bytes += o.bytes;
+  }
+};
+
+struct IoSnapshot {
+  std::map<std::pair<WorkerLabels, IoKey>, IoSeries> series;
+  std::string hooks;  // which tracepoints are in use
+  std::uint64_t events_lost = 0;
+};
+
+// Name of an I/O operation code of bpf/blockio.h.
+std::string io_op_name(std::uint32_t op);
+
+}  // namespace sp
