@@ -336,9 +336,10 @@ class Parser {
       out.labels.emplace_back(std::string(name), std::move(value));
       ++total_labels_;
       skip_blanks(s);
-      if (!s.empty() && s.front() == ',') {
+      if (s.empty()) return fail(fmt::format("sample {}: unterminated label set", metric));
+      if (s.front() == ',') {
         s.remove_prefix(1);
-      } else if (s.empty() || s.front() != '}') {
+      } else if (s.front() != '}') {
         return fail(fmt::format("sample {}: expected ',' or '}}' after the value of label {}", metric, name));
       }
     }
