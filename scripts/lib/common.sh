@@ -32,7 +32,7 @@ sp_pg_start() {
   runuser -u postgres -- "$SP_PG_BIN/initdb" -D "$dir/data" -A trust -U synapse --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; return 1; }
   runuser -u postgres -- "$SP_PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $SP_PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
+    -o "-p $SP_PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c shared_buffers=1MB" start >/dev/null \
     || { cat "$dir/server.log" >&2; return 1; }
   "$SP_PG_BIN/createdb" -h "$dir" -p "$SP_PG_PORT" -U synapse synapse
   export SP_PG_HOST=127.0.0.1 SP_PG_PORT SP_PG_SOCKET_DIR=$dir SP_PG_USER=synapse SP_PG_DB=synapse SP_PG_DATA=$dir/data

@@ -55,6 +55,7 @@ class Config:
     hold_heap: int
     query_sleep: float
     slow_query: float
+    scan_table: Optional[str]
     start_gate: Optional[str]  # wait for this file to exist before any activity (GC, queries, I/O)
 
 
@@ -133,6 +134,8 @@ _OPTIONS: Dict[str, Tuple[Callable[[Any], Any], Any, str]] = {
                       f"(SECONDS defaults to {DEFAULT_HOLD_SECONDS})"),
     "hold_heap": (_number(int, 0), 1_000_000, "live objects kept for --gc-hold-query collections (1000000)"),
     "query_sleep": (_number(float, 0), 0.0, "seconds slept inside the timed region of every query (0)"),
+    "scan_table": (str, None, "add a 'SELECT count(*) FROM TABLE' transaction to each round of the request mix (a "
+                              "table the test created: makes the worker's backends read it)"),
     "slow_query": (_number(float, 0), 0.0,
                    "add a 'SELECT pg_sleep(SECONDS)' transaction to each round of the request mix (0: none), so that "
                    "time spent in PostgreSQL dwarfs Python's own overhead around each query"),

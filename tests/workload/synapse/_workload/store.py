@@ -91,9 +91,16 @@ def _slow_query_txn(txn: LoggingTransaction, seconds: float) -> None:
     txn.execute("SELECT pg_sleep(%s)", (seconds,))
 
 
-def _requests(slow_query: float) -> Iterator[_Request]:
+def _scan_table_txn(txn: LoggingTransaction, table: str) -> None:
+    # The table name comes from the workload's own command line (a test's table), never from outside.
+    txn.execute(f"SELECT count(*) FROM {table}")
+
+
+def _requests(slow_query: float, scan_table: Optional[str]) -> Iterator[_Request]:
     """An endless, deterministic mix of requests touching users, events and room_memberships."""
     for n in itertools.count():
+        if scan_table:
+            yield _Request("scan_table", None, _scan_table_txn, (scan_table,))
         if slow_query > 0:
             yield _Request("slow_query", None, _slow_query_txn, (slow_query,))
         user, room = f"@user{n}:workload.test", f"!room{n % _ROOMS}:workload.test"
@@ -112,9 +119,9 @@ def _requests(slow_query: float) -> Iterator[_Request]:
 class DataStore:
     """Issues the workload's transactions on a DatabasePool."""
 
-    def __init__(self, pool: DatabasePool, slow_query: float = 0.0):
+    def __init__(self, pool: DatabasePool, slow_query: float = 0.0, scan_table: Optional[str] = None):
         self._pool = pool
-        self._requests = _requests(slow_query)
+        self._requests = _requests(slow_query, scan_table)
 
     def create_schema(self) -> None:
         """CREATE ... IF NOT EXISTS on the calling thread (the main thread, before the pool starts)."""
