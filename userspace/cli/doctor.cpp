@@ -1,5 +1,6 @@
 // `doctor`: one line per check, "ok"/"FAIL"/"warn", each failure with what to do about it. Exit status 0 only when
 // every check the agent needs passes; "warn" lines (optional features) do not change the status.
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -11,7 +12,9 @@
 #include "bpf/libbpf_setup.h"
 #include "cli/commands.h"
 #include "core/capabilities.h"
+#include "core/elf_file.h"
 #include "core/gc_planner.h"
+#include "core/safe_file.h"
 #include "core/log.h"
 
 namespace sp::cli {
@@ -69,6 +72,28 @@ void check_kernel(Report& r) {
   for (const auto& h : bpf::check_all_hooks()) {
     r.line(h.ok ? Verdict::Ok : Verdict::Fail, "BPF hook " + h.hook, h.detail);
   }
+  bool nvme = access("/sys/module/nvme_core", F_OK) == 0;
+  r.line(nvme ? Verdict::Ok : Verdict::Warn, "NVMe driver",
+         nvme ? "loaded" : "not loaded on this machine: block I/O is measured at the block layer for every disk, "
+                           "NVMe-specific command data stays silent");
+}
+
+// The server-side probes need PostgreSQL's USDT probes (postgres built with --enable-dtrace).
+void check_postgres(Report& r, const std::string& proc_root, const PostgresProcess& p) {
+  std::string who = fmt::format("PostgreSQL (postmaster pid {}) {}", p.key.pid, p.exe_path);
+  int err = 0;
+  Fd root = open_file(fmt::format("{}/{}/root", proc_root, p.key.pid), O_PATH | O_DIRECTORY, err);
+  Fd bin = root.valid() ? open_in_root(root.get(), p.exe_path, err) : Fd();
+  std::string error;
+  auto elf = bin.valid() ? ElfFile::from_fd(bin.get(), error) : std::nullopt;
+  if (!elf) {
+    r.line(Verdict::Warn, who, bin.valid() ? error : "cannot open: " + errno_text(err));
+  } else if (elf->has_usdt("postgresql", "query__start")) {
+    r.line(Verdict::Ok, who + ": USDT probes (server-side query, lock and transaction metrics)");
+  } else {
+    r.line(Verdict::Warn, who + ": no USDT probes",
+           "built without --enable-dtrace: server-side metrics unavailable, client-side (libpq) ones still work");
+  }
 }
 
 void check_process(Report& r, GcPlanner& planner, const WorkerInfo& w) {
@@ -105,6 +130,9 @@ int run_doctor(const CliOptions& options) {
          scan_result.workers.empty() ? "start Synapse or pin processes with --pid" : "");
   GcPlanner planner(options.proc_root);
   for (const auto& w : scan_result.workers) check_process(r, planner, w);
+  for (const auto& p : scan_result.postgres) {
+    if (p.postmaster) check_postgres(r, options.proc_root, p);
+  }
   fmt::print("{}\n", r.failed() ? "Some needed checks failed." : "All needed checks passed.");
   return r.failed() ? 1 : 0;
 }
