@@ -67,10 +67,24 @@ pids+=($!)
 sleep 2
 echo
 echo "demo: Prometheus metrics at http://$listen/metrics (health: http://$listen/healthz). Ctrl-C to stop."
+# One line per worker from the agent's own series: GC pauses, libpq queries, disk bytes (its own and its backends').
+summary() {
+  awk '
+    function lbl(name,   m) { return match($0, name "=\"[^\"]*\"") ? substr($0, RSTART + length(name) + 2, RLENGTH - length(name) - 3) : "" }
+    /^synapse_profiler_worker_info\{/ { w = lbl("worker"); seen[w] = 1; pid[w] = lbl("pid") }
+    /^synapse_profiler_gc_pause_seconds_count\{/ { gcn[lbl("worker")] += $NF }
+    /^synapse_profiler_gc_pause_seconds_sum\{/ { gcs[lbl("worker")] += $NF }
+    /^synapse_profiler_db_client_query_seconds_count\{/ { qn[lbl("worker")] += $NF }
+    /^synapse_profiler_db_client_query_seconds_sum\{/ { qs[lbl("worker")] += $NF }
+    /^synapse_profiler_disk_io_bytes_total\{/ { io[lbl("worker")] += $NF }
+    END {
+      printf "  %-20s %8s %10s %12s %10s %12s\n", "worker", "pid", "GC pauses", "GC seconds", "queries", "avg query ms"
+      for (w in seen) printf "  %-20s %8s %10d %12.3f %10d %12.3f   disk %.1f MiB\n", w, pid[w], gcn[w], gcs[w], qn[w], qn[w] ? 1000 * qs[w] / qn[w] : 0, io[w] / 1048576
+    }'
+}
+
 while true; do
-  metrics=$(curl -fsS "http://$listen/metrics" 2>/dev/null || true)
-  echo "---- $(date +%T) workers seen by synapse-profiler:"
-  grep '^synapse_profiler_worker_info' <<<"$metrics" \
-    | sed -E 's/.*worker="([^"]*)",worker_app="([^"]*)",pid="([^"]*)",metrics_url="([^"]*)".*/  \1 (\2, pid \3) \4/' || true
+  echo "---- $(date +%T) totals since the agent started:"
+  curl -fsS "http://$listen/metrics" 2>/dev/null | summary || true
   sleep 5
 done

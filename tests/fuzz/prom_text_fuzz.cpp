@@ -7,6 +7,7 @@
 // Built as a real fuzzer with -DSP_FUZZ=ON (clang), otherwise as sp_fuzz_prom_regress over tests/data/fuzz/prom.
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/prom_text.h"
 
