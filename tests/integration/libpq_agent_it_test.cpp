@@ -236,3 +236,28 @@ print(held)
   auto other = sp::test::metric_value(m, "synapse_profiler_db_lock_wait_seconds_sum", {{"worker", "other"}});
   EXPECT_LT(other.value_or(0), 0.05);
 }
+
+// Over a worker's whole life, from its connections' set-up (psycopg2's own statements included) to its exit, every
+// statement PostgreSQL executed for it is one the worker recorded sending: nothing missed, nothing extra. The
+// server-side probes are in place before the worker starts, so even its first statements are seen.
+TEST_F(LibpqAgentIT, ServerSideAccountsForEveryStatementOverTheWorkersLife) {
+  std::ofstream(gate("db_life")).put('\n');  // no waiting: the whole life counts
+  auto w = start("db_life", false);
+  finish(*w);
+  std::this_thread::sleep_for(1500ms);  // the exit is noticed at the next rescan; records of the end are drained
+  std::map<std::string, double> expected;
+  for (const auto& r : sp::test::truth_of_type(sp::test::read_truth(w->truth_path()), "query")) {
+    std::string verb = *r.text("verb");
+    if (verb == "CREATE") verb = "other";  // the schema set-up: DDL is verb "other"
+    expected[verb] += 1;
+    if (r.line.find("\"begin\":true") != std::string::npos) expected["BEGIN"] += 1;
+  }
+  ASSERT_GT(expected["other"], 0) << "the workload's schema set-up is part of its life";
+  auto server = per_verb("db_life", true);
+  for (const auto& [verb, n] : expected) EXPECT_EQ(server[verb][0], n) << "server side, verb " << verb;
+  for (const auto& [verb, v] : server) {
+    if (!expected.count(verb)) {
+      EXPECT_EQ(v[0], 0) << "statements PostgreSQL ran for the worker that it did not record sending: verb " << verb;
+    }
+  }
+}
