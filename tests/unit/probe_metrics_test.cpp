@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "exporter/families.h"
+#include "blockio.h"
 #include "exporter/probe_metrics.h"
 
 namespace {
@@ -80,4 +81,32 @@ TEST(ProbeMetrics, ServerSideSeriesPerWorkerWithOther) {
                    "outcome=\"commit\"} 7"),
             std::string::npos) << s;
   EXPECT_NE(s.find("outcome=\"abort\"} 1"), std::string::npos) << s;
+}
+
+TEST(DeviceSelection, GlobsPickDevicesByName) {
+  EXPECT_TRUE(sp::device_selected({}, "vda"));
+  EXPECT_TRUE(sp::device_selected({"nvme*"}, "nvme0n1"));
+  EXPECT_FALSE(sp::device_selected({"nvme*"}, "vda"));
+  EXPECT_TRUE(sp::device_selected({"sd?", "vd?"}, "vdb"));
+  EXPECT_FALSE(sp::device_selected({"vd?"}, "vda1"));
+  EXPECT_EQ(sp::io_op_name(SP_IO_WRITE_SYNC), "write_sync");
+  EXPECT_EQ(sp::io_op_name(99), "other");
+}
+
+TEST(ProbeMetrics, DiskSeriesHaveBothStagesAndBytes) {
+  sp::IoSnapshot snap;
+  sp::IoSeries s;
+  s.queue.record(5'000);        // <= 10 us
+  s.device.record(20'000'000);  // 25 ms bucket
+  s.bytes = 4096;
+  snap.series[{{"w1", "app"}, {"vda", "read", "postgres"}}] = s;
+  std::string t = text(sp::exporter::disk_io_families(snap));
+  const std::string l = "worker=\"w1\",worker_app=\"app\",device=\"vda\",op=\"read\"";
+  EXPECT_NE(t.find("synapse_profiler_disk_io_seconds_bucket{" + l + ",stage=\"queue\",via=\"postgres\",le=\"1e-05\"} 1"),
+            std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_disk_io_seconds_bucket{" + l + ",stage=\"device\",via=\"postgres\",le=\"0.01\"} 0"),
+            std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_disk_io_seconds_bucket{" + l + ",stage=\"device\",via=\"postgres\",le=\"0.025\"} 1"),
+            std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_disk_io_bytes_total{" + l + ",via=\"postgres\"} 4096"), std::string::npos) << t;
 }

@@ -1,7 +1,6 @@
 #include "bpf/blockio_family.h"
 
 #include <fmt/core.h>
-#include <fnmatch.h>
 
 #include "core/log.h"
 #include "core/safe_file.h"
@@ -52,13 +51,7 @@ std::string BlockIoFamily::device_name(std::uint32_t dev) {
   return name;
 }
 
-bool BlockIoFamily::wanted(const std::string& device) const {
-  if (device_globs_.empty()) return true;
-  for (const auto& g : device_globs_) {
-    if (fnmatch(g.c_str(), device.c_str(), 0) == 0) return true;
-  }
-  return false;
-}
+bool BlockIoFamily::wanted(const std::string& device) const { return device_selected(device_globs_, device); }
 
 void BlockIoFamily::update(const ScanResult& current) {
   if (!probe_) return;

@@ -31,10 +31,11 @@ void BlockIoProbe::SkelDelete::operator()(blockio_bpf* s) const { blockio_bpf__d
 // Members go in reverse order: ring buffer, then the object (whose destruction detaches the programs).
 BlockIoProbe::~BlockIoProbe() = default;
 
-std::unique_ptr<BlockIoProbe> BlockIoProbe::create(std::string& error) {
+std::unique_ptr<BlockIoProbe> BlockIoProbe::create(std::string& error, const std::string& force) {
   const bool io_start = kernel_has_block_io_start();
-  std::string last_error;
+  std::string last_error = "no hook variant selected";
   for (bool btf : {true, false}) {
+    if (!force.empty() && force != (btf ? "tp_btf" : "raw_tp")) continue;
     std::unique_ptr<BlockIoProbe> p(new BlockIoProbe());
     p->skel_.reset(blockio_bpf__open());
     if (!p->skel_) {

@@ -21,7 +21,8 @@ class BlockIoProbe {
  public:
   // Loads and attaches (system-wide: the block layer has no per-process attach). `hooks` describes what was used,
   // e.g. "tp_btf: block_io_start, block_rq_insert, block_rq_issue, block_rq_complete".
-  static std::unique_ptr<BlockIoProbe> create(std::string& error);
+  // `force`: "tp_btf" or "raw_tp" to use only that variant (tests); empty: tp_btf, else raw_tp.
+  static std::unique_ptr<BlockIoProbe> create(std::string& error, const std::string& force = {});
   ~BlockIoProbe();
   BlockIoProbe(const BlockIoProbe&) = delete;
   BlockIoProbe& operator=(const BlockIoProbe&) = delete;

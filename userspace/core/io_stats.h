@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/latency_histogram.h"
 #include "core/process_book.h"
@@ -38,5 +39,8 @@ struct IoSnapshot {
 
 // Name of an I/O operation code of bpf/blockio.h.
 std::string io_op_name(std::uint32_t op);
+
+// --devices: whether `device` matches one of the shell patterns (every device when there are none).
+bool device_selected(const std::vector<std::string>& globs, const std::string& device);
 
 }  // namespace sp
