@@ -156,6 +156,13 @@ static __always_inline void on_complete(struct request *rq) {
   bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);  // drained on a timer
 }
 
+// A request merged into another is freed without completing: forget it (its bytes now belong to the survivor, whose
+// size is read again at issue), or its entry would linger until the LRU evicts it.
+static __always_inline void on_merged(struct request *rq) {
+  __u64 key = (__u64)rq;
+  bpf_map_delete_elem(&io_requests, &key);
+}
+
 // block_io_start (6.5+) fires where the request is created, in the submitting task: the best place to attribute.
 SEC("tp_btf/block_io_start")
 int BPF_PROG(io_start_btf, struct request *rq) {
@@ -178,6 +185,18 @@ int BPF_PROG(rq_issue_btf, struct request *rq) {
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(rq_complete_btf, struct request *rq) {
   on_complete(rq);
+  return 0;
+}
+
+SEC("tp_btf/block_rq_merge")
+int BPF_PROG(rq_merge_btf, struct request *rq) {
+  on_merged(rq);
+  return 0;
+}
+
+SEC("raw_tp/block_rq_merge")
+int rq_merge_raw(struct bpf_raw_tracepoint_args *ctx) {
+  on_merged((struct request *)ctx->args[0]);
   return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -68,6 +69,7 @@ double sum_of(const std::string& metrics, const std::string& name, const std::ma
 struct QuietSnapshot {
   std::string metrics;
   DiskStat stat;
+  bool quiet = false;
 };
 
 QuietSnapshot quiet_snapshot(const sp::test::AgentProcess& agent, const std::string& disk) {
@@ -77,7 +79,10 @@ QuietSnapshot quiet_snapshot(const sp::test::AgentProcess& agent, const std::str
     std::this_thread::sleep_for(600ms);
     snap.metrics = agent.metrics();
     snap.stat = disk_stat(disk);
-    if (s1.reads == snap.stat.reads && s1.writes == snap.stat.writes) break;
+    if (s1.reads == snap.stat.reads && s1.writes == snap.stat.writes) {
+      snap.quiet = true;
+      break;
+    }
   }
   return snap;
 }
@@ -121,11 +126,11 @@ TEST_F(BlockIoAgentIT, DirectIoIsChargedToTheWorkerWithItsOwnByteCounts) {
         return sp::test::metric_value(metrics(), "synapse_profiler_worker_info", {{"worker", "io_direct"}}).has_value();
       },
       10s));
-  auto [before, stat_before] = quiet_snapshot(agent_, disk_);
+  auto [before, stat_before, quiet_before] = quiet_snapshot(agent_, disk_);
   std::ofstream(dir_ + "/gate").put('\n');
   auto st = w.process().wait(30s);
   ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(w.log_path());
-  auto [after, stat_after] = quiet_snapshot(agent_, disk_);
+  auto [after, stat_after, quiet_after] = quiet_snapshot(agent_, disk_);
 
   double read_bytes = 0, write_bytes = 0;
   for (const auto& r : sp::test::truth_of_type(sp::test::read_truth(w.truth_path()), "io")) {
@@ -147,12 +152,20 @@ TEST_F(BlockIoAgentIT, DirectIoIsChargedToTheWorkerWithItsOwnByteCounts) {
   double written = delta(with_op(self, "write_sync"), "synapse_profiler_disk_io_bytes_total");
   EXPECT_GE(written, write_bytes);
   EXPECT_LE(written, write_bytes + (4 << 20));
-  // Every read on the disk in the interval, ours or not, is in the exported series; the kernel counts the same.
-  std::map<std::string, std::string> disk_reads = {{"device", disk_}, {"op", "read"}};
-  EXPECT_EQ(delta(disk_reads, "synapse_profiler_disk_io_bytes_total"), stat_after.read_bytes - stat_before.read_bytes);
-  std::map<std::string, std::string> device_stage = disk_reads;
-  device_stage["stage"] = "device";
-  EXPECT_EQ(delta(device_stage, "synapse_profiler_disk_io_seconds_count"), stat_after.reads - stat_before.reads);
+  // Every read on the disk in the interval, ours or not, is in the exported series; the kernel counts the same. The
+  // comparison needs two moments when the disk was idle (a machine busy with other work may never give them: then
+  // it is reported, not failed; the worker's own counts above are exact either way).
+  if (quiet_before && quiet_after) {
+    std::map<std::string, std::string> disk_reads = {{"device", disk_}, {"op", "read"}};
+    EXPECT_EQ(delta(disk_reads, "synapse_profiler_disk_io_bytes_total"),
+              stat_after.read_bytes - stat_before.read_bytes);
+    std::map<std::string, std::string> device_stage = disk_reads;
+    device_stage["stage"] = "device";
+    EXPECT_EQ(delta(device_stage, "synapse_profiler_disk_io_seconds_count"), stat_after.reads - stat_before.reads);
+  } else {
+    std::cout << "note: " << disk_ << " was never idle for 600 ms: device-wide comparison with /sys/block/" << disk_
+              << "/stat not made\n";
+  }
   // Queue and device time both recorded for each request.
   std::map<std::string, std::string> queue_stage = with_op(self, "read");
   queue_stage["stage"] = "queue";
