@@ -217,12 +217,12 @@ void Scraper::round(const std::vector<Target>& targets) {
       ScrapeResult r = scrape_target(targets[i], options_, &stopping_);
       if (stopping_) return;  // a cancelled transfer says nothing about the worker
       const std::lock_guard lock(mutex_);
-      const bool still_target = std::any_of(targets_.begin(), targets_.end(),
-                                            [&](const Target& t) { return t.worker == targets[i].worker; });
-      if (!still_target) continue;
+      // The list may have changed during the transfer: a result for a target that left (or moved) is stale.
+      if (std::find(targets_.begin(), targets_.end(), targets[i]) == targets_.end()) continue;
       const auto previous = results_.find(targets[i].worker);
       const bool was_up = previous == results_.end() || previous->second.up;
       if (!r.up && was_up) log::warn("scrape worker {}: {}", targets[i].worker, r.error);
+      if (!r.up && !was_up) log::debug("scrape worker {}: {}", targets[i].worker, r.error);
       if (r.up && !was_up) log::info("scrape worker {}: up again", targets[i].worker);
       results_[targets[i].worker] = std::move(r);
     }

@@ -82,13 +82,16 @@ class Scraper {
   void stop();   // aborts transfers in flight and joins; idempotent
 
   // One round over the current targets, in the calling thread (plus the pool), results stored; for tests and for
-  // callers that drive the schedule themselves. Must not be called while the background thread runs.
+  // callers that drive the schedule themselves. Must not be called while the background thread runs; does nothing
+  // after stop() (until start()).
   void scrape_round();
 
   // A scrape of one target with this scraper's options; stores nothing.
   ScrapeResult scrape_once(const Target& target) const;
 
-  // Latest result per worker (only workers among the current targets that have been scraped at least once).
+  // Latest result per worker: only workers among the current targets that have been scraped at least once (a new
+  // worker has no entry until its first scrape ends). A warning is logged when a worker goes down, info when it
+  // comes back; repeated failures only at debug level.
   std::map<std::string, ScrapeResult> latest() const;
 
   const ScrapeOptions& options() const { return options_; }
