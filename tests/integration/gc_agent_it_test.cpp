@@ -33,23 +33,9 @@ void add_truth(std::map<int, GenTruth>& out, const std::string& truth_path) {
   }
 }
 
-class GcAgentIT : public ::testing::Test {
+class GcAgentIT : public sp::test::AgentTest {
  protected:
-  void SetUp() override {
-    if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
-    dir_ = sp::test::make_temp_dir("sp-gc-agent-it");
-    agent_ = sp::test::AgentProcess(dir_);
-    ASSERT_TRUE(agent_.running()) << agent_.log();
-  }
-
-  void TearDown() override {
-    if (agent_.port() > 0) {
-      EXPECT_TRUE(agent_.stop()) << "agent did not exit cleanly\n" << agent_.log();
-    }
-  }
-
-  std::string agent_log() const { return agent_.log(); }
-  std::string metrics() const { return agent_.metrics(); }
+  GcAgentIT() : AgentTest("sp-gc-agent-it") {}
 
   std::unique_ptr<Workload> start(const std::string& name, const std::string& schedule, double seconds,
                                   const std::string& python = "/usr/bin/python3.11",
@@ -138,8 +124,6 @@ class GcAgentIT : public ::testing::Test {
     }
   }
 
-  std::string dir_;
-  sp::test::AgentProcess agent_;
 };
 
 std::string copy_without_usdt(const std::string& src, const std::string& dst) {

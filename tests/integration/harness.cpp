@@ -270,3 +270,21 @@ bool AgentProcess::stop() {
 }
 
 }  // namespace sp::test
+
+namespace sp::test {
+
+void AgentTest::SetUp() {
+  if (auto why = bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+  if (needs_postgres_ && !test_postgres()) SP_SKIP_UNLESS_BPF_REQUIRED("no test PostgreSQL: run through scripts/test.sh");
+  dir_ = make_temp_dir(prefix_);
+  agent_ = AgentProcess(dir_);
+  ASSERT_TRUE(agent_.running()) << agent_.log();
+}
+
+void AgentTest::TearDown() {
+  if (agent_.port() > 0) {
+    EXPECT_TRUE(agent_.stop()) << "agent did not exit cleanly\n" << agent_.log();
+  }
+}
+
+}  // namespace sp::test

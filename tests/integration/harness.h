@@ -137,3 +137,27 @@ class AgentProcess {
 };
 
 }  // namespace sp::test
+
+namespace sp::test {
+
+// Base of the tests that run the agent binary: a temporary directory and an agent serving /metrics, stopped (and
+// checked to exit cleanly) after each test. Skips (or fails under SYNAPSE_PROFILER_REQUIRE_BPF=1) without BPF;
+// `needs_postgres` also requires the test PostgreSQL of scripts/test.sh.
+class AgentTest : public ::testing::Test {
+ protected:
+  AgentTest(std::string dir_prefix, bool needs_postgres = false)
+      : prefix_(std::move(dir_prefix)), needs_postgres_(needs_postgres) {}
+  void SetUp() override;
+  void TearDown() override;
+  std::string agent_log() const { return agent_.log(); }
+  std::string metrics() const { return agent_.metrics(); }
+
+  std::string dir_;
+  AgentProcess agent_;
+
+ private:
+  std::string prefix_;
+  bool needs_postgres_;
+};
+
+}  // namespace sp::test

@@ -44,24 +44,9 @@ std::map<std::string, VerbTruth> truth_queries(const std::string& truth_path, do
   return out;
 }
 
-class LibpqAgentIT : public ::testing::Test {
+class LibpqAgentIT : public sp::test::AgentTest {
  protected:
-  void SetUp() override {
-    if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
-    if (!sp::test::test_postgres()) SP_SKIP_UNLESS_BPF_REQUIRED("no test PostgreSQL: run through scripts/test.sh");
-    dir_ = sp::test::make_temp_dir("sp-libpq-agent-it");
-    agent_ = sp::test::AgentProcess(dir_);
-    ASSERT_TRUE(agent_.running()) << agent_.log();
-  }
-
-  void TearDown() override {
-    if (agent_.port() > 0) {
-      EXPECT_TRUE(agent_.stop()) << "agent did not exit cleanly\n" << agent_.log();
-    }
-  }
-
-  std::string agent_log() const { return agent_.log(); }
-  std::string metrics() const { return agent_.metrics(); }
+  LibpqAgentIT() : AgentTest("sp-libpq-agent-it", /*needs_postgres=*/true) {}
   std::string gate(const std::string& name) const { return dir_ + "/" + name + ".gate"; }
 
   std::unique_ptr<Workload> start(const std::string& name, bool unix_socket, std::vector<std::string> extra = {}) {
@@ -162,8 +147,6 @@ class LibpqAgentIT : public ::testing::Test {
     EXPECT_NEAR(measured_seconds, truth_seconds, 0.05 * truth_seconds) << w.spec().name;
   }
 
-  std::string dir_;
-  sp::test::AgentProcess agent_;
 };
 
 }  // namespace
