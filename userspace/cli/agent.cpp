@@ -15,12 +15,21 @@
 #include "bpf/pgserver_family.h"
 #include "cli/commands.h"
 #include "core/log.h"
+#include "core/scraper.h"
+#include "exporter/passthrough.h"
 #include "exporter/probe_metrics.h"
 #include "exporter/self_metrics.h"
 #include "exporter/server.h"
 
 namespace sp::cli {
 namespace {
+
+ScrapeOptions scrape_options(const CliOptions& o) {
+  ScrapeOptions s;
+  s.interval = std::chrono::duration_cast<std::chrono::milliseconds>(o.scrape_interval);
+  s.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(o.scrape_timeout);
+  return s;
+}
 
 bpf::LibpqAsyncMode async_mode(const CliOptions& o) {
   if (o.libpq_async == "on") return bpf::LibpqAsyncMode::On;
@@ -34,7 +43,11 @@ class Agent {
       : options_(o), discovery_(discovery_options(o)), gc_(o.proc_root),
         libpq_(o.proc_root, async_mode(o)),
         pgserver_(o.proc_root),
-        blockio_("/sys", o.devices, &pgserver_) {}
+        blockio_("/sys", o.devices, &pgserver_),
+        scraper_(scrape_options(o)) {
+    if (!o.metrics_include.empty()) passthrough_.include = std::regex(o.metrics_include);
+    if (!o.metrics_exclude.empty()) passthrough_.exclude = std::regex(o.metrics_exclude);
+  }
 
   int run() {
     // Block the stop signals before any thread starts, so that every thread inherits the mask and only sigwait()
@@ -64,6 +77,7 @@ class Agent {
               server->port());
 
     rescan();  // the first scan happens before we report being up
+    scraper_.start();
     std::thread scanner([this] { scan_loop(); });
 
     int sig = 0;
@@ -75,6 +89,7 @@ class Agent {
     }
     wake_.notify_all();
     scanner.join();
+    scraper_.stop();
     server.reset();
     log::info("stopped");
     return 0;
@@ -118,6 +133,11 @@ class Agent {
     libpq_.update(result, diff);
     pgserver_.update(result);
     blockio_.update(result);
+    std::vector<ScrapeTarget> targets;
+    for (const auto& w : result.workers) {
+      if (w.metrics_url) targets.push_back({w.worker_name, w.worker_app, *w.metrics_url});
+    }
+    scraper_.set_targets(std::move(targets));
     std::lock_guard lock(mutex_);
     latest_ = std::move(result);
   }
@@ -141,6 +161,9 @@ class Agent {
     std::vector<ProbeStatus> status = gc.status;
     status.insert(status.end(), db.status.begin(), db.status.end());
     families.push_back(exporter::probe_attached_family(status));
+    auto scraped = scraper_.latest();
+    for (auto& f : exporter::scrape_status_families(scraped)) families.push_back(std::move(f));
+    for (auto& f : exporter::passthrough_families(scraped, passthrough_)) families.push_back(std::move(f));
     families.push_back(exporter::events_lost_family(
         {{"gc", gc.events_lost}, {"libpq", db.events_lost}, {"postgres", server.events_lost}, {"block_io", io.events_lost}}));
     return families;
@@ -153,6 +176,8 @@ class Agent {
   bpf::LibpqFamily libpq_;
   bpf::PgServerFamily pgserver_;
   bpf::BlockIoFamily blockio_;
+  Scraper scraper_;
+  exporter::PassthroughFilter passthrough_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;

@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "core/duration.h"
@@ -33,6 +34,8 @@ struct Raw {
   std::string rescan;
   std::string listen;
   std::string config;
+  std::string scrape_interval;
+  std::string scrape_timeout;
 };
 
 po::options_description target_options(Raw& raw) {
@@ -111,6 +114,14 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
           ("devices", po::value(&o.devices)->composing(),
            "block devices to report, as shell globs of their names (e.g. 'nvme*', 'vd?'; repeatable); default: "
            "every disk")
+          ("scrape-interval", po::value(&raw.scrape_interval)->default_value("15s"),
+           "how often each worker's own metrics endpoint is scraped")
+          ("scrape-timeout", po::value(&raw.scrape_timeout)->default_value("5s"),
+           "time allowed for one scrape (connect, transfer, parse); a worker that exceeds it is reported down")
+          ("synapse-metrics-include", po::value(&o.metrics_include),
+           "re-expose only the scraped metric families whose name matches this regular expression (default: all)")
+          ("synapse-metrics-exclude", po::value(&o.metrics_exclude),
+           "do not re-expose scraped metric families whose name matches this regular expression")
           ("db-table-labels", po::value(&o.db_table_labels)->default_value(20),
            "how many tables keep their own `table` label on query series (those with the most query time); the rest "
            "are table=\"other\"");
@@ -161,6 +172,25 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
       return usage_error(fmt::format("--metrics-url '{}': the URL must start with http:// or https://", spec));
     }
     o.metrics_urls[spec.substr(0, eq)] = url;
+  }
+  if (o.command == Command::Run) {
+    auto interval = parse_duration(raw.scrape_interval);
+    auto timeout = parse_duration(raw.scrape_timeout);
+    if (!interval || interval->count() < 100'000'000) {
+      return usage_error(fmt::format("--scrape-interval '{}': expected a duration of at least 100ms", raw.scrape_interval));
+    }
+    if (!timeout || timeout->count() < 10'000'000) {
+      return usage_error(fmt::format("--scrape-timeout '{}': expected a duration of at least 10ms", raw.scrape_timeout));
+    }
+    o.scrape_interval = *interval;
+    o.scrape_timeout = *timeout;
+    for (const auto* re : {&o.metrics_include, &o.metrics_exclude}) {
+      try {
+        if (!re->empty()) std::regex check(*re);
+      } catch (const std::regex_error& e) {
+        return usage_error(fmt::format("'{}' is not a valid regular expression: {}", *re, e.what()));
+      }
+    }
   }
   if (o.libpq_async != "auto" && o.libpq_async != "on" && o.libpq_async != "off") {
     return usage_error(fmt::format("--libpq-async '{}': expected auto, on or off", o.libpq_async));

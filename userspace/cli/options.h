@@ -25,6 +25,10 @@ struct CliOptions {
   std::string libpq_async = "auto";  // auto | on | off
   std::size_t db_table_labels = 20;
   std::vector<std::string> devices;  // shell globs of block device names; empty: every disk
+  std::chrono::nanoseconds scrape_interval = std::chrono::seconds(15);
+  std::chrono::nanoseconds scrape_timeout = std::chrono::seconds(5);
+  std::string metrics_include;  // regex over family names; empty: everything
+  std::string metrics_exclude;  // regex; empty: nothing
   // workers
   bool json = false;
   // logging
