@@ -45,7 +45,9 @@ class GcAgentIT : public sp::test::AgentTest {
     spec.duration_s = seconds;
     spec.python = python;
     spec.env = std::move(env);
-    spec.extra_args = {"--gc-schedule", schedule, "--io-rate", "0", "--start-gate", gate(name)};
+    // Enough garbage that each pause lasts milliseconds: the workload's own timing around gc.collect() then differs
+    // from the kernel's by far less than the tolerance even when the machine is busy.
+    spec.extra_args = {"--gc-schedule", schedule, "--garbage-per-gc", "20000", "--io-rate", "0", "--start-gate", gate(name)};
     std::filesystem::remove(gate(name));
     auto w = std::make_unique<Workload>(spec, dir_);
     EXPECT_TRUE(w->wait_ready()) << sp::test::read_text(w->log_path());

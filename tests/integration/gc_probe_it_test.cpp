@@ -70,7 +70,9 @@ class GcProbeIT : public ::testing::Test {
     WorkloadSpec spec;
     spec.name = name;
     spec.duration_s = duration_s;
-    spec.extra_args = {"--gc-schedule", schedule, "--io-rate", "0", "--start-gate", dir_ + "/" + name + ".gate"};
+    // Enough garbage that each pause lasts milliseconds: the workload's own timing around gc.collect() then differs
+    // from the kernel's by far less than the tolerance even when the machine is busy.
+    spec.extra_args = {"--gc-schedule", schedule, "--garbage-per-gc", "20000", "--io-rate", "0", "--start-gate", dir_ + "/" + name + ".gate"};
     auto w = std::make_unique<Workload>(spec, dir_);
     EXPECT_TRUE(w->wait_ready()) << sp::test::read_text(w->log_path());
     return w;

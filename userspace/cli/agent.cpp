@@ -58,13 +58,7 @@ class Agent {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-    bpf::init_libbpf(options_.verbose);
-    // A family that cannot load is reported and the others keep working.
-    if (std::string error; !gc_.start(error)) log::error("gc probes unavailable: {}", error);
-    if (std::string error; !libpq_.start(error)) log::error("libpq probes unavailable: {}", error);
-    if (std::string error; !pgserver_.start(error)) log::error("postgres probes unavailable: {}", error);
-    if (std::string error; !blockio_.start(error)) log::error("block I/O probes unavailable: {}", error);
-
+    // The port first: a port in use is a one-line error before anything is loaded into the kernel.
     std::unique_ptr<exporter::MetricsServer> server;
     try {
       server = std::make_unique<exporter::MetricsServer>(options_.listen);
@@ -72,6 +66,14 @@ class Agent {
       log::error("{}", e.what());
       return 1;
     }
+
+    bpf::init_libbpf(options_.verbose);
+    // A family that cannot load is reported and the others keep working.
+    if (std::string error; !gc_.start(error)) log::error("gc probes unavailable: {}", error);
+    if (std::string error; !libpq_.start(error)) log::error("libpq probes unavailable: {}", error);
+    if (std::string error; !pgserver_.start(error)) log::error("postgres probes unavailable: {}", error);
+    if (std::string error; !blockio_.start(error)) log::error("block I/O probes unavailable: {}", error);
+
     server->add(std::make_shared<exporter::FunctionCollectable>([this] { return collect(); }));
     log::info("synapse-profiler {} serving http://{}/metrics (port {}) and /healthz", SP_VERSION, options_.listen,
               server->port());
