@@ -82,11 +82,9 @@ static __always_inline __u32 rq_dev(struct request *rq) {
   return (major << 20) | minor;
 }
 
-// The first hook to see a request records who created it.
-static __always_inline struct rq_info *track(struct request *rq, __u64 now) {
+// Starts tracking `rq` as a new request created now by the current task.
+static __always_inline struct rq_info *track_new(struct request *rq, __u64 now) {
   __u64 key = (__u64)rq;
-  struct rq_info *info = bpf_map_lookup_elem(&io_requests, &key);
-  if (info) return info;
   struct rq_info fresh = {
       .start_ns = now,
       .tgid = bpf_get_current_pid_tgid() >> 32,
@@ -98,11 +96,26 @@ static __always_inline struct rq_info *track(struct request *rq, __u64 now) {
   return bpf_map_lookup_elem(&io_requests, &key);
 }
 
-static __always_inline void on_created(struct request *rq) { track(rq, bpf_ktime_get_ns()); }
+// Requests are recycled: an entry that was already issued belongs to an earlier use of the same struct request
+// (one whose completion we did not see), never to the request being created now.
+static __always_inline struct rq_info *current_entry(struct request *rq) {
+  __u64 key = (__u64)rq;
+  struct rq_info *info = bpf_map_lookup_elem(&io_requests, &key);
+  return info && !info->issue_ns ? info : 0;
+}
+
+// block_io_start: where the request is created, in the submitting task. Always a new request.
+static __always_inline void on_io_start(struct request *rq) { track_new(rq, bpf_ktime_get_ns()); }
+
+// block_rq_insert: after io_start on kernels that have it (keep that entry), the first sight of the request otherwise.
+static __always_inline void on_insert(struct request *rq) {
+  if (!current_entry(rq)) track_new(rq, bpf_ktime_get_ns());
+}
 
 static __always_inline void on_issue(struct request *rq) {
   __u64 now = bpf_ktime_get_ns();
-  struct rq_info *info = track(rq, now);
+  struct rq_info *info = current_entry(rq);
+  if (!info) info = track_new(rq, now);  // never seen before issue (no scheduler insert, internal requests)
   if (!info) return;
   info->issue_ns = now;
   // The size may only be final now (merges happen before issue).
@@ -166,13 +179,13 @@ static __always_inline void on_merged(struct request *rq) {
 // block_io_start (6.5+) fires where the request is created, in the submitting task: the best place to attribute.
 SEC("tp_btf/block_io_start")
 int BPF_PROG(io_start_btf, struct request *rq) {
-  on_created(rq);
+  on_io_start(rq);
   return 0;
 }
 
 SEC("tp_btf/block_rq_insert")
 int BPF_PROG(rq_insert_btf, struct request *rq) {
-  on_created(rq);
+  on_insert(rq);
   return 0;
 }
 
@@ -202,13 +215,13 @@ int rq_merge_raw(struct bpf_raw_tracepoint_args *ctx) {
 
 SEC("raw_tp/block_io_start")
 int io_start_raw(struct bpf_raw_tracepoint_args *ctx) {
-  on_created((struct request *)ctx->args[0]);
+  on_io_start((struct request *)ctx->args[0]);
   return 0;
 }
 
 SEC("raw_tp/block_rq_insert")
 int rq_insert_raw(struct bpf_raw_tracepoint_args *ctx) {
-  on_created((struct request *)ctx->args[0]);
+  on_insert((struct request *)ctx->args[0]);
   return 0;
 }
 
