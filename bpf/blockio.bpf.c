@@ -169,6 +169,14 @@ static __always_inline void on_complete(struct request *rq) {
   bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);  // drained on a timer
 }
 
+// A requeued request (the driver was busy) goes back through insert and issue, often from a kworker: it is still the
+// same request of the same process, so clear the issue mark instead of treating the re-insert as a new request.
+static __always_inline void on_requeue(struct request *rq) {
+  __u64 key = (__u64)rq;
+  struct rq_info *info = bpf_map_lookup_elem(&io_requests, &key);
+  if (info) info->issue_ns = 0;
+}
+
 // A request merged into another is freed without completing: forget it (its bytes now belong to the survivor, whose
 // size is read again at issue), or its entry would linger until the LRU evicts it.
 static __always_inline void on_merged(struct request *rq) {
@@ -210,6 +218,18 @@ int BPF_PROG(rq_merge_btf, struct request *rq) {
 SEC("raw_tp/block_rq_merge")
 int rq_merge_raw(struct bpf_raw_tracepoint_args *ctx) {
   on_merged((struct request *)ctx->args[0]);
+  return 0;
+}
+
+SEC("tp_btf/block_rq_requeue")
+int BPF_PROG(rq_requeue_btf, struct request *rq) {
+  on_requeue(rq);
+  return 0;
+}
+
+SEC("raw_tp/block_rq_requeue")
+int rq_requeue_raw(struct bpf_raw_tracepoint_args *ctx) {
+  on_requeue((struct request *)ctx->args[0]);
   return 0;
 }
 

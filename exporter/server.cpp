@@ -45,7 +45,9 @@ MetricsServer::MetricsServer(const std::string& listen) {
     throw ListenError("cannot listen on " + listen + " (" + e.what() +
                       "): is the port already in use? Choose another with --listen HOST:PORT");
   }
-  // /healthz answers 200 with one line as long as the agent's HTTP server is alive.
+}
+
+void MetricsServer::serve_health() {
   auto health = std::make_shared<FunctionCollectable>([] {
     return std::vector<prometheus::MetricFamily>{
         gauge_family("synapse_profiler_up", "The agent is running.", {gauge_point({}, 1)})};

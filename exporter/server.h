@@ -44,6 +44,9 @@ class MetricsServer {
   MetricsServer& operator=(const MetricsServer&) = delete;
 
   void add(std::shared_ptr<prometheus::Collectable> collectable);
+  // Starts answering /healthz (200 with one line). The agent calls it once its probes are loaded and the first scan
+  // has attached them, so that "healthy" means "measuring".
+  void serve_health();
   // The port actually bound (useful with port 0).
   int port() const;
 

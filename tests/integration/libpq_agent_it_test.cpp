@@ -244,3 +244,35 @@ TEST_F(LibpqAgentIT, ServerSideAccountsForEveryStatementOverTheWorkersLife) {
     }
   }
 }
+
+// Queries held open across long GC pauses: the query time the agent sees overlapping the pauses agrees with the
+// workload's own computation from its own clock (within 10 %); a worker that collects but sends no queries has none.
+TEST_F(LibpqAgentIT, QueryTimeOverlappedByGcPausesMatchesTheWorkload) {
+  // Every second: a 1 s pg_sleep query, and 250 ms into it a full collection of a 1M-object heap (well under 750 ms
+  // here), so each pause lies inside its query's libpq call.
+  auto held = start("db_gc_hold", false, {"--gc-schedule", "none", "--query-rate", "0", "--gc-hold-query", "1.0"});
+  auto idle = start("db_gc_only", false, {"--gc-schedule", "0:10"});
+  auto overlap = [&](const std::string& worker) {
+    return sp::test::metric_value(metrics(), "synapse_profiler_db_query_gc_overlap_seconds_total",
+                                  {{"worker", worker}})
+        .value_or(0);
+  };
+  attach_and_go(*held);
+  attach_and_go(*idle);
+  double held_before = overlap("db_gc_hold");
+  double idle_before = overlap("db_gc_only");
+  finish(*held);
+  finish(*idle);
+  std::this_thread::sleep_for(1500ms);
+  auto truth = sp::test::truth_of_type(sp::test::read_truth(held->truth_path()), "summary");
+  ASSERT_EQ(truth.size(), 1u);
+  double expected = static_cast<double>(*truth[0].integer("gc_overlap_exec_ns")) / 1e9;
+  ASSERT_GT(expected, 0.05) << "the workload did not hold queries across pauses";
+  EXPECT_NEAR(overlap("db_gc_hold") - held_before, expected, 0.1 * expected);
+  EXPECT_EQ(overlap("db_gc_only") - idle_before, 0);
+  EXPECT_GT(sp::test::metric_value(metrics(), "synapse_profiler_gc_pause_seconds_count",
+                                   {{"worker", "db_gc_only"}, {"generation", "0"}})
+                .value_or(0),
+            10)
+      << "the idle worker did collect";
+}

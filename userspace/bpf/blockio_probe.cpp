@@ -54,6 +54,7 @@ std::unique_ptr<BlockIoProbe> BlockIoProbe::create(std::string& error, const std
         {progs->rq_merge_btf, true, false},    {progs->io_start_raw, false, true},
         {progs->rq_insert_raw, false, false},  {progs->rq_issue_raw, false, false},
         {progs->rq_complete_raw, false, false}, {progs->rq_merge_raw, false, false},
+        {progs->rq_requeue_btf, true, false},  {progs->rq_requeue_raw, false, false},
     };
     for (const auto& v : variants) bpf_program__set_autoload(v.prog, v.btf == btf && (io_start || !v.needs_io_start));
     if (int err = blockio_bpf__load(p->skel_.get())) {
@@ -66,7 +67,7 @@ std::unique_ptr<BlockIoProbe> BlockIoProbe::create(std::string& error, const std
       return nullptr;
     }
     if (!p->ring_.open(p->skel_->maps.io_events, error)) return nullptr;
-    p->hooks_ = fmt::format("{}: {}block_rq_insert, block_rq_issue, block_rq_complete, block_rq_merge",
+    p->hooks_ = fmt::format("{}: {}block_rq_insert, block_rq_issue, block_rq_complete, block_rq_merge, block_rq_requeue",
                             btf ? "tp_btf" : "raw_tp",
                             io_start ? "block_io_start, " : "");
     return p;

@@ -15,7 +15,9 @@
 #include "bpf/pgserver_family.h"
 #include "cli/commands.h"
 #include "core/log.h"
+#include "core/overlap.h"
 #include "core/scraper.h"
+#include "exporter/families.h"
 #include "exporter/passthrough.h"
 #include "exporter/probe_metrics.h"
 #include "exporter/self_metrics.h"
@@ -47,6 +49,15 @@ class Agent {
         scraper_(scrape_options(o)) {
     if (!o.metrics_include.empty()) passthrough_.include = std::regex(o.metrics_include);
     if (!o.metrics_exclude.empty()) passthrough_.exclude = std::regex(o.metrics_exclude);
+    // The per-event streams meet here. Both sinks run on the scanning thread (inside poll()), like rescan().
+    gc_.set_event_sink([this](const gc_event& e) {
+      auto it = worker_of_.find(static_cast<int>(e.tgid));
+      if (it == worker_of_.end()) return;
+      add_overlap(it->second, overlap_.add_pause(e.tgid, e.start_ns, e.end_ns));
+    });
+    libpq_.set_event_sink([this](const QueryEvent& q) {
+      add_overlap(q.worker, overlap_.add_query(q.tgid, q.start_ns, q.end_ns));
+    });
   }
 
   int run() {
@@ -78,7 +89,8 @@ class Agent {
     log::info("synapse-profiler {} serving http://{}/metrics (port {}) and /healthz", SP_VERSION, options_.listen,
               server->port());
 
-    rescan();  // the first scan happens before we report being up
+    rescan();  // the first scan attaches to what is running before we report being up
+    server->serve_health();
     scraper_.start();
     std::thread scanner([this] { scan_loop(); });
 
@@ -131,6 +143,7 @@ class Agent {
                 w.metrics_url ? " metrics " + *w.metrics_url : std::string(" without a metrics URL"));
     }
     for (const auto& w : diff.removed) log::info("Synapse process pid {} worker {} is gone", w.host_pid, w.worker_name);
+    // Families drain their last events for a removed process during update(): forget it only after them.
     gc_.update(diff);
     libpq_.update(result, diff);
     pgserver_.update(result);
@@ -140,8 +153,19 @@ class Agent {
       if (w.metrics_url) targets.push_back({w.worker_name, w.worker_app, *w.metrics_url});
     }
     scraper_.set_targets(std::move(targets));
+    for (const auto& w : diff.removed) {
+      worker_of_.erase(w.host_pid);
+      overlap_.forget(static_cast<std::uint32_t>(w.host_pid));
+    }
+    for (const auto& w : result.workers) worker_of_[w.host_pid] = {w.worker_name, w.worker_app};
     std::lock_guard lock(mutex_);
     latest_ = std::move(result);
+  }
+
+  void add_overlap(const WorkerLabels& worker, std::uint64_t ns) {
+    if (ns == 0) return;
+    std::lock_guard lock(mutex_);
+    overlap_ns_[worker] += ns;
   }
 
   std::vector<prometheus::MetricFamily> collect() {
@@ -163,6 +187,17 @@ class Agent {
     std::vector<ProbeStatus> status = gc.status;
     status.insert(status.end(), db.status.begin(), db.status.end());
     families.push_back(exporter::probe_attached_family(status));
+    {
+      std::vector<prometheus::ClientMetric> points;
+      std::lock_guard lock(mutex_);
+      for (const auto& [w, ns] : overlap_ns_) {
+        points.push_back(exporter::counter_point({{"worker", w.worker}, {"worker_app", w.worker_app}},
+                                                 static_cast<double>(ns) / 1e9));
+      }
+      families.push_back(exporter::counter_family(
+          "synapse_profiler_db_query_gc_overlap_seconds_total",
+          "Client-side (libpq) query time that overlapped a GC pause of the same worker process.", std::move(points)));
+    }
     auto scraped = scraper_.latest();
     for (auto& f : exporter::scrape_status_families(scraped)) families.push_back(std::move(f));
     for (auto& f : exporter::passthrough_families(scraped, passthrough_)) families.push_back(std::move(f));
@@ -179,6 +214,9 @@ class Agent {
   bpf::PgServerFamily pgserver_;
   bpf::BlockIoFamily blockio_;
   Scraper scraper_;
+  OverlapTracker overlap_;                   // scanning thread only
+  std::map<int, WorkerLabels> worker_of_;    // host PID -> labels, scanning thread only
+  std::map<WorkerLabels, std::uint64_t> overlap_ns_;  // guarded by mutex_
   exporter::PassthroughFilter passthrough_;
   std::mutex mutex_;
   std::condition_variable wake_;
