@@ -85,6 +85,8 @@ TEST_F(DiscoveryIT, WorkersJsonNamesEveryProcessWithItsMetricsUrl) {
     EXPECT_EQ(field(obj, "metrics_port_confirmed"), "true");
     EXPECT_NE(obj.find(w->config_path()), std::string::npos) << obj;
     EXPECT_NE(obj.find("python3.11"), std::string::npos) << obj;
+    // The GC probe method the agent would use, as `doctor` and probe_attached report it (Debian's python: USDT).
+    EXPECT_EQ(field(obj, "gc_method"), "\"usdt\"") << obj;
   }
 }
 
