@@ -31,18 +31,19 @@ TEST_P(BlockIoProbeIT, DirectReadsOfAChildAreCountedWithTheirBytes) {
                                   "status=none"});
   ASSERT_EQ(w.status, 0) << w.out;
 
-  // dd's own binary and libraries into the page cache first (another test may just have dropped the caches), so
-  // that the reader's only disk reads are its O_DIRECT ones.
-  ASSERT_EQ(sp::test::run_command({"/bin/dd", "if=" + file, "of=/dev/null", "bs=1M", "count=0", "status=none"}).status,
-            0);
+  // The very same command once before the probe is loaded: dd's binary, libraries and whatever else it touches go
+  // into the page cache (another test may just have dropped the caches), so that the measured run's only disk
+  // reads are its O_DIRECT ones (O_DIRECT data is never cached, so the file itself is read from disk again).
+  const std::vector<std::string> reader_argv = {"/bin/dd", "if=" + file, "of=/dev/null", "bs=1M", "iflag=direct",
+                                                "status=none"};
+  ASSERT_EQ(sp::test::run_command(reader_argv).status, 0);
 
   std::string error;
   auto probe = sp::bpf::BlockIoProbe::create(error, GetParam());
   ASSERT_TRUE(probe) << error;
   EXPECT_EQ(probe->hooks().rfind(GetParam(), 0), 0u) << probe->hooks();
 
-  sp::test::Process reader({"/bin/dd", "if=" + file, "of=/dev/null", "bs=1M", "iflag=direct", "status=none"},
-                           dir_ + "/dd.log");
+  sp::test::Process reader(reader_argv, dir_ + "/dd.log");
   int pid = reader.pid();
   auto st = reader.wait(30s);
   ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(dir_ + "/dd.log");
