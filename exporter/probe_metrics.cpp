@@ -156,6 +156,49 @@ std::vector<prometheus::MetricFamily> disk_io_families(const IoSnapshot& snap) {
   return out;
 }
 
+std::vector<prometheus::MetricFamily> correlation_families(const std::map<WorkerLabels, WorkerCorrelation>& corr,
+                                                           const std::map<WorkerLabels, std::uint64_t>& overlap_ns) {
+  auto labels = [](const WorkerLabels& w) -> LabelList { return {{"worker", w.worker}, {"worker_app", w.worker_app}}; };
+  std::vector<prometheus::ClientMetric> overlap, overhead, coverage, share, window;
+  for (const auto& [w, ns] : overlap_ns) overlap.push_back(counter_point(labels(w), static_cast<double>(ns) / 1e9));
+  for (const auto& [w, c] : corr) {
+    if (c.python_overhead_seconds) overhead.push_back(counter_point(labels(w), *c.python_overhead_seconds));
+    if (c.gc_coverage_ratio) coverage.push_back(gauge_point(labels(w), *c.gc_coverage_ratio));
+    if (!c.time_share) continue;
+    for (std::size_t i = 0; i < kCauses; ++i) {
+      LabelList l = labels(w);
+      l.emplace_back("cause", cause_name(static_cast<Cause>(i)));
+      share.push_back(gauge_point(l, (*c.time_share)[i]));
+    }
+    window.push_back(gauge_point(labels(w), c.window_seconds));
+  }
+  std::vector<prometheus::MetricFamily> out;
+  out.push_back(counter_family("synapse_profiler_db_query_gc_overlap_seconds_total",
+                               "Client-side (libpq) query time that overlapped a GC pause of the same worker process.",
+                               std::move(overlap)));
+  out.push_back(counter_family(
+      "synapse_profiler_db_python_overhead_seconds_total",
+      "Synapse's own query time (synapse_storage_query_time_sum) minus the libpq time the probes measured over the "
+      "same scrape intervals: GIL wait, GC pauses and Python work inside Synapse's timed region.",
+      std::move(overhead)));
+  out.push_back(gauge_family("synapse_profiler_gc_coverage_ratio",
+                             "GC pause seconds measured by the probes over the increase of Synapse's python_gc_time_sum "
+                             "in the last window (1: every collection Synapse timed was seen; above 1: collections "
+                             "Synapse did not time; below 1: probes missed some, see `synapse-profiler doctor`).",
+                             std::move(coverage)));
+  out.push_back(gauge_family("synapse_profiler_time_share",
+                             "Share of wall time in the last window during which the worker had at least one of: a GC "
+                             "pause (gc), a libpq call in flight (db_client), a statement executing in a PostgreSQL "
+                             "backend serving it (db_server), a block request of its own or of such a backend queued "
+                             "or on the device (disk).",
+                             std::move(share)));
+  out.push_back(gauge_family("synapse_profiler_time_share_window_seconds",
+                             "The span synapse_profiler_time_share covers: the window, or less for a worker found more "
+                             "recently.",
+                             std::move(window)));
+  return out;
+}
+
 prometheus::MetricFamily probe_attached_family(const std::vector<ProbeStatus>& status) {
   std::vector<prometheus::ClientMetric> points;
   for (const auto& s : status) {

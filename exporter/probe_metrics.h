@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "core/correlator.h"
 #include "core/db_stats.h"
 #include "core/gc_stats.h"
 #include "core/io_stats.h"
@@ -26,6 +27,12 @@ std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot&
 // synapse_profiler_disk_io_seconds{worker, worker_app, device, op, stage="queue|device", via} and
 // synapse_profiler_disk_io_bytes_total{worker, worker_app, device, op, via}.
 std::vector<prometheus::MetricFamily> disk_io_families(const IoSnapshot& snap);
+
+// The correlation series, per worker: synapse_profiler_db_query_gc_overlap_seconds_total (from `overlap_ns`),
+// _db_python_overhead_seconds_total, _gc_coverage_ratio, _time_share{cause} and _time_share_window_seconds. A worker
+// lacking what a series needs (Synapse's own counters, a second scrape, a second of watching) has no sample of it.
+std::vector<prometheus::MetricFamily> correlation_families(const std::map<WorkerLabels, WorkerCorrelation>& corr,
+                                                           const std::map<WorkerLabels, std::uint64_t>& overlap_ns);
 
 // synapse_profiler_probe_attached{worker, worker_app, probe, method}.
 prometheus::MetricFamily probe_attached_family(const std::vector<ProbeStatus>& status);

@@ -277,7 +277,7 @@ void AgentTest::SetUp() {
   if (auto why = bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
   if (needs_postgres_ && !test_postgres()) SP_SKIP_UNLESS_BPF_REQUIRED("no test PostgreSQL: run through scripts/test.sh");
   dir_ = make_temp_dir(prefix_);
-  agent_ = AgentProcess(dir_);
+  agent_ = AgentProcess(dir_, "500ms", agent_args_);
   ASSERT_TRUE(agent_.running()) << agent_.log();
 }
 

@@ -145,8 +145,9 @@ namespace sp::test {
 // `needs_postgres` also requires the test PostgreSQL of scripts/test.sh.
 class AgentTest : public ::testing::Test {
  protected:
-  AgentTest(std::string dir_prefix, bool needs_postgres = false)
-      : prefix_(std::move(dir_prefix)), needs_postgres_(needs_postgres) {}
+  // `agent_args`: extra options of `synapse-profiler run`.
+  AgentTest(std::string dir_prefix, bool needs_postgres = false, std::vector<std::string> agent_args = {})
+      : prefix_(std::move(dir_prefix)), needs_postgres_(needs_postgres), agent_args_(std::move(agent_args)) {}
   void SetUp() override;
   void TearDown() override;
   std::string agent_log() const { return agent_.log(); }
@@ -158,6 +159,7 @@ class AgentTest : public ::testing::Test {
  private:
   std::string prefix_;
   bool needs_postgres_;
+  std::vector<std::string> agent_args_;
 };
 
 }  // namespace sp::test

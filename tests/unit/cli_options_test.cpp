@@ -48,6 +48,10 @@ TEST(CliOptions, SubcommandsAndTheirOptions) {
   EXPECT_EQ(run.options->listen, "127.0.0.1:1234");
   EXPECT_EQ(run.options->rescan_interval, std::chrono::milliseconds(500));
   EXPECT_EQ(run.options->metrics_urls.at("main"), "http://127.0.0.1:9000/_synapse/metrics");
+  EXPECT_EQ(run.options->window, std::chrono::seconds(60));
+  auto windowed = parse({"run", "--window", "5m"});
+  ASSERT_TRUE(windowed.options) << windowed.message;
+  EXPECT_EQ(windowed.options->window, std::chrono::minutes(5));
 }
 
 TEST(CliOptions, OptionOfAnotherCommandIsAUsageError) {
@@ -66,6 +70,8 @@ TEST(CliOptions, BadValuesAreUsageErrors) {
            {"--metrics-url", "w=ftp://x"},
            {"--rescan-interval", "10ms"},
            {"--rescan-interval", "soon"},
+           {"--window", "500ms"},
+           {"--window", "forever"},
            {"--verbose", "--quiet"},
            {"--config", "/nonexistent/synapse-profiler.conf"},
        }) {

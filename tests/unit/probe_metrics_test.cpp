@@ -110,3 +110,26 @@ TEST(ProbeMetrics, DiskSeriesHaveBothStagesAndBytes) {
             std::string::npos) << t;
   EXPECT_NE(t.find("synapse_profiler_disk_io_bytes_total{" + l + ",via=\"postgres\"} 4096"), std::string::npos) << t;
 }
+
+TEST(ProbeMetrics, CorrelationSeriesArePerWorkerAndOnlyWhereMeasured) {
+  const sp::WorkerLabels full{"synchrotron1", "synapse.app.generic_worker"};
+  const sp::WorkerLabels young{"media1", "synapse.app.media_repository"};
+  std::map<sp::WorkerLabels, sp::WorkerCorrelation> corr;
+  corr[full].python_overhead_seconds = 1.5;
+  corr[full].gc_coverage_ratio = 0.98;
+  corr[full].time_share = std::array<double, sp::kCauses>{0.125, 0.5, 0.25, 0.0625};
+  corr[full].window_seconds = 60;
+  corr[young] = {};  // nothing measured yet
+  std::string t = text(sp::exporter::correlation_families(corr, {{full, 250'000'000}}));
+  const std::string l = "worker=\"synchrotron1\",worker_app=\"synapse.app.generic_worker\"";
+  EXPECT_NE(t.find("synapse_profiler_db_query_gc_overlap_seconds_total{" + l + "} 0.25\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_db_python_overhead_seconds_total{" + l + "} 1.5\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("# TYPE synapse_profiler_db_python_overhead_seconds_total counter"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_gc_coverage_ratio{" + l + "} 0.98\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_time_share{" + l + ",cause=\"gc\"} 0.125\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_time_share{" + l + ",cause=\"db_client\"} 0.5\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_time_share{" + l + ",cause=\"db_server\"} 0.25\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_time_share{" + l + ",cause=\"disk\"} 0.0625\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("synapse_profiler_time_share_window_seconds{" + l + "} 60\n"), std::string::npos) << t;
+  EXPECT_EQ(t.find("media1"), std::string::npos) << "a worker with nothing measured has no samples: " << t;
+}

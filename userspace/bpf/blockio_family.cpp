@@ -80,8 +80,33 @@ void BlockIoFamily::poll() {
   if (!probe_) return;
   auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
   auto undecided = pgserver_ ? pgserver_->undecided_backends() : std::set<int>{};
-  probe_->drain([](const sp_io_event&) {});  // per-request records: consumed by correlation and recording later
-  std::lock_guard lock(mutex_);
+  std::vector<sp_io_event> requests;
+  probe_->drain([&](const sp_io_event& e) {
+    if (on_event_) requests.push_back(e);
+  });
+  std::vector<IoEvent> charged;
+  std::unique_lock lock(mutex_);
+  for (const auto& e : requests) {
+    int pid = static_cast<int>(e.tgid);
+    IoEvent out;
+    if (auto w = workers_.find(pid); w != workers_.end()) {
+      out.worker = w->second;
+      out.via = "self";
+    } else if (auto d = decisions.find(pid); d != decisions.end() && !(d->second == kOtherWorker)) {
+      out.worker = d->second;
+      out.via = "postgres";
+    } else {
+      continue;
+    }
+    out.device = device_name(e.dev);
+    if (!wanted(out.device)) continue;
+    out.op = io_op_name(e.op);
+    out.bytes = e.bytes;
+    out.start_ns = e.start_ns;
+    out.issue_ns = e.issue_ns;
+    out.complete_ns = e.complete_ns;
+    charged.push_back(std::move(out));
+  }
   for (const auto& [key, value] : probe_->read()) {
     int pid = static_cast<int>(key.tgid);
     std::string device = device_name(key.dev);
@@ -100,6 +125,8 @@ void BlockIoFamily::poll() {
       if (probe_->take(key, taken)) other_[{device, op, ""}].add(series_of(taken));
     }
   }
+  lock.unlock();
+  for (const auto& e : charged) on_event_(e);
 }
 
 IoSnapshot BlockIoFamily::snapshot() const {

@@ -3,6 +3,7 @@
 // folds everything else into worker "other", names devices, and applies --devices.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,6 +31,9 @@ class BlockIoFamily {
   void update(const ScanResult& current);
   void poll();
   IoSnapshot snapshot() const;
+  // Called from poll() for each drained request charged to a worker (requests of nobody we profile, of devices not
+  // selected, and of backends whose worker is not decided yet are not passed on).
+  void set_event_sink(std::function<void(const IoEvent&)> sink) { on_event_ = std::move(sink); }
 
  private:
   std::string device_name(std::uint32_t dev);  // caller holds mutex_
@@ -46,6 +50,7 @@ class BlockIoFamily {
   std::map<std::uint32_t, std::string> device_names_;
   ProcessBook<IoKey, IoSeries> book_;
   std::map<IoKey, IoSeries> other_;
+  std::function<void(const IoEvent&)> on_event_;
 };
 
 }  // namespace sp::bpf

@@ -5,8 +5,11 @@
 #include <signal.h>
 
 #include <condition_variable>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
+#include <vector>
 
 #include "bpf/blockio_family.h"
 #include "bpf/gc_family.h"
@@ -14,6 +17,7 @@
 #include "bpf/libpq_family.h"
 #include "bpf/pgserver_family.h"
 #include "cli/commands.h"
+#include "core/correlator.h"
 #include "core/log.h"
 #include "core/overlap.h"
 #include "core/scraper.h"
@@ -33,6 +37,18 @@ ScrapeOptions scrape_options(const CliOptions& o) {
   return s;
 }
 
+CorrelationOptions correlation_options(const CliOptions& o) {
+  CorrelationOptions c;
+  c.window_ns = static_cast<std::uint64_t>(o.window.count());
+  // A scrape's result is added at most its timeout (plus a drain) after it started.
+  c.history_ns = static_cast<std::uint64_t>((o.scrape_timeout + std::chrono::seconds(5)).count());
+  return c;
+}
+
+std::uint64_t monotonic_ns(std::chrono::steady_clock::time_point t) {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
+
 bpf::LibpqAsyncMode async_mode(const CliOptions& o) {
   if (o.libpq_async == "on") return bpf::LibpqAsyncMode::On;
   if (o.libpq_async == "off") return bpf::LibpqAsyncMode::Off;
@@ -46,17 +62,28 @@ class Agent {
         libpq_(o.proc_root, async_mode(o)),
         pgserver_(o.proc_root),
         blockio_("/sys", o.devices, &pgserver_),
-        scraper_(scrape_options(o)) {
+        scraper_(scrape_options(o)), correlator_(correlation_options(o)) {
     if (!o.metrics_include.empty()) passthrough_.include = std::regex(o.metrics_include);
     if (!o.metrics_exclude.empty()) passthrough_.exclude = std::regex(o.metrics_exclude);
-    // The per-event streams meet here. Both sinks run on the scanning thread (inside poll()), like rescan().
+    // The per-event streams meet here. Every sink runs on the scanning thread (inside poll()), like rescan(); they
+    // only queue, and poll_all() hands the batch to the correlator under one lock.
     gc_.set_event_sink([this](const gc_event& e) {
       auto it = worker_of_.find(static_cast<int>(e.tgid));
       if (it == worker_of_.end()) return;
       add_overlap(it->second, overlap_.add_pause(e.tgid, e.start_ns, e.end_ns));
+      batch_.push_back({Cause::Gc, it->second, e.start_ns, e.end_ns, true});
     });
     libpq_.set_event_sink([this](const QueryEvent& q) {
       add_overlap(q.worker, overlap_.add_query(q.tgid, q.start_ns, q.end_ns));
+      // Synapse's synapse_storage_query_time times cursor.execute(), not the COMMIT/ROLLBACK psycopg2 sends itself.
+      batch_.push_back({Cause::DbClient, q.worker, q.start_ns, q.end_ns, q.verb != "COMMIT" && q.verb != "ROLLBACK"});
+    });
+    pgserver_.set_event_sink([this](const QueryEvent& q) {
+      if (q.worker == kOtherWorker) return;
+      batch_.push_back({Cause::DbServer, q.worker, q.start_ns, q.end_ns, true});
+    });
+    blockio_.set_event_sink([this](const IoEvent& e) {
+      batch_.push_back({Cause::Disk, e.worker, e.start_ns, e.complete_ns, true});
     });
   }
 
@@ -126,11 +153,37 @@ class Agent {
         rescan();
         next_scan = Clock::now() + options_.rescan_interval;
       }
-      gc_.poll();
-      libpq_.poll();
-      pgserver_.poll();
-      blockio_.poll();
+      poll_all();
       lock.lock();
+    }
+  }
+
+  // Drains every probe family, then feeds the correlator: the batch of events, a tick (everything that ended by now
+  // is in), and the scrapes that finished since the last round.
+  void poll_all() {
+    gc_.poll();
+    libpq_.poll();
+    pgserver_.poll();
+    blockio_.poll();
+    const std::uint64_t now = monotonic_ns(std::chrono::steady_clock::now());
+    auto scraped = scraper_.latest();
+    std::lock_guard lock(correlator_mutex_);
+    for (const auto& e : batch_) {
+      switch (e.cause) {
+        case Cause::Gc: correlator_.add_gc(e.worker, e.start_ns, e.end_ns); break;
+        case Cause::DbClient: correlator_.add_query(e.worker, e.start_ns, e.end_ns, e.in_query_time); break;
+        case Cause::DbServer: correlator_.add_server(e.worker, e.start_ns, e.end_ns); break;
+        case Cause::Disk: correlator_.add_disk(e.worker, e.start_ns, e.end_ns); break;
+      }
+    }
+    batch_.clear();
+    correlator_.tick(now);
+    for (const auto& [worker, r] : scraped) {
+      if (!r.up || !r.families) continue;
+      auto& seen = last_scrape_[worker];
+      if (r.started <= seen) continue;
+      seen = r.started;
+      correlator_.add_scrape({worker, r.worker_app}, monotonic_ns(r.started), synapse_counters(*r.families));
     }
   }
 
@@ -158,6 +211,21 @@ class Agent {
       overlap_.forget(static_cast<std::uint32_t>(w.host_pid));
     }
     for (const auto& w : result.workers) worker_of_[w.host_pid] = {w.worker_name, w.worker_app};
+    {
+      // A worker whose every process has gone stops being correlated (a restart under the same name continues).
+      std::set<WorkerLabels> present;
+      for (const auto& [pid, labels] : worker_of_) present.insert(labels);
+      const std::uint64_t now = monotonic_ns(std::chrono::steady_clock::now());
+      std::lock_guard lock(correlator_mutex_);
+      for (const auto& w : diff.removed) {
+        WorkerLabels labels{w.worker_name, w.worker_app};
+        if (!present.count(labels)) {
+          correlator_.forget(labels);
+          last_scrape_.erase(w.worker_name);
+        }
+      }
+      for (const auto& labels : present) correlator_.watch(labels, now);
+    }
     std::lock_guard lock(mutex_);
     latest_ = std::move(result);
   }
@@ -188,15 +256,17 @@ class Agent {
     status.insert(status.end(), db.status.begin(), db.status.end());
     families.push_back(exporter::probe_attached_family(status));
     {
-      std::vector<prometheus::ClientMetric> points;
-      std::lock_guard lock(mutex_);
-      for (const auto& [w, ns] : overlap_ns_) {
-        points.push_back(exporter::counter_point({{"worker", w.worker}, {"worker_app", w.worker_app}},
-                                                 static_cast<double>(ns) / 1e9));
+      std::map<WorkerLabels, WorkerCorrelation> corr;
+      {
+        std::lock_guard lock(correlator_mutex_);
+        corr = correlator_.snapshot();
       }
-      families.push_back(exporter::counter_family(
-          "synapse_profiler_db_query_gc_overlap_seconds_total",
-          "Client-side (libpq) query time that overlapped a GC pause of the same worker process.", std::move(points)));
+      std::map<WorkerLabels, std::uint64_t> overlap;
+      {
+        std::lock_guard lock(mutex_);
+        overlap = overlap_ns_;
+      }
+      for (auto& f : exporter::correlation_families(corr, overlap)) families.push_back(std::move(f));
     }
     auto scraped = scraper_.latest();
     for (auto& f : exporter::scrape_status_families(scraped)) families.push_back(std::move(f));
@@ -217,6 +287,16 @@ class Agent {
   OverlapTracker overlap_;                   // scanning thread only
   std::map<int, WorkerLabels> worker_of_;    // host PID -> labels, scanning thread only
   std::map<WorkerLabels, std::uint64_t> overlap_ns_;  // guarded by mutex_
+  struct BusyEvent {
+    Cause cause;
+    WorkerLabels worker;
+    std::uint64_t start_ns, end_ns;
+    bool in_query_time;
+  };
+  std::vector<BusyEvent> batch_;  // scanning thread only
+  std::map<std::string, std::chrono::steady_clock::time_point> last_scrape_;  // scanning thread only
+  std::mutex correlator_mutex_;
+  Correlator correlator_;  // guarded by correlator_mutex_
   exporter::PassthroughFilter passthrough_;
   std::mutex mutex_;
   std::condition_variable wake_;

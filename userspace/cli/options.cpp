@@ -36,6 +36,7 @@ struct Raw {
   std::string config;
   std::string scrape_interval;
   std::string scrape_timeout;
+  std::string window;
 };
 
 po::options_description target_options(Raw& raw) {
@@ -118,6 +119,9 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
            "how often each worker's own metrics endpoint is scraped")
           ("scrape-timeout", po::value(&raw.scrape_timeout)->default_value("5s"),
            "time allowed for one scrape (connect, transfer, parse); a worker that exceeds it is reported down")
+          ("window", po::value(&raw.window)->default_value("60s"),
+           "how far back synapse_profiler_time_share and synapse_profiler_gc_coverage_ratio look (at least 1s; "
+           "the coverage ratio needs two scrapes inside it, so keep it above twice --scrape-interval)")
           ("synapse-metrics-include", po::value(&o.metrics_include),
            "re-expose only the scraped metric families whose name matches this regular expression (default: all)")
           ("synapse-metrics-exclude", po::value(&o.metrics_exclude),
@@ -184,6 +188,11 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
     }
     o.scrape_interval = *interval;
     o.scrape_timeout = *timeout;
+    auto window = parse_duration(raw.window);
+    if (!window || window->count() < 1'000'000'000) {
+      return usage_error(fmt::format("--window '{}': expected a duration of at least 1s", raw.window));
+    }
+    o.window = *window;
     for (const auto* re : {&o.metrics_include, &o.metrics_exclude}) {
       try {
         if (!re->empty()) std::regex check(*re);

@@ -29,6 +29,7 @@ struct CliOptions {
   std::chrono::nanoseconds scrape_timeout = std::chrono::seconds(5);
   std::string metrics_include;  // regex over family names; empty: everything
   std::string metrics_exclude;  // regex; empty: nothing
+  std::chrono::nanoseconds window = std::chrono::seconds(60);  // time_share and gc_coverage_ratio look this far back
   // workers
   bool json = false;
   // logging

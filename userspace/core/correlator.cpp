@@ -2,15 +2,11 @@
 
 #include <algorithm>
 #include <limits>
-#include <tuple>
 
 namespace sp {
 
 namespace {
 
-// Probe totals are kept per tick for this long: a scrape's result arrives at most its timeout after it started, so
-// this leaves ample room while bounding memory (480 entries per worker at the agent's 250 ms drain period).
-constexpr std::uint64_t kHistoryNs = 120'000'000'000ULL;
 // time_share is exported once the span it covers is at least this long: a share of a few milliseconds says nothing.
 constexpr std::uint64_t kMinShareSpanNs = 1'000'000'000ULL;
 // Gaps closed per coarsening step start here and double: a microsecond is below the precision anyone reads a
@@ -127,16 +123,23 @@ void Correlator::add_busy(const WorkerLabels& w, Cause c, std::uint64_t start_ns
   k.busy[static_cast<std::size_t>(c)].add(std::max(start_ns, k.first_seen_ns), end_ns);
 }
 
+void Correlator::account(const WorkerLabels& w, std::uint64_t end_ns, Totals add) {
+  Worker& k = workers_[w];
+  k.running.query_ns += add.query_ns;
+  k.running.gc_ns += add.gc_ns;
+  k.recent.push_back({end_ns, add});
+}
+
 void Correlator::add_gc(const WorkerLabels& w, std::uint64_t start_ns, std::uint64_t end_ns) {
   if (end_ns <= start_ns) return;
   add_busy(w, Cause::Gc, start_ns, end_ns);
-  workers_[w].running.gc_ns += end_ns - start_ns;
+  account(w, end_ns, {0, end_ns - start_ns});
 }
 
 void Correlator::add_query(const WorkerLabels& w, std::uint64_t start_ns, std::uint64_t end_ns, bool in_query_time) {
   if (end_ns <= start_ns) return;
   add_busy(w, Cause::DbClient, start_ns, end_ns);
-  if (in_query_time) workers_[w].running.query_ns += end_ns - start_ns;
+  if (in_query_time) account(w, end_ns, {end_ns - start_ns, 0});
 }
 
 void Correlator::add_server(const WorkerLabels& w, std::uint64_t start_ns, std::uint64_t end_ns) {
@@ -152,11 +155,10 @@ void Correlator::watch(const WorkerLabels& w, std::uint64_t now_ns) { worker(w, 
 void Correlator::tick(std::uint64_t now_ns) {
   now_ns_ = std::max(now_ns_, now_ns);
   const std::uint64_t horizon = now_ns_ > options_.window_ns ? now_ns_ - options_.window_ns : 0;
-  const std::uint64_t history_horizon = now_ns_ > kHistoryNs ? now_ns_ - kHistoryNs : 0;
+  const std::uint64_t history_horizon = now_ns_ > options_.history_ns ? now_ns_ - options_.history_ns : 0;
   for (auto& [labels, w] : workers_) {
-    w.running.at_ns = now_ns_;
-    w.history.push_back(w.running);
-    while (w.history.size() > 2 && w.history[1].at_ns <= history_horizon) w.history.pop_front();
+    // Only from the front: an event behind a newer one stays a little longer, which costs nothing but memory.
+    while (!w.recent.empty() && w.recent.front().end_ns < history_horizon) w.recent.pop_front();
     for (auto& u : w.busy) u.forget_before(horizon);
     while (!w.pending.empty() && w.pending.front().at_ns <= now_ns_) {
       ScrapePoint p = std::move(w.pending.front());
@@ -179,26 +181,18 @@ void Correlator::add_scrape(const WorkerLabels& labels, std::uint64_t at_ns, con
   settle(w, std::move(p));
 }
 
-std::pair<double, double> Correlator::totals_at(const Worker& w, std::uint64_t at_ns) {
-  if (w.history.empty()) return {static_cast<double>(w.running.query_ns), static_cast<double>(w.running.gc_ns)};
-  auto after = std::lower_bound(w.history.begin(), w.history.end(), at_ns,
-                                [](const Totals& t, std::uint64_t x) { return t.at_ns < x; });
-  if (after == w.history.begin()) return {static_cast<double>(after->query_ns), static_cast<double>(after->gc_ns)};
-  if (after == w.history.end()) {
-    const Totals& b = w.history.back();
-    return {static_cast<double>(b.query_ns), static_cast<double>(b.gc_ns)};
+Correlator::Totals Correlator::totals_at(const Worker& w, std::uint64_t at_ns) {
+  Totals t = w.running;
+  for (const Recent& r : w.recent) {
+    if (r.end_ns <= at_ns) continue;
+    t.query_ns -= r.add.query_ns;
+    t.gc_ns -= r.add.gc_ns;
   }
-  const Totals& a = *(after - 1);
-  const Totals& b = *after;
-  const double f = static_cast<double>(at_ns - a.at_ns) / static_cast<double>(b.at_ns - a.at_ns);
-  auto lerp = [f](std::uint64_t x, std::uint64_t y) {
-    return static_cast<double>(x) + f * (static_cast<double>(y) - static_cast<double>(x));
-  };
-  return {lerp(a.query_ns, b.query_ns), lerp(a.gc_ns, b.gc_ns)};
+  return t;
 }
 
 void Correlator::settle(Worker& w, ScrapePoint p) {
-  std::tie(p.query_ns, p.gc_ns) = totals_at(w, p.at_ns);
+  p.probes = totals_at(w, p.at_ns);
   if (p.counters.query_time_sum) {
     const ScrapePoint* prev = nullptr;
     for (auto it = w.scrapes.rbegin(); it != w.scrapes.rend() && !prev; ++it) {
@@ -210,7 +204,7 @@ void Correlator::settle(Worker& w, ScrapePoint p) {
       const double s = *p.counters.query_time_sum, s_prev = *prev->counters.query_time_sum;
       // A decrease is a restart of the worker (fresh counters): its whole value is new since then.
       const double synapse = s >= s_prev ? s - s_prev : s;
-      const double probes = (p.query_ns - prev->query_ns) / 1e9;
+      const double probes = (static_cast<double>(p.probes.query_ns) - static_cast<double>(prev->probes.query_ns)) / 1e9;
       *w.overhead_raw += synapse - probes;
       w.overhead_exported = std::max(w.overhead_exported, *w.overhead_raw);
     }
@@ -238,7 +232,7 @@ std::map<WorkerLabels, WorkerCorrelation> Correlator::snapshot() const {
       const ScrapePoint& last = w.scrapes.back();
       if (last.at_ns > first.at_ns) {
         const double synapse = *last.counters.gc_time_sum - *first.counters.gc_time_sum;
-        const double probes = (last.gc_ns - first.gc_ns) / 1e9;
+        const double probes = (static_cast<double>(last.probes.gc_ns) - static_cast<double>(first.probes.gc_ns)) / 1e9;
         if (synapse > 0) {
           c.gc_coverage_ratio = probes / synapse;
         } else if (probes > 0) {

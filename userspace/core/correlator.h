@@ -14,9 +14,9 @@
 //
 // Clocks. Probe events carry CLOCK_MONOTONIC times; a scrape is stamped with CLOCK_MONOTONIC at its start (what
 // std::chrono::steady_clock reads on Linux). Events reach us when the agent drains its ring buffers (every 250 ms),
-// so "probe time up to the scrape" is read from a history of cumulative totals that tick() records after each drain,
-// interpolated at the scrape's time. The error of one boundary (at most one drain period of events) cancels between
-// consecutive intervals: over a long run the counter is exact up to its two ends.
+// after the scrape has started, so "probe time up to the scrape" is the running total minus what ended after the
+// scrape's time: the events of the last `history_ns` are kept for that. Each interval's boundaries are therefore
+// exact (an event counts on the side of the scrape where it ended, as Synapse's own observation does).
 //
 // Everything here is fed by one thread (the agent's scanning thread) and read by the exporter through snapshot():
 // the class is not thread-safe; the caller serialises.
@@ -72,6 +72,9 @@ const char* cause_name(Cause c);  // the `cause` label: gc, db_client, db_server
 struct CorrelationOptions {
   std::uint64_t window_ns = 60'000'000'000ULL;  // time share and GC coverage look this far back
   std::size_t max_intervals = 16'384;           // per worker and cause
+  // How old a scrape's start may be when its result is added (the scrape timeout plus a drain, with room); events
+  // are kept this long. An older scrape is compared with the probes as of `history_ns` ago.
+  std::uint64_t history_ns = 10'000'000'000ULL;
 };
 
 struct WorkerCorrelation {
@@ -108,22 +111,24 @@ class Correlator {
   std::map<WorkerLabels, WorkerCorrelation> snapshot() const;
 
  private:
-  struct Totals {  // cumulative probe seconds feeding the scrape comparisons, in ns
-    std::uint64_t at_ns = 0;
+  struct Totals {  // probe time feeding the scrape comparisons, in ns
     std::uint64_t query_ns = 0;  // libpq calls Synapse times
     std::uint64_t gc_ns = 0;
+  };
+  struct Recent {  // one event's contribution to Totals, kept for history_ns
+    std::uint64_t end_ns = 0;
+    Totals add;
   };
   struct ScrapePoint {
     std::uint64_t at_ns = 0;
     SynapseCounters counters;
-    double query_ns = 0;  // probe totals interpolated at at_ns
-    double gc_ns = 0;
+    Totals probes;  // probe totals of what ended by at_ns
   };
   struct Worker {
     std::uint64_t first_seen_ns = 0;
     std::array<IntervalUnion, kCauses> busy;
-    Totals running;               // up to now
-    std::deque<Totals> history;   // one per tick, for interpolation at a scrape's time
+    Totals running;               // everything so far
+    std::deque<Recent> recent;    // in arrival order (about end order)
     std::deque<ScrapePoint> pending;  // scrapes whose time no tick has passed yet
     std::deque<ScrapePoint> scrapes;  // settled, newest last, within the window (at least the newest two)
     std::optional<double> overhead_raw;  // sum of per-interval (synapse - probe) seconds
@@ -133,7 +138,8 @@ class Correlator {
   Worker& worker(const WorkerLabels& w, std::uint64_t seen_ns);
   void add_busy(const WorkerLabels& w, Cause c, std::uint64_t start_ns, std::uint64_t end_ns);
   void settle(Worker& w, ScrapePoint p);
-  static std::pair<double, double> totals_at(const Worker& w, std::uint64_t at_ns);
+  static Totals totals_at(const Worker& w, std::uint64_t at_ns);
+  void account(const WorkerLabels& w, std::uint64_t end_ns, Totals add);
 
   CorrelationOptions options_;
   std::uint64_t now_ns_ = 0;

@@ -37,6 +37,19 @@ struct IoSnapshot {
   std::uint64_t events_lost = 0;
 };
 
+// One block request charged to a worker (itself or a backend serving it), for correlation and recording. Times are
+// CLOCK_MONOTONIC ns; `start_ns` is when the request was created (or issued, when its creation was not seen).
+struct IoEvent {
+  WorkerLabels worker;
+  std::string via;     // self or postgres
+  std::string device;
+  std::string op;
+  std::uint32_t bytes = 0;
+  std::uint64_t start_ns = 0;
+  std::uint64_t issue_ns = 0;
+  std::uint64_t complete_ns = 0;
+};
+
 // Name of an I/O operation code of bpf/blockio.h.
 std::string io_op_name(std::uint32_t op);
 

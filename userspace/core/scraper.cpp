@@ -96,6 +96,7 @@ ScrapeResult scrape_target(const ScrapeTarget& target, const ScrapeOptions& opti
   result.worker_app = target.worker_app;
   result.url = target.url;
   result.when = std::chrono::system_clock::now();
+  result.started = std::chrono::steady_clock::now();
   const auto t0 = std::chrono::steady_clock::now();
   const auto finish = [&](std::string error) {
     result.error = std::move(error);

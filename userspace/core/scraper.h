@@ -57,6 +57,7 @@ struct ScrapeResult {
   std::string error;  // empty when up: "GET http://...: HTTP 500", "parse http://...: line 42: ..."
   double duration_seconds = 0;  // transfer plus parse
   std::chrono::system_clock::time_point when;  // when the scrape started
+  std::chrono::steady_clock::time_point started;  // the same moment on CLOCK_MONOTONIC, the probes' clock
   std::shared_ptr<const std::vector<prom::Family>> families;  // null unless up
 };
 

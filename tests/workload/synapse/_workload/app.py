@@ -175,4 +175,7 @@ def main(app: str) -> int:
         return workload.shutdown(stop_reason="error", error=f"start gate {config.start_gate} never appeared")
     recorder.event("gate", open_ns=time.monotonic_ns())
     reason = workload.run()
-    return workload.shutdown(stop_reason=reason)
+    status = workload.shutdown(stop_reason=reason)
+    if config.linger > 0 and reason == "duration":
+        Reactor().run(config.linger)  # nothing scheduled: metrics keep being served, a signal ends it
+    return status

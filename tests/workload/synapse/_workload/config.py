@@ -57,6 +57,7 @@ class Config:
     slow_query: float
     scan_table: Optional[str]
     start_gate: Optional[str]  # wait for this file to exist before any activity (GC, queries, I/O)
+    linger: float  # seconds to stay up, idle, after the run
 
 
 def _number(kind: Callable[[Any], Any], minimum: float, strictly: bool = False) -> Callable[[Any], Any]:
@@ -142,6 +143,9 @@ _OPTIONS: Dict[str, Tuple[Callable[[Any], Any], Any, str]] = {
     "start_gate": (_path, None, "after start-up (listeners bound, database connected), wait until this file exists "
                                 "before any GC, query or I/O, so that a profiler can attach first"),
     "no_db": (_flag, False, "run without PostgreSQL"),
+    "linger": (_number(float, 0), 0.0,
+               "after the run (and its summary record), keep serving metrics idle for SECONDS before exiting (0), so "
+               "that a scraper sees the final counters; SIGTERM/SIGINT end it early"),
 }
 
 
