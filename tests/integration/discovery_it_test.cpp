@@ -141,3 +141,23 @@ TEST(DoctorIT, PassesAsRootWithEveryHookLoading) {
   }
   EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
 }
+
+// Per worker, doctor scrapes the worker's own endpoint once and says which correlation series its metrics allow.
+TEST(DoctorIT, SaysWhichCorrelationSeriesEachWorkersOwnMetricsAllow) {
+  if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+  std::string dir = sp::test::make_temp_dir("sp-doctor-it");
+  sp::test::WorkloadSpec spec;
+  spec.name = "doctor_gc_only";
+  spec.duration_s = 30;
+  spec.extra_args = {"--gc-schedule", "0:5", "--io-rate", "0"};  // no database: no synapse_storage_query_time
+  sp::test::Workload w(spec, dir);
+  ASSERT_TRUE(w.wait_ready()) << sp::test::read_text(w.log_path());
+  auto r = sp::test::run_command({SP_BINARY, "doctor", "--pid", std::to_string(w.pid())});
+  const std::string who = "worker doctor_gc_only (pid " + std::to_string(w.pid()) + ")";
+  EXPECT_NE(r.out.find("[ok  ] " + who + ": Synapse metrics scrape"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[ok  ] " + who + ": python_gc_time for gc_coverage_ratio"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[warn] " + who + ": synapse_storage_query_time for python overhead: not exported"),
+            std::string::npos)
+      << r.out;
+  w.process().stop(SIGTERM);
+}

@@ -12,10 +12,12 @@
 #include "bpf/libbpf_setup.h"
 #include "cli/commands.h"
 #include "core/capabilities.h"
+#include "core/correlator.h"
 #include "core/elf_file.h"
 #include "core/gc_planner.h"
 #include "core/safe_file.h"
 #include "core/log.h"
+#include "core/scraper.h"
 
 namespace sp::cli {
 namespace {
@@ -96,6 +98,30 @@ void check_postgres(Report& r, const std::string& proc_root, const PostgresProce
   }
 }
 
+// One scrape of the worker's own endpoint: whether the correlation series that need Synapse's counters will exist.
+void check_synapse_metrics(Report& r, const WorkerInfo& w, const std::string& who) {
+  ScrapeResult s = scrape_target({w.worker_name, w.worker_app, *w.metrics_url}, ScrapeOptions{});
+  if (!s.up) {
+    r.line(Verdict::Warn, who + ": Synapse metrics scrape",
+           s.error + " (pass-through series, db_python_overhead_seconds_total and gc_coverage_ratio need it)");
+    return;
+  }
+  r.line(Verdict::Ok, who + ": Synapse metrics scrape",
+         fmt::format("{} families in {:.0f} ms", s.families->size(), s.duration_seconds * 1000));
+  SynapseCounters c = synapse_counters(*s.families);
+  r.line(c.gc_time_sum ? Verdict::Ok : Verdict::Warn, who + ": python_gc_time for gc_coverage_ratio",
+         c.gc_time_sum ? fmt::format("Synapse has timed {:.3f} s of GC; the ratio compares the probes' pauses with "
+                                     "its increase (below 0.9: the GC probe above is not attached or loses events; "
+                                     "above 1: collections Synapse does not time)",
+                                     *c.gc_time_sum)
+                       : std::string("not exported (yet): Synapse exports it after its first collection; without it "
+                                     "no gc_coverage_ratio for this worker"));
+  r.line(c.query_time_sum ? Verdict::Ok : Verdict::Warn, who + ": synapse_storage_query_time for python overhead",
+         c.query_time_sum ? fmt::format("{:.3f} s of query time so far", *c.query_time_sum)
+                          : std::string("not exported (yet): it appears with the first database query; without it "
+                                        "no db_python_overhead_seconds_total for this worker"));
+}
+
 void check_process(Report& r, GcPlanner& planner, const WorkerInfo& w) {
   std::string who = fmt::format("worker {} (pid {})", w.worker_name, w.host_pid);
   r.line(w.metrics_url && w.metrics_port_confirmed ? Verdict::Ok : Verdict::Warn, who + ": Synapse metrics endpoint",
@@ -114,6 +140,7 @@ void check_process(Report& r, GcPlanner& planner, const WorkerInfo& w) {
   }
   r.line(w.libpq_path.empty() ? Verdict::Warn : Verdict::Ok, who + ": libpq mapped",
          w.libpq_path.empty() ? "not yet (it is loaded on the first database connection)" : w.libpq_path);
+  if (w.metrics_url) check_synapse_metrics(r, w, who);
 }
 
 }  // namespace
