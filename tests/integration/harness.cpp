@@ -213,6 +213,10 @@ Workload::Workload(WorkloadSpec spec, const std::string& dir) : spec_(std::move(
   } else {
     argv.push_back("--no-db");
   }
+  // Media files in the test's own directory, never in the source tree (a killed workload leaves its files behind).
+  if (spec_.extra_yaml.find("media_store_path:") == std::string::npos) {
+    cfg << "media_store_path: '" << dir << "/" << spec_.name << ".media'\n";
+  }
   cfg << spec_.extra_yaml;
   cfg.close();
   argv.insert(argv.end(), spec_.extra_args.begin(), spec_.extra_args.end());
