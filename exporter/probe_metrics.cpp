@@ -156,6 +156,34 @@ std::vector<prometheus::MetricFamily> disk_io_families(const IoSnapshot& snap) {
   return out;
 }
 
+std::vector<prometheus::MetricFamily> nvme_families(const NvmeSnapshot& snap) {
+  std::vector<prometheus::ClientMetric> commands;
+  // The latency histogram drops queue and status (bounded: disks x opcodes), the counter keeps them.
+  std::map<std::pair<std::string, std::string>, IoHistogram> latency;
+  for (const auto& [key, s] : snap.series) {
+    commands.push_back(counter_point(
+        {{"device", key.device}, {"queue", key.queue}, {"opcode", key.opcode}, {"status", key.status}},
+        static_cast<double>(s.latency.count)));
+    latency[{key.device, key.opcode}].add(s.latency);
+  }
+  std::vector<prometheus::ClientMetric> times;
+  for (const auto& [key, h] : latency) {
+    std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
+    times.push_back(histogram_point({{"device", key.first}, {"opcode", key.second}}, io_bounds_seconds(), per_bucket,
+                                    static_cast<double>(h.sum_ns) / 1e9));
+  }
+  std::vector<prometheus::MetricFamily> out;
+  out.push_back(counter_family("synapse_profiler_nvme_commands_total",
+                               "NVMe commands completed, by disk (controller: admin commands), submission queue, "
+                               "opcode and completion status.",
+                               std::move(commands)));
+  out.push_back(histogram_family("synapse_profiler_nvme_command_seconds",
+                                 "NVMe command time in the driver: command set up for the submission queue -> "
+                                 "completion processed.",
+                                 std::move(times)));
+  return out;
+}
+
 std::vector<prometheus::MetricFamily> correlation_families(const std::map<WorkerLabels, WorkerCorrelation>& corr,
                                                            const std::map<WorkerLabels, std::uint64_t>& overlap_ns) {
   auto labels = [](const WorkerLabels& w) -> LabelList { return {{"worker", w.worker}, {"worker_app", w.worker_app}}; };

@@ -9,6 +9,7 @@
 #include "core/db_stats.h"
 #include "core/gc_stats.h"
 #include "core/io_stats.h"
+#include "core/nvme_stats.h"
 
 namespace sp::exporter {
 
@@ -27,6 +28,10 @@ std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot&
 // synapse_profiler_disk_io_seconds{worker, worker_app, device, op, stage="queue|device", via} and
 // synapse_profiler_disk_io_bytes_total{worker, worker_app, device, op, via}.
 std::vector<prometheus::MetricFamily> disk_io_families(const IoSnapshot& snap);
+
+// synapse_profiler_nvme_commands_total{device, queue, opcode, status} and
+// synapse_profiler_nvme_command_seconds{device, opcode}: nothing when the NVMe probes are not active.
+std::vector<prometheus::MetricFamily> nvme_families(const NvmeSnapshot& snap);
 
 // The correlation series, per worker: synapse_profiler_db_query_gc_overlap_seconds_total (from `overlap_ns`),
 // _db_python_overhead_seconds_total, _gc_coverage_ratio, _time_share{cause} and _time_share_window_seconds. A worker

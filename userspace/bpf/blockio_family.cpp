@@ -1,9 +1,6 @@
 #include "bpf/blockio_family.h"
 
-#include <fmt/core.h>
-
 #include "core/log.h"
-#include "core/safe_file.h"
 
 namespace sp::bpf {
 namespace {
@@ -37,18 +34,7 @@ const std::string& BlockIoFamily::hooks() const {
 
 std::string BlockIoFamily::device_name(std::uint32_t dev) {
   if (auto it = device_names_.find(dev); it != device_names_.end()) return it->second;
-  unsigned major = dev >> 20, minor = dev & ((1U << 20) - 1);
-  std::string name = fmt::format("{}:{}", major, minor);
-  ReadResult r = read_file(fmt::format("{}/dev/block/{}:{}/uevent", sys_root_, major, minor), 64 * 1024);
-  if (r.error == 0) {
-    auto pos = r.data.find("DEVNAME=");
-    if (pos != std::string::npos) {
-      auto end = r.data.find('\n', pos);
-      name = r.data.substr(pos + 8, end == std::string::npos ? std::string::npos : end - pos - 8);
-    }
-  }
-  device_names_[dev] = name;
-  return name;
+  return device_names_[dev] = block_device_name(sys_root_, dev);
 }
 
 bool BlockIoFamily::wanted(const std::string& device) const { return device_selected(device_globs_, device); }

@@ -15,6 +15,7 @@
 #include "bpf/gc_family.h"
 #include "bpf/libbpf_setup.h"
 #include "bpf/libpq_family.h"
+#include "bpf/nvme_family.h"
 #include "bpf/pgserver_family.h"
 #include "cli/commands.h"
 #include "core/correlator.h"
@@ -62,6 +63,7 @@ class Agent {
         libpq_(o.proc_root, async_mode(o)),
         pgserver_(o.proc_root),
         blockio_("/sys", o.devices, &pgserver_),
+        nvme_("/sys", o.devices),
         scraper_(scrape_options(o)), correlator_(correlation_options(o)) {
     if (!o.metrics_include.empty()) passthrough_.include = std::regex(o.metrics_include);
     if (!o.metrics_exclude.empty()) passthrough_.exclude = std::regex(o.metrics_exclude);
@@ -111,6 +113,7 @@ class Agent {
     if (std::string error; !libpq_.start(error)) log::error("libpq probes unavailable: {}", error);
     if (std::string error; !pgserver_.start(error)) log::error("postgres probes unavailable: {}", error);
     if (std::string error; !blockio_.start(error)) log::error("block I/O probes unavailable: {}", error);
+    if (std::string why; !nvme_.start(why)) log::info("nvme command probes off: {}", why);
 
     server->add(std::make_shared<exporter::FunctionCollectable>([this] { return collect(); }));
     log::info("synapse-profiler {} serving http://{}/metrics (port {}) and /healthz", SP_VERSION, options_.listen,
@@ -165,6 +168,7 @@ class Agent {
     libpq_.poll();
     pgserver_.poll();
     blockio_.poll();
+    nvme_.poll();
     const std::uint64_t now = monotonic_ns(std::chrono::steady_clock::now());
     auto scraped = scraper_.latest();
     std::lock_guard lock(correlator_mutex_);
@@ -252,6 +256,7 @@ class Agent {
     for (auto& f : exporter::db_server_families(server)) families.push_back(std::move(f));
     IoSnapshot io = blockio_.snapshot();
     for (auto& f : exporter::disk_io_families(io)) families.push_back(std::move(f));
+    for (auto& f : exporter::nvme_families(nvme_.snapshot())) families.push_back(std::move(f));
     std::vector<ProbeStatus> status = gc.status;
     status.insert(status.end(), db.status.begin(), db.status.end());
     families.push_back(exporter::probe_attached_family(status));
@@ -283,6 +288,7 @@ class Agent {
   bpf::LibpqFamily libpq_;
   bpf::PgServerFamily pgserver_;
   bpf::BlockIoFamily blockio_;
+  bpf::NvmeFamily nvme_;
   Scraper scraper_;
   OverlapTracker overlap_;                   // scanning thread only
   std::map<int, WorkerLabels> worker_of_;    // host PID -> labels, scanning thread only

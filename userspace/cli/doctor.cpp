@@ -10,6 +10,7 @@
 
 #include "bpf/features.h"
 #include "bpf/libbpf_setup.h"
+#include "bpf/nvme_family.h"
 #include "cli/commands.h"
 #include "core/capabilities.h"
 #include "core/correlator.h"
@@ -74,10 +75,14 @@ void check_kernel(Report& r) {
   for (const auto& h : bpf::check_all_hooks()) {
     r.line(h.ok ? Verdict::Ok : Verdict::Fail, "BPF hook " + h.hook, h.detail);
   }
-  bool nvme = access("/sys/module/nvme_core", F_OK) == 0;
-  r.line(nvme ? Verdict::Ok : Verdict::Warn, "NVMe driver",
-         nvme ? "loaded" : "not loaded on this machine: block I/O is measured at the block layer for every disk, "
-                           "NVMe-specific command data stays silent");
+  // NVMe: optional. Loading the probes is the real check (a driver without tracepoint BTF cannot be probed).
+  bpf::NvmeFamily nvme("/sys", {});
+  std::string why;
+  bool attached = nvme.start(why);
+  r.line(attached ? Verdict::Ok : Verdict::Warn, "NVMe command probes (queue, opcode, completion status)",
+         attached ? nvme.snapshot().hooks
+                  : why + "; block I/O is still measured at the block layer for every disk, only the NVMe-specific "
+                          "series (synapse_profiler_nvme_*) stay silent");
 }
 
 // The server-side probes need PostgreSQL's USDT probes (postgres built with --enable-dtrace).

@@ -1,8 +1,10 @@
 #include "core/io_stats.h"
 
+#include <fmt/core.h>
 #include <fnmatch.h>
 
 #include "blockio.h"
+#include "core/safe_file.h"
 
 namespace sp {
 
@@ -27,6 +29,20 @@ bool device_selected(const std::vector<std::string>& globs, const std::string& d
     if (fnmatch(g.c_str(), device.c_str(), 0) == 0) return true;
   }
   return false;
+}
+
+std::string block_device_name(const std::string& sys_root, std::uint32_t dev) {
+  const unsigned major = dev >> 20, minor = dev & ((1U << 20) - 1);
+  ReadResult r = read_file(fmt::format("{}/dev/block/{}:{}/uevent", sys_root, major, minor), 64 * 1024);
+  if (r.error == 0) {
+    auto pos = r.data.find("DEVNAME=");
+    if (pos != std::string::npos) {
+      auto end = r.data.find('\n', pos);
+      std::string name = r.data.substr(pos + 8, end == std::string::npos ? std::string::npos : end - pos - 8);
+      if (!name.empty()) return name;
+    }
+  }
+  return fmt::format("{}:{}", major, minor);
 }
 
 }  // namespace sp

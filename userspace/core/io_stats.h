@@ -53,6 +53,10 @@ struct IoEvent {
 // Name of an I/O operation code of bpf/blockio.h.
 std::string io_op_name(std::uint32_t op);
 
+// The name of a block device from its number (major << 20 | minor, as the BPF side reports it): DEVNAME of
+// SYS_ROOT/dev/block/MAJOR:MINOR/uevent, else "MAJOR:MINOR".
+std::string block_device_name(const std::string& sys_root, std::uint32_t dev);
+
 // --devices: whether `device` matches one of the shell patterns (every device when there are none).
 bool device_selected(const std::vector<std::string>& globs, const std::string& device);
 
