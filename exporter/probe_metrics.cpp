@@ -249,4 +249,13 @@ prometheus::MetricFamily events_lost_family(const std::vector<std::pair<std::str
                         std::move(points));
 }
 
+prometheus::MetricFamily hook_misses_family(const std::vector<std::pair<std::string, std::uint64_t>>& misses) {
+  std::vector<prometheus::ClientMetric> points;
+  for (const auto& [probe, n] : misses) points.push_back(counter_point({{"probe", probe}}, static_cast<double>(n)));
+  return counter_family("synapse_profiler_hook_misses_total",
+                        "Probe runs the kernel skipped because another BPF program was already running on that CPU "
+                        "(e.g. an interrupt inside a handler): what they would have counted is missing everywhere.",
+                        std::move(points));
+}
+
 }  // namespace sp::exporter

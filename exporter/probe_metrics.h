@@ -45,4 +45,7 @@ prometheus::MetricFamily probe_attached_family(const std::vector<ProbeStatus>& s
 // synapse_profiler_events_lost_total{probe}.
 prometheus::MetricFamily events_lost_family(const std::vector<std::pair<std::string, std::uint64_t>>& lost);
 
+// synapse_profiler_hook_misses_total{probe}.
+prometheus::MetricFamily hook_misses_family(const std::vector<std::pair<std::string, std::uint64_t>>& misses);
+
 }  // namespace sp::exporter

@@ -146,8 +146,22 @@ TEST_F(BlockIoAgentIT, DirectIoIsChargedToTheWorkerWithItsOwnByteCounts) {
     f["op"] = op;
     return f;
   };
+  // The kernel skips a probe run that would nest inside another BPF program on the same CPU (an interrupt arriving
+  // inside a handler) and counts it; the agent exports that count. With none, every comparison below is exact; with
+  // some, each skipped run can hide at most one request, and the test says so.
+  const double misses = delta({{"probe", "block_io"}}, "synapse_profiler_hook_misses_total");
+  auto expect_exact = [&](double measured, double truth, double per_miss, const char* what) {
+    if (misses == 0) {
+      EXPECT_EQ(measured, truth) << what;
+    } else {
+      std::cout << "note: " << misses << " block I/O probe runs skipped by the kernel during " << what << "\n";
+      EXPECT_LE(measured, truth) << what;
+      EXPECT_GE(measured, truth - misses * per_miss) << what;
+    }
+  };
   // O_DIRECT reads go straight to the device: exactly the workload's bytes.
-  EXPECT_EQ(delta(with_op(self, "read"), "synapse_profiler_disk_io_bytes_total"), read_bytes);
+  expect_exact(delta(with_op(self, "read"), "synapse_profiler_disk_io_bytes_total"), read_bytes, 1 << 20,
+               "the worker's reads");
   // O_DIRECT writes are synchronous; the file system adds a little metadata the worker's fsync writes too.
   double written = delta(with_op(self, "write_sync"), "synapse_profiler_disk_io_bytes_total");
   EXPECT_GE(written, write_bytes);
@@ -157,11 +171,12 @@ TEST_F(BlockIoAgentIT, DirectIoIsChargedToTheWorkerWithItsOwnByteCounts) {
   // it is reported, not failed; the worker's own counts above are exact either way).
   if (quiet_before && quiet_after) {
     std::map<std::string, std::string> disk_reads = {{"device", disk_}, {"op", "read"}};
-    EXPECT_EQ(delta(disk_reads, "synapse_profiler_disk_io_bytes_total"),
-              stat_after.read_bytes - stat_before.read_bytes);
+    expect_exact(delta(disk_reads, "synapse_profiler_disk_io_bytes_total"),
+                 stat_after.read_bytes - stat_before.read_bytes, 1 << 20, "the disk's read bytes");
     std::map<std::string, std::string> device_stage = disk_reads;
     device_stage["stage"] = "device";
-    EXPECT_EQ(delta(device_stage, "synapse_profiler_disk_io_seconds_count"), stat_after.reads - stat_before.reads);
+    expect_exact(delta(device_stage, "synapse_profiler_disk_io_seconds_count"), stat_after.reads - stat_before.reads, 1,
+                 "the disk's read requests");
   } else {
     std::cout << "note: " << disk_ << " was never idle for 600 ms: device-wide comparison with /sys/block/" << disk_
               << "/stat not made\n";

@@ -31,6 +31,7 @@ class BlockIoFamily {
   void update(const ScanResult& current);
   void poll();
   IoSnapshot snapshot() const;
+  std::uint64_t hook_misses() const { return probe_ ? probe_->hook_misses() : 0; }
   // Called from poll() for each drained request charged to a worker (requests of nobody we profile, of devices not
   // selected, and of backends whose worker is not decided yet are not passed on).
   void set_event_sink(std::function<void(const IoEvent&)> sink) { on_event_ = std::move(sink); }

@@ -88,4 +88,6 @@ void BlockIoProbe::erase(const sp_io_key& key) { bpf_map__delete_elem(skel_->map
 
 std::uint64_t BlockIoProbe::events_lost() const { return percpu_sum(skel_->maps.io_stats, SP_IO_STAT_EVENTS_LOST); }
 
+std::uint64_t BlockIoProbe::hook_misses() const { return recursion_misses(skel_->obj); }
+
 }  // namespace sp::bpf

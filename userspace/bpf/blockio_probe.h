@@ -34,6 +34,7 @@ class BlockIoProbe {
   void erase(const sp_io_key& key);
   int drain(const std::function<void(const sp_io_event&)>& fn) { return ring_.drain(fn); }
   std::uint64_t events_lost() const;
+  std::uint64_t hook_misses() const;  // see recursion_misses()
 
  private:
   BlockIoProbe() = default;

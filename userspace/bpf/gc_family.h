@@ -33,6 +33,7 @@ class GcFamily {
   // Drain per-pause events (each passed to `on_event`, if set) and refresh the per-process counts.
   void poll();
   GcSnapshot snapshot() const;
+  std::uint64_t hook_misses() const { return probe_ ? probe_->hook_misses() : 0; }
 
   void set_event_sink(std::function<void(const gc_event&)> sink) { on_event_ = std::move(sink); }
 

@@ -107,4 +107,6 @@ std::uint64_t GcProbe::stat(int idx) const { return percpu_sum(skel_->maps.gc_st
 std::uint64_t GcProbe::events_lost() const { return stat(SP_GC_STAT_EVENTS_LOST); }
 std::uint64_t GcProbe::unmatched_ends() const { return stat(SP_GC_STAT_UNMATCHED); }
 
+std::uint64_t GcProbe::hook_misses() const { return recursion_misses(skel_->obj); }
+
 }  // namespace sp::bpf

@@ -56,6 +56,7 @@ class GcProbe {
   // Consumes every event in the ring buffer, calling `fn` for each; returns how many.
   int drain(const std::function<void(const gc_event&)>& fn);
   std::uint64_t events_lost() const;
+  std::uint64_t hook_misses() const;  // see recursion_misses()
   std::uint64_t unmatched_ends() const;
 
  private:

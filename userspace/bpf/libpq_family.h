@@ -30,6 +30,7 @@ class LibpqFamily {
   void update(const ScanResult& current, const ScanDiff& diff);
   void poll();
   DbClientSnapshot snapshot() const;
+  std::uint64_t hook_misses() const { return probe_ ? probe_->hook_misses() : 0; }
 
   void set_event_sink(std::function<void(const QueryEvent&)> sink) { on_event_ = std::move(sink); }
 

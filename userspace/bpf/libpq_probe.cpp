@@ -92,4 +92,6 @@ void LibpqProbe::erase_lost(int host_pid) {
 std::uint64_t LibpqProbe::events_lost() const { return percpu_sum(skel_->maps.pq_stats, SP_PQ_STAT_EVENTS_LOST); }
 std::uint64_t LibpqProbe::unmatched_returns() const { return percpu_sum(skel_->maps.pq_stats, SP_PQ_STAT_UNMATCHED); }
 
+std::uint64_t LibpqProbe::hook_misses() const { return recursion_misses(skel_->obj); }
+
 }  // namespace sp::bpf

@@ -42,6 +42,7 @@ class LibpqProbe {
   std::vector<std::pair<std::uint32_t, pq_lost>> read_lost() const;
   void erase_lost(int host_pid);
   std::uint64_t events_lost() const;
+  std::uint64_t hook_misses() const;  // see recursion_misses()
   std::uint64_t unmatched_returns() const;
 
  private:

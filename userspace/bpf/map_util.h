@@ -17,6 +17,12 @@ namespace sp::bpf {
 
 std::string errno_text(int err);
 
+// Hook invocations the kernel skipped for the loaded programs of `obj`: a program does not run while a BPF program
+// of its kind is already running on that CPU (e.g. a completion interrupt arriving inside one of our handlers), and
+// the kernel counts each such miss per program (bpf_prog_info.recursion_misses). What a skipped run would have
+// counted is lost; this says how often.
+std::uint64_t recursion_misses(const bpf_object* obj);
+
 // Sum over CPUs of a BPF_MAP_TYPE_PERCPU_ARRAY of __u64 at `idx`; 0 when unreadable.
 std::uint64_t percpu_sum(const bpf_map* map, std::uint32_t idx);
 

@@ -105,6 +105,8 @@ void NvmeFamily::poll() {
   untracked_ = untracked;
 }
 
+std::uint64_t NvmeFamily::hook_misses() const { return skel_ ? recursion_misses(skel_->obj) : 0; }
+
 NvmeSnapshot NvmeFamily::snapshot() const {
   NvmeSnapshot snap;
   snap.active = skel_ != nullptr;

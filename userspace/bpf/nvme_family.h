@@ -33,6 +33,7 @@ class NvmeFamily {
   bool start(std::string& error);
   void poll();
   NvmeSnapshot snapshot() const;
+  std::uint64_t hook_misses() const;
 
  private:
   struct SkelDelete {

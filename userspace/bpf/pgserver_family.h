@@ -35,6 +35,7 @@ class PgServerFamily {
   void update(const ScanResult& current);
   void poll();
   DbServerSnapshot snapshot() const;
+  std::uint64_t hook_misses() const { return probe_ ? probe_->hook_misses() : 0; }
 
   // Backends decided so far (PID as in proc_root -> the worker served, or kOtherWorker), and the backends of the
   // last scan not decided yet (their I/O waits for the decision).

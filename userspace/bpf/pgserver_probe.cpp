@@ -73,4 +73,6 @@ void PgServerProbe::erase_backend(int tgid) {
 
 std::uint64_t PgServerProbe::events_lost() const { return percpu_sum(skel_->maps.pgs_stats, SP_PGS_STAT_EVENTS_LOST); }
 
+std::uint64_t PgServerProbe::hook_misses() const { return recursion_misses(skel_->obj); }
+
 }  // namespace sp::bpf

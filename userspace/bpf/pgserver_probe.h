@@ -37,6 +37,7 @@ class PgServerProbe {
   std::vector<std::pair<std::uint32_t, pgs_backend_stats>> read_backends() const;
   void erase_backend(int tgid);
   std::uint64_t events_lost() const;
+  std::uint64_t hook_misses() const;  // see recursion_misses()
 
  private:
   PgServerProbe() = default;

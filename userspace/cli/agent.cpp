@@ -278,6 +278,11 @@ class Agent {
     for (auto& f : exporter::passthrough_families(scraped, passthrough_)) families.push_back(std::move(f));
     families.push_back(exporter::events_lost_family(
         {{"gc", gc.events_lost}, {"libpq", db.events_lost}, {"postgres", server.events_lost}, {"block_io", io.events_lost}}));
+    families.push_back(exporter::hook_misses_family({{"gc", gc_.hook_misses()},
+                                                     {"libpq", libpq_.hook_misses()},
+                                                     {"postgres", pgserver_.hook_misses()},
+                                                     {"block_io", blockio_.hook_misses()},
+                                                     {"nvme", nvme_.hook_misses()}}));
     return families;
   }
 
