@@ -96,6 +96,7 @@ void LibpqFamily::consume(const pq_event& e) {
   } else {
     SqlFingerprint fp = fingerprint_sql(std::string_view(e.text, len), truncated);
     q.fingerprint_id = fp.id;
+    q.fingerprint = fp.text;
     q.verb = std::move(fp.verb);
     q.table = std::move(fp.table);
   }

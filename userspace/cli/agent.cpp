@@ -4,7 +4,13 @@
 #include <fmt/core.h>
 #include <signal.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -21,6 +27,7 @@
 #include "core/correlator.h"
 #include "core/log.h"
 #include "core/overlap.h"
+#include "core/recording.h"
 #include "core/scraper.h"
 #include "exporter/families.h"
 #include "exporter/passthrough.h"
@@ -74,29 +81,132 @@ class Agent {
       if (it == worker_of_.end()) return;
       add_overlap(it->second, overlap_.add_pause(e.tgid, e.start_ns, e.end_ns));
       batch_.push_back({Cause::Gc, it->second, e.start_ns, e.end_ns, true});
+      if (recording(it->second)) {
+        RecordedGc g;
+        g.worker = it->second;
+        g.tgid = e.tgid;
+        g.tid = e.tid;
+        g.start_ns = e.start_ns;
+        g.end_ns = e.end_ns;
+        g.generation = e.generation;
+        g.collected = e.collected;
+        count(recording_->add_gc(g), recorded_gc_);
+      }
     });
     libpq_.set_event_sink([this](const QueryEvent& q) {
       add_overlap(q.worker, overlap_.add_query(q.tgid, q.start_ns, q.end_ns));
       // Synapse's synapse_storage_query_time times cursor.execute(), not the COMMIT/ROLLBACK psycopg2 sends itself.
       batch_.push_back({Cause::DbClient, q.worker, q.start_ns, q.end_ns, q.verb != "COMMIT" && q.verb != "ROLLBACK"});
+      if (recording(q.worker)) count(recording_->add_query(q), recorded_queries_);
     });
     pgserver_.set_event_sink([this](const QueryEvent& q) {
       if (q.worker == kOtherWorker) return;
       batch_.push_back({Cause::DbServer, q.worker, q.start_ns, q.end_ns, true});
+      if (recording(q.worker)) count(recording_->add_query(q), recorded_server_);
     });
     blockio_.set_event_sink([this](const IoEvent& e) {
       batch_.push_back({Cause::Disk, e.worker, e.start_ns, e.complete_ns, true});
+      if (recording(e.worker)) count(recording_->add_io(e), recorded_io_);
     });
   }
 
+  // `record`: the same discovery and probes as `run`, no HTTP server; every event of the selected workers goes into
+  // a Recording for --duration (or until SIGINT/SIGTERM), then the trace, report and summary are written.
+  int record() {
+    namespace fs = std::filesystem;
+    sigset_t stop_signals = block_stop_signals();
+    std::error_code ec;
+    fs::create_directories(options_.output_dir, ec);
+    if (ec || !fs::is_directory(options_.output_dir)) {
+      log::error("cannot create the output directory {}: {}", options_.output_dir, ec ? ec.message() : "not a directory");
+      return 1;
+    }
+    for (const char* name : {"trace.json", "report.html", "summary.txt"}) {
+      std::ofstream probe(fs::path(options_.output_dir) / name, std::ios::app);
+      if (!probe) {
+        log::error("cannot write {} in {}", name, options_.output_dir);
+        return 1;
+      }
+    }
+    record_workers_ = std::set<std::string>(options_.record_workers.begin(), options_.record_workers.end());
+
+    start_families();
+    Recording rec(options_.max_events);
+    rec.start(monotonic_ns(std::chrono::steady_clock::now()), std::chrono::system_clock::now());
+    recording_ = &rec;
+    rescan();
+    if (!record_workers_.empty()) {
+      for (const auto& name : record_workers_) {
+        bool found = false;
+        for (const auto& [pid, labels] : worker_of_) found |= labels.worker == name;
+        if (!found) log::warn("record: no worker named {} is running (yet); it is recorded if it appears", name);
+      }
+    }
+    scraper_.start();
+    std::thread scanner([this] { scan_loop(); });
+
+    const bool tty = isatty(STDERR_FILENO) == 1;
+    const auto started = std::chrono::steady_clock::now();
+    const auto deadline = started + options_.record_duration;
+    const double total_s = std::chrono::duration<double>(options_.record_duration).count();
+    std::string ended_by = "the duration";
+    log::info("recording for {:.0f} s into {} (Ctrl-C ends early and still writes everything)", total_s,
+              options_.output_dir);
+    for (;;) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) break;
+      const auto left = std::min<std::chrono::nanoseconds>(deadline - now, std::chrono::seconds(1));
+      timespec ts{static_cast<time_t>(left.count() / 1'000'000'000), static_cast<long>(left.count() % 1'000'000'000)};
+      int sig = sigtimedwait(&stop_signals, nullptr, &ts);
+      if (sig == SIGINT || sig == SIGTERM) {
+        ended_by = sig == SIGINT ? "SIGINT" : "SIGTERM";
+        break;
+      }
+      if (tty) {
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        fmt::print(stderr, "\r[{:5.0f} s / {:.0f} s] gc {}  queries {}  server {}  disk {}  dropped {}   ", elapsed,
+                   total_s, recorded_gc_.load(), recorded_queries_.load(), recorded_server_.load(),
+                   recorded_io_.load(), recorded_dropped_.load());
+      }
+    }
+    if (tty) fmt::print(stderr, "\n");
+    rec.finish(monotonic_ns(std::chrono::steady_clock::now()));
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    scanner.join();
+    poll_all();  // what ended before the finish and is still in the ring buffers
+    scraper_.stop();
+    recording_ = nullptr;
+
+    log::info("recording ended by {}: {} events ({} dropped at the cap of {}); writing {}", ended_by, rec.events(),
+              rec.dropped(), rec.max_events(), options_.output_dir);
+    const RecordingSummary summary = summarize(rec);
+    bool ok = true;
+    auto write = [&](const char* name, const std::function<void(std::ostream&)>& body) {
+      const fs::path path = fs::path(options_.output_dir) / name;
+      std::ofstream out(path, std::ios::trunc);
+      body(out);
+      out.close();
+      if (!out) {
+        log::error("writing {} failed", path.string());
+        ok = false;
+      }
+    };
+    write("trace.json", [&](std::ostream& o) { write_trace_json(rec, o); });
+    write("report.html", [&](std::ostream& o) { o << render_report_html(summary); });
+    const std::string text = render_summary_text(summary);
+    write("summary.txt", [&](std::ostream& o) { o << text; });
+    fmt::print("{}\nWrote {}/trace.json (open in https://ui.perfetto.dev or chrome://tracing), {}/report.html and "
+               "{}/summary.txt\n",
+               text, options_.output_dir, options_.output_dir, options_.output_dir);
+    return ok ? 0 : 1;
+  }
+
   int run() {
-    // Block the stop signals before any thread starts, so that every thread inherits the mask and only sigwait()
-    // below receives them.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    sigset_t stop_signals = block_stop_signals();
 
     // The port first: a port in use is a one-line error before anything is loaded into the kernel.
     std::unique_ptr<exporter::MetricsServer> server;
@@ -107,13 +217,7 @@ class Agent {
       return 1;
     }
 
-    bpf::init_libbpf(options_.verbose);
-    // A family that cannot load is reported and the others keep working.
-    if (std::string error; !gc_.start(error)) log::error("gc probes unavailable: {}", error);
-    if (std::string error; !libpq_.start(error)) log::error("libpq probes unavailable: {}", error);
-    if (std::string error; !pgserver_.start(error)) log::error("postgres probes unavailable: {}", error);
-    if (std::string error; !blockio_.start(error)) log::error("block I/O probes unavailable: {}", error);
-    if (std::string why; !nvme_.start(why)) log::info("nvme command probes off: {}", why);
+    start_families();
 
     server->add(std::make_shared<exporter::FunctionCollectable>([this] { return collect(); }));
     log::info("synapse-profiler {} serving http://{}/metrics (port {}) and /healthz", SP_VERSION, options_.listen,
@@ -140,6 +244,35 @@ class Agent {
   }
 
  private:
+  // Blocks the stop signals before any thread starts, so that every thread inherits the mask and only the main
+  // thread's sigwait()/sigtimedwait() receives them.
+  static sigset_t block_stop_signals() {
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    return stop_signals;
+  }
+
+  void start_families() {
+    bpf::init_libbpf(options_.verbose);
+    // A family that cannot load is reported and the others keep working.
+    if (std::string error; !gc_.start(error)) log::error("gc probes unavailable: {}", error);
+    if (std::string error; !libpq_.start(error)) log::error("libpq probes unavailable: {}", error);
+    if (std::string error; !pgserver_.start(error)) log::error("postgres probes unavailable: {}", error);
+    if (std::string error; !blockio_.start(error)) log::error("block I/O probes unavailable: {}", error);
+    if (std::string why; !nvme_.start(why)) log::info("nvme command probes off: {}", why);
+  }
+
+  bool recording(const WorkerLabels& w) const {
+    return recording_ && w.worker != kOtherWorker.worker && (record_workers_.empty() || record_workers_.count(w.worker));
+  }
+  void count(bool recorded, std::atomic<std::size_t>& counter) {
+    if (recorded) ++counter;
+    recorded_dropped_ = recording_->dropped();
+  }
+
   // Probe data is polled every 250 ms (ring buffers are drained on a timer: the BPF side never wakes us per event);
   // discovery runs every --rescan-interval.
   void scan_loop() {
@@ -187,7 +320,11 @@ class Agent {
       auto& seen = last_scrape_[worker];
       if (r.started <= seen) continue;
       seen = r.started;
-      correlator_.add_scrape({worker, r.worker_app}, monotonic_ns(r.started), synapse_counters(*r.families));
+      SynapseCounters counters = synapse_counters(*r.families);
+      correlator_.add_scrape({worker, r.worker_app}, monotonic_ns(r.started), counters);
+      if (recording({worker, r.worker_app})) {
+        recording_->add_scrape({{worker, r.worker_app}, monotonic_ns(r.started), counters});
+      }
     }
   }
 
@@ -308,6 +445,11 @@ class Agent {
   std::map<std::string, std::chrono::steady_clock::time_point> last_scrape_;  // scanning thread only
   std::mutex correlator_mutex_;
   Correlator correlator_;  // guarded by correlator_mutex_
+  // record: the recording is fed on the scanning thread only; the main thread reads it after joining that thread.
+  Recording* recording_ = nullptr;
+  std::set<std::string> record_workers_;
+  std::atomic<std::size_t> recorded_gc_{0}, recorded_queries_{0}, recorded_server_{0}, recorded_io_{0};
+  std::atomic<std::uint64_t> recorded_dropped_{0};
   exporter::PassthroughFilter passthrough_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -327,5 +469,7 @@ DiscoveryOptions discovery_options(const CliOptions& o) {
 }
 
 int run_agent(const CliOptions& options) { return Agent(options).run(); }
+
+int run_record(const CliOptions& options) { return Agent(options).record(); }
 
 }  // namespace sp::cli

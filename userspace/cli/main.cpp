@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
       case sp::cli::Command::Run: return sp::cli::run_agent(o);
       case sp::cli::Command::Workers: return sp::cli::run_workers(o);
       case sp::cli::Command::Doctor: return sp::cli::run_doctor(o);
+      case sp::cli::Command::Record: return sp::cli::run_record(o);
     }
   } catch (const std::exception& e) {
     sp::log::error("{}", e.what());

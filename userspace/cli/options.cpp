@@ -22,6 +22,8 @@ Commands:
   run       (default) find Synapse processes, attach probes, serve Prometheus metrics until SIGINT/SIGTERM
   workers   list the Synapse processes found on this host and what would be probed
   doctor    check privileges, kernel features and every discovered process; exit 0 only if all needed checks pass
+  record    a deep-dive session: record every GC pause, query and disk request for --duration, then write a trace
+            (trace.json for Perfetto / chrome://tracing), report.html and summary.txt to --output DIR
 
 'synapse-profiler COMMAND --help' explains every option of a command.
 )";
@@ -37,6 +39,8 @@ struct Raw {
   std::string scrape_interval;
   std::string scrape_timeout;
   std::string window;
+  std::string duration;
+  std::vector<std::string> workers;
 };
 
 po::options_description target_options(Raw& raw) {
@@ -72,6 +76,7 @@ std::optional<Command> command_from(const std::string& word) {
   if (word == "run") return Command::Run;
   if (word == "workers") return Command::Workers;
   if (word == "doctor") return Command::Doctor;
+  if (word == "record") return Command::Record;
   return std::nullopt;
 }
 
@@ -80,6 +85,7 @@ const char* command_name(Command c) {
     case Command::Run: return "run";
     case Command::Workers: return "workers";
     case Command::Doctor: return "doctor";
+    case Command::Record: return "record";
   }
   return "run";
 }
@@ -105,10 +111,24 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
   visible.add(target_options(raw));
   po::options_description specific(fmt::format("Options of '{}'", command_name(o.command)));
   switch (o.command) {
+    case Command::Record:
+      specific.add_options()("output,o", po::value(&o.output_dir),
+                             "directory to write trace.json, report.html and summary.txt to (created if missing; "
+                             "required)")
+          ("duration", po::value(&raw.duration)->default_value("60s"),
+           "how long to record; Ctrl-C ends earlier and still writes everything")
+          ("workers", po::value(&raw.workers)->composing(),
+           "record only these workers (names as `workers` prints them, comma-separated or repeated); default: all")
+          ("max-events", po::value(&o.max_events)->default_value(1'000'000),
+           "cap on recorded events (GC pauses, queries, lock waits, disk requests; about 200 bytes each); later "
+           "events are counted as dropped, not recorded");
+      [[fallthrough]];
     case Command::Run:
-      specific.add_options()("listen", po::value(&raw.listen)->default_value(kDefaultListen),
-                             "address and port of the Prometheus endpoint (/metrics, /healthz); [::]:PORT for IPv6")
-          ("libpq-async", po::value(&o.libpq_async)->default_value("auto"),
+      if (o.command == Command::Run) {
+        specific.add_options()("listen", po::value(&raw.listen)->default_value(kDefaultListen),
+                               "address and port of the Prometheus endpoint (/metrics, /healthz); [::]:PORT for IPv6");
+      }
+      specific.add_options()("libpq-async", po::value(&o.libpq_async)->default_value("auto"),
            "probe libpq's asynchronous API (PQsendQuery*/PQgetResult) too: on, off, or auto = every process except "
            "psycopg2 users (psycopg2, what Synapse uses, only calls the synchronous API; the extra probes would cost "
            "four traps per query)")
@@ -177,7 +197,26 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
     }
     o.metrics_urls[spec.substr(0, eq)] = url;
   }
-  if (o.command == Command::Run) {
+  if (o.command == Command::Record) {
+    if (o.output_dir.empty()) return usage_error("record needs --output DIR");
+    auto duration = parse_duration(raw.duration);
+    if (!duration || duration->count() < 100'000'000) {
+      return usage_error(fmt::format("--duration '{}': expected a duration of at least 100ms", raw.duration));
+    }
+    o.record_duration = *duration;
+    if (o.max_events == 0) return usage_error("--max-events must be at least 1");
+    for (const auto& list : raw.workers) {
+      std::size_t from = 0;
+      while (from <= list.size()) {
+        std::size_t comma = list.find(',', from);
+        std::string name = list.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
+        if (!name.empty()) o.record_workers.push_back(name);
+        if (comma == std::string::npos) break;
+        from = comma + 1;
+      }
+    }
+  }
+  if (o.command == Command::Run || o.command == Command::Record) {
     auto interval = parse_duration(raw.scrape_interval);
     auto timeout = parse_duration(raw.scrape_timeout);
     if (!interval || interval->count() < 100'000'000) {

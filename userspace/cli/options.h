@@ -10,7 +10,7 @@
 
 namespace sp::cli {
 
-enum class Command { Run, Workers, Doctor };
+enum class Command { Run, Workers, Doctor, Record };
 
 struct CliOptions {
   Command command = Command::Run;
@@ -30,6 +30,11 @@ struct CliOptions {
   std::string metrics_include;  // regex over family names; empty: everything
   std::string metrics_exclude;  // regex; empty: nothing
   std::chrono::nanoseconds window = std::chrono::seconds(60);  // time_share and gc_coverage_ratio look this far back
+  // record
+  std::chrono::nanoseconds record_duration = std::chrono::seconds(60);
+  std::string output_dir;
+  std::vector<std::string> record_workers;  // worker names; empty: all
+  std::size_t max_events = 1'000'000;
   // workers
   bool json = false;
   // logging

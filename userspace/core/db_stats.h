@@ -31,6 +31,7 @@ struct QueryEvent {
   std::uint64_t end_ns = 0;
   std::uint64_t conn = 0;
   std::uint64_t fingerprint_id = 0;
+  std::string fingerprint;  // the normalised statement (no literals), for recordings
   std::string verb;
   std::string table;
 };
