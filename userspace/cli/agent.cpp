@@ -18,6 +18,7 @@
 #include "bpf/pgserver_family.h"
 #include "cli/commands.h"
 #include "core/correlator.h"
+#include "core/desc_ratio.h"
 #include "core/log.h"
 #include "core/overlap.h"
 #include "core/scraper.h"
@@ -62,7 +63,8 @@ class Agent {
         libpq_(o.proc_root, async_mode(o)),
         pgserver_(o.proc_root),
         blockio_("/sys", o.devices, &pgserver_),
-        scraper_(scrape_options(o)), correlator_(correlation_options(o)) {
+        scraper_(scrape_options(o)), correlator_(correlation_options(o)),
+        desc_ratio_(correlation_options(o).window_ns, correlation_options(o).history_ns) {
     if (!o.metrics_include.empty()) passthrough_.include = std::regex(o.metrics_include);
     if (!o.metrics_exclude.empty()) passthrough_.exclude = std::regex(o.metrics_exclude);
     // The per-event streams meet here. Every sink runs on the scanning thread (inside poll()), like rescan(); they
@@ -77,6 +79,8 @@ class Agent {
       add_overlap(q.worker, overlap_.add_query(q.tgid, q.start_ns, q.end_ns));
       // Synapse's synapse_storage_query_time times cursor.execute(), not the COMMIT/ROLLBACK psycopg2 sends itself.
       batch_.push_back({Cause::DbClient, q.worker, q.start_ns, q.end_ns, q.verb != "COMMIT" && q.verb != "ROLLBACK"});
+      // Synapse's transaction time spans the whole new_transaction, COMMIT included.
+      if (!q.desc.empty()) desc_batch_.push_back({q.worker, q.desc, q.end_ns, q.end_ns - q.start_ns});
     });
     pgserver_.set_event_sink([this](const QueryEvent& q) {
       if (q.worker == kOtherWorker) return;
@@ -177,13 +181,17 @@ class Agent {
       }
     }
     batch_.clear();
+    for (const auto& d : desc_batch_) desc_ratio_.add_query(d.worker, d.desc, d.end_ns, d.duration_ns);
+    desc_batch_.clear();
     correlator_.tick(now);
+    desc_ratio_.tick(now);
     for (const auto& [worker, r] : scraped) {
       if (!r.up || !r.families) continue;
       auto& seen = last_scrape_[worker];
       if (r.started <= seen) continue;
       seen = r.started;
       correlator_.add_scrape({worker, r.worker_app}, monotonic_ns(r.started), synapse_counters(*r.families));
+      desc_ratio_.add_scrape({worker, r.worker_app}, monotonic_ns(r.started), transaction_seconds_by_desc(*r.families));
     }
   }
 
@@ -221,6 +229,7 @@ class Agent {
         WorkerLabels labels{w.worker_name, w.worker_app};
         if (!present.count(labels)) {
           correlator_.forget(labels);
+          desc_ratio_.forget(labels);
           last_scrape_.erase(w.worker_name);
         }
       }
@@ -248,12 +257,30 @@ class Agent {
     DbClientSnapshot db = libpq_.snapshot();
     for (auto& f : exporter::gc_families(gc)) families.push_back(std::move(f));
     for (auto& f : exporter::db_client_families(db, options_.db_table_labels)) families.push_back(std::move(f));
+    {
+      std::map<std::pair<WorkerLabels, std::string>, double> ratio;
+      {
+        std::lock_guard lock(correlator_mutex_);
+        ratio = desc_ratio_.snapshot();
+      }
+      for (auto& f : exporter::db_desc_families(db, options_.db_desc_labels, ratio)) families.push_back(std::move(f));
+    }
     DbServerSnapshot server = pgserver_.snapshot();
     for (auto& f : exporter::db_server_families(server)) families.push_back(std::move(f));
     IoSnapshot io = blockio_.snapshot();
     for (auto& f : exporter::disk_io_families(io)) families.push_back(std::move(f));
     std::vector<ProbeStatus> status = gc.status;
     status.insert(status.end(), db.status.begin(), db.status.end());
+    for (const auto& d : db.desc_status) {
+      ProbeStatus st;
+      st.labels = d.labels;
+      st.host_pid = d.host_pid;
+      st.probe = "libpq_desc";
+      st.method = "python_frames";
+      st.attached = d.active;
+      st.error = d.detail;
+      status.push_back(st);
+    }
     families.push_back(exporter::probe_attached_family(status));
     {
       std::map<WorkerLabels, WorkerCorrelation> corr;
@@ -294,9 +321,16 @@ class Agent {
     bool in_query_time;
   };
   std::vector<BusyEvent> batch_;  // scanning thread only
+  struct DescQuery {
+    WorkerLabels worker;
+    std::string desc;
+    std::uint64_t end_ns, duration_ns;
+  };
+  std::vector<DescQuery> desc_batch_;  // scanning thread only
   std::map<std::string, std::chrono::steady_clock::time_point> last_scrape_;  // scanning thread only
   std::mutex correlator_mutex_;
   Correlator correlator_;  // guarded by correlator_mutex_
+  DescLibpqRatio desc_ratio_;  // guarded by correlator_mutex_
   exporter::PassthroughFilter passthrough_;
   std::mutex mutex_;
   std::condition_variable wake_;
