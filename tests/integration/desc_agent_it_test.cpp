@@ -167,3 +167,38 @@ TEST_F(DescAgentIT, UnknownInterpreterVersionTurnsAttributionOffOnly) {
 }
 
 }  // namespace
+
+namespace {
+
+// `workers` and `doctor` say per worker whether attribution is on, and why not (same planner as the agent).
+TEST_F(DescAgentIT, WorkersAndDoctorSayWhetherAttributionIsOn) {
+  const std::string fake = dir_ + "/bin/python3.9";
+  std::filesystem::create_directories(dir_ + "/bin");
+  std::filesystem::copy_file("/usr/bin/python3.11", fake);
+  std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
+  auto on = start("desc_on");
+  auto off = start("desc_off", fake);
+  const std::string on_pid = std::to_string(on->pid()), off_pid = std::to_string(off->pid());
+  auto json = sp::test::run_command({SP_BINARY, "workers", "--json", "--pid", on_pid, "--pid", off_pid});
+  ASSERT_EQ(json.status, 0) << json.out;
+  std::regex on_re("\"worker\": \"desc_on\"[^}]*\"desc_attribution\": true, \"desc_detail\": \"CPython 3\\.11");
+  std::regex off_re("\"worker\": \"desc_off\"[^}]*\"desc_attribution\": false, \"desc_detail\": \"CPython 3\\.9[^\"]*"
+                    "has no offset table");
+  EXPECT_TRUE(std::regex_search(json.out, on_re)) << json.out;
+  EXPECT_TRUE(std::regex_search(json.out, off_re)) << json.out;
+  auto doctor = sp::test::run_command({SP_BINARY, "doctor", "--pid", on_pid, "--pid", off_pid});
+  EXPECT_NE(doctor.out.find("[ok  ] worker desc_on (pid " + on_pid + "): queries per Synapse transaction (desc): "
+                            "CPython 3.11"),
+            std::string::npos)
+      << doctor.out;
+  EXPECT_NE(doctor.out.find("[warn] worker desc_off (pid " + off_pid + "): queries per Synapse transaction (desc): "
+                            "CPython 3.9"),
+            std::string::npos)
+      << doctor.out;
+  std::ofstream(gate("desc_on")).put('\n');
+  std::ofstream(gate("desc_off")).put('\n');
+  finish(*on);
+  finish(*off);
+}
+
+}  // namespace
