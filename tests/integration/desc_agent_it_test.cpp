@@ -4,6 +4,7 @@
 // interpreter the offset tables do not know has attribution off, says so, and still gets its client-side latency.
 #include <sys/wait.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <fstream>
@@ -94,6 +95,8 @@ class DescAgentIT : public sp::test::AgentTest {
     ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(w.log_path());
     std::this_thread::sleep_for(800ms);
   }
+
+  std::error_code ec_;
 
   static Counts minus(Counts after, const Counts& before) {
     for (auto& [k, v] : after) {
@@ -200,5 +203,68 @@ TEST_F(DescAgentIT, WorkersAndDoctorSayWhetherAttributionIsOn) {
   finish(*on);
   finish(*off);
 }
+
+}  // namespace
+
+namespace {
+
+// The other CPython versions the tables cover, as pyenv builds (shared libpython, PIE: addresses through the load
+// base). They have no psycopg2 of their own: 3.11 borrows Debian's (same ABI), the others use the ctypes stand-in in
+// tests/workload/pqshim, which calls PQexec the way psycopg2 does (GIL released, one call per statement). The
+// interpreters are optional: without one the test is skipped and says so.
+std::string pyenv_python(const std::string& minor) {
+  const char* home = std::getenv("HOME");
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(home ? home : "") + "/.pyenv/versions", ec)) {
+    auto name = e.path().filename().string();
+    auto exe = e.path() / "bin" / ("python" + minor);
+    if (name.starts_with(minor + ".") && std::filesystem::exists(exe)) return exe;
+  }
+  return "";
+}
+
+class DescPyenvIT : public DescAgentIT, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(DescPyenvIT, PerDescCountsEqualTheWorkloadsOwn) {
+  const std::string minor = GetParam();
+  const std::string python = pyenv_python(minor);
+  if (python.empty()) GTEST_SKIP() << "no pyenv CPython " << minor << " installed (optional interpreter)";
+  const std::string deps = dir_ + "/pydeps";
+  std::filesystem::create_directories(deps);
+  for (const char* m : {"yaml", "prometheus_client", "decorator.py"}) {
+    std::filesystem::create_directory_symlink(std::string("/usr/lib/python3/dist-packages/") + m, deps + "/" + m, ec_);
+    if (ec_) std::filesystem::create_symlink(std::string("/usr/lib/python3/dist-packages/") + m, deps + "/" + m, ec_);
+  }
+  std::string path = deps;
+  if (minor == "3.11") {
+    std::filesystem::create_directory_symlink("/usr/lib/python3/dist-packages/psycopg2", deps + "/psycopg2");
+  } else {
+    path = std::string(SP_WORKLOAD_DIR) + "/pqshim:" + deps;
+  }
+  WorkloadSpec spec;
+  spec.name = "desc_py" + minor.substr(2);
+  spec.duration_s = 3;
+  spec.use_db = true;
+  spec.python = python;
+  spec.env = {{"PYTHONPATH", path}};
+  spec.extra_args = {"--gc-schedule", "none", "--io-rate",      "0", "--query-rate", "60", "--bare-queries", "1",
+                     "--slow-query",  "0.01", "--start-gate", gate(spec.name)};
+  Workload w(spec, dir_);
+  ASSERT_TRUE(w.wait_ready()) << sp::test::read_text(w.log_path());
+  auto before = attach_and_go(w, true);
+  finish(w);
+  Counts got = minus(per_desc(spec.name), before);
+  Counts want = truth_per_desc(w.truth_path());
+  ASSERT_GT(want["persist_events"], 10) << sp::test::read_text(w.log_path());
+  ASSERT_GT(want["unattributed"], 10);
+  EXPECT_EQ(got, want);
+  auto lookups = per_desc(spec.name, "synapse_profiler_db_desc_lookups_total", "result");
+  EXPECT_EQ(lookups["no_thread_state"], 0);
+  EXPECT_EQ(lookups["bad_value"], 0);
+  std::cout << "  " << python << ": " << lookups["found"] << " found, " << lookups["no_frame"] << " no_frame\n";
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, DescPyenvIT, ::testing::Values("3.10", "3.11", "3.12", "3.13"),
+                         [](const auto& info) { return "Py" + info.param.substr(0, 1) + info.param.substr(2); });
 
 }  // namespace
