@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 #include "exporter/families.h"
@@ -85,6 +86,65 @@ std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot&
   out.push_back(histogram_family("synapse_profiler_db_client_query_seconds",
                                  "PostgreSQL queries as the worker sees them: libpq round trip, per verb and first table.",
                                  std::move(points)));
+  return out;
+}
+
+std::vector<prometheus::MetricFamily> db_desc_families(
+    const DbClientSnapshot& snap, std::size_t desc_top_n,
+    const std::map<std::pair<WorkerLabels, std::string>, double>& libpq_ratio) {
+  constexpr std::string_view kUnattributed = "unattributed", kUnknown = "unknown", kOther = "other";
+  std::map<std::string, std::uint64_t> time_per_desc;
+  for (const auto& [key, t] : snap.desc) {
+    if (!key.second.empty() && key.second != kUnknown) time_per_desc[key.second] += t.sum_ns;
+  }
+  std::vector<std::pair<std::uint64_t, std::string>> ranked;
+  for (const auto& [desc, ns] : time_per_desc) ranked.emplace_back(ns, desc);
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  std::set<std::string> kept;
+  for (std::size_t i = 0; i < ranked.size() && i < desc_top_n; ++i) kept.insert(ranked[i].second);
+  auto label_of = [&](const std::string& desc) -> std::string {
+    if (desc.empty()) return std::string(kUnattributed);
+    if (desc == kUnknown || kept.count(desc)) return desc;
+    return std::string(kOther);
+  };
+  std::map<std::pair<WorkerLabels, std::string>, DescTotals> merged;
+  for (const auto& [key, t] : snap.desc) merged[{key.first, label_of(key.second)}].add(t);
+
+  auto labels = [](const WorkerLabels& w, const char* name, const std::string& value) -> LabelList {
+    return {{"worker", w.worker}, {"worker_app", w.worker_app}, {name, value}};
+  };
+  std::vector<prometheus::ClientMetric> count, seconds, lookups, ratio;
+  for (const auto& [key, t] : merged) {
+    count.push_back(counter_point(labels(key.first, "desc", key.second), static_cast<double>(t.count)));
+    seconds.push_back(counter_point(labels(key.first, "desc", key.second), static_cast<double>(t.sum_ns) / 1e9));
+  }
+  for (const auto& [key, n] : snap.desc_walks) {
+    lookups.push_back(counter_point(labels(key.first, "result", key.second), static_cast<double>(n)));
+  }
+  for (const auto& [key, r] : libpq_ratio) {
+    if (kept.count(key.second)) ratio.push_back(gauge_point(labels(key.first, "desc", key.second), r));
+  }
+  std::vector<prometheus::MetricFamily> out;
+  out.push_back(counter_family("synapse_profiler_db_desc_queries_total",
+                               "libpq calls per Synapse transaction name (the desc of the new_transaction frame they "
+                               "were sent from, read from the worker's Python frames); unattributed: sent outside any "
+                               "transaction or attribution off for the worker; other: names beyond --db-desc-labels.",
+                               std::move(count)));
+  out.push_back(counter_family("synapse_profiler_db_desc_query_seconds_total",
+                               "libpq round-trip seconds per Synapse transaction name (same desc label as "
+                               "synapse_profiler_db_desc_queries_total).",
+                               std::move(seconds)));
+  out.push_back(counter_family("synapse_profiler_db_desc_lookups_total",
+                               "libpq calls by what the Python frame walk found: found, no_frame (no new_transaction "
+                               "on the stack), no_thread_state, bad_value (desc not a plain ASCII str), off "
+                               "(attribution off for the worker).",
+                               std::move(lookups)));
+  out.push_back(gauge_family("synapse_profiler_db_desc_libpq_ratio",
+                             "Per Synapse transaction name: libpq seconds over the increase of Synapse's own "
+                             "synapse_storage_transaction_time_sum_total{desc}, over the last window of scrapes.",
+                             std::move(ratio)));
   return out;
 }
 

@@ -21,6 +21,16 @@ std::vector<prometheus::MetricFamily> gc_families(const GcSnapshot& snap);
 // stays bounded whatever SQL a worker sends.
 std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot& snap, std::size_t table_top_n);
 
+// Per Synapse transaction name, client side: synapse_profiler_db_desc_queries_total{worker, worker_app, desc},
+// _db_desc_query_seconds_total{...}, and _db_desc_lookups_total{worker, worker_app, result} (what the frame walk found
+// per query). Only the `desc_top_n` descs with the most query time (over all workers) keep their name, the rest are
+// desc="other"; desc="unattributed" for queries sent outside any new_transaction (or from a worker whose attribution
+// is off), desc="unknown" for records the ring buffer lost. `libpq_ratio` (from DescLibpqRatio) becomes
+// _db_desc_libpq_ratio{worker, worker_app, desc} for the descs that keep their name.
+std::vector<prometheus::MetricFamily> db_desc_families(
+    const DbClientSnapshot& snap, std::size_t desc_top_n,
+    const std::map<std::pair<WorkerLabels, std::string>, double>& libpq_ratio);
+
 // synapse_profiler_db_server_query_seconds{worker, worker_app, verb}, _db_lock_wait_seconds{worker, worker_app},
 // _db_transactions_total{worker, worker_app, outcome}: PostgreSQL's own view, per worker served.
 std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot& snap);

@@ -13,10 +13,51 @@ namespace {
 
 std::string who(const WorkerInfo& w) { return fmt::format("worker {} (pid {})", w.worker_name, w.host_pid); }
 
+const char* walk_result(std::uint32_t status) {
+  switch (status) {
+    case SP_PY_DESC_OFF: return "off";
+    case SP_PY_DESC_FOUND: return "found";
+    case SP_PY_DESC_NO_FRAME: return "no_frame";
+    case SP_PY_DESC_NO_TSTATE: return "no_thread_state";
+    case SP_PY_DESC_BAD_VALUE: return "bad_value";
+  }
+  return "invalid";
+}
+
+pq_py_proc to_kernel(const DescProcessPlan& p) {
+  pq_py_proc k{};
+  const PyFrameOffsets& o = p.offsets;
+  k.runtime = p.runtime;
+  k.str_type = p.str_type;
+  k.code_type = p.code_type;
+  k.tls_offset = p.tls_offset.value_or(0);
+  k.tss_key = o.tss_key;
+  k.interp_head = o.interp_head;
+  k.threads_head = o.threads_head;
+  k.ts_next = o.ts_next;
+  k.ts_thread_id = o.ts_thread_id;
+  k.ts_frame = o.ts_frame;
+  k.cframe_current = o.cframe_current.value_or(SP_PY_NO_CFRAME);
+  k.f_code = o.f_code;
+  k.f_back = o.f_back;
+  k.f_locals = o.f_locals;
+  k.co_name = o.co_name;
+  k.co_varnames = o.co_varnames;
+  k.ob_type = o.ob_type;
+  k.tuple_size = o.tuple_size;
+  k.tuple_items = o.tuple_items;
+  k.str_length = o.str_length;
+  k.str_state = o.str_state;
+  k.str_data = o.str_data;
+  k.state_compact = o.state_compact;
+  k.state_ascii = o.state_ascii;
+  return k;
+}
+
 }  // namespace
 
 LibpqFamily::LibpqFamily(std::string proc_root, LibpqAsyncMode async_mode)
-    : proc_root_(std::move(proc_root)), async_mode_(async_mode) {}
+    : proc_root_(std::move(proc_root)), async_mode_(async_mode), desc_planner_(proc_root_) {}
 
 LibpqFamily::~LibpqFamily() = default;
 
@@ -53,8 +94,29 @@ void LibpqFamily::attach(const WorkerInfo& w) {
     st.error = error;
     log::warn("libpq: cannot attach to {}: {}", who(w), error);
   }
+  std::optional<DescAttributionStatus> desc;
+  if (st.attached) desc = attach_python(w);
   std::lock_guard lock(mutex_);
   status_[w.host_pid] = st;
+  if (desc) desc_status_[w.host_pid] = *desc;
+}
+
+DescAttributionStatus LibpqFamily::attach_python(const WorkerInfo& w) {
+  DescAttributionStatus d;
+  d.labels = {w.worker_name, w.worker_app};
+  d.host_pid = w.host_pid;
+  std::string why_not;
+  auto plan = desc_planner_.plan(w, why_not);
+  if (plan && probe_->set_python(w.host_pid, to_kernel(*plan), why_not)) {
+    d.active = true;
+    d.detail = plan->detail;
+    log::info("libpq: queries of {} are attributed to Synapse transactions ({})", who(w), d.detail);
+  } else {
+    d.detail = why_not;
+    log::warn("libpq: no per-transaction (desc) attribution for {}: {}; its queries count as unattributed", who(w),
+              why_not);
+  }
+  return d;
 }
 
 void LibpqFamily::update(const ScanResult& current, const ScanDiff& diff) {
@@ -66,6 +128,7 @@ void LibpqFamily::update(const ScanResult& current, const ScanDiff& diff) {
     lost_.retire(w.host_pid);
     probe_->erase_lost(w.host_pid);
     status_.erase(w.host_pid);
+    desc_status_.erase(w.host_pid);
   }
   for (const auto& w : current.workers) {
     if (w.libpq_path.empty()) continue;  // not connected to PostgreSQL yet: look again next rescan
@@ -101,6 +164,13 @@ void LibpqFamily::consume(const pq_event& e) {
     q.table = std::move(fp.table);
   }
   series_[{it->second.labels, {q.verb, q.table}}].record(e.end_ns - e.start_ns);
+  if (e.desc_status == SP_PY_DESC_FOUND) {
+    q.desc = sanitize_desc(std::string_view(e.desc, std::min<std::uint32_t>(e.desc_len, SP_PY_DESC_MAX - 1)));
+  }
+  DescTotals& d = desc_[{it->second.labels, q.desc}];
+  d.count += 1;
+  d.sum_ns += e.end_ns - e.start_ns;
+  desc_walks_[{it->second.labels, walk_result(e.desc_status)}] += 1;
   if (on_event_) on_event_(q);
 }
 
@@ -120,6 +190,10 @@ DbClientSnapshot LibpqFamily::snapshot() const {
   std::lock_guard lock(mutex_);
   snap.series = series_;
   for (const auto& [key, h] : lost_.totals()) snap.series[{key.first, {"unknown", "unknown"}}].add(h);
+  snap.desc = desc_;
+  for (const auto& [key, h] : lost_.totals()) snap.desc[{key.first, "unknown"}].add({h.count, h.sum_ns});
+  snap.desc_walks = desc_walks_;
+  for (const auto& [pid, d] : desc_status_) snap.desc_status.push_back(d);
   for (const auto& [pid, st] : status_) snap.status.push_back(st);
   snap.events_lost = probe_ ? probe_->events_lost() : 0;
   return snap;

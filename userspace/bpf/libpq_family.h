@@ -12,6 +12,7 @@
 
 #include "bpf/libpq_probe.h"
 #include "core/db_stats.h"
+#include "core/desc_planner.h"
 #include "core/discovery.h"
 
 namespace sp::bpf {
@@ -36,6 +37,7 @@ class LibpqFamily {
 
  private:
   void attach(const WorkerInfo& w);
+  DescAttributionStatus attach_python(const WorkerInfo& w);
   bool wants_async(const WorkerInfo& w) const;
   void consume(const pq_event& e);  // caller holds mutex_
 
@@ -45,7 +47,11 @@ class LibpqFamily {
   std::function<void(const QueryEvent&)> on_event_;
 
   mutable std::mutex mutex_;
+  DescPlanner desc_planner_;  // scanning thread only
   std::map<int, ProbeStatus> status_;  // by host PID, live workers whose libpq we tried
+  std::map<int, DescAttributionStatus> desc_status_;  // by host PID, attached workers
+  std::map<std::pair<WorkerLabels, std::string>, DescTotals> desc_;
+  std::map<std::pair<WorkerLabels, std::string>, std::uint64_t> desc_walks_;
   std::map<std::pair<WorkerLabels, QueryKey>, LatencyHistogram> series_;
   ProcessBook<int, LatencyHistogram> lost_;  // key unused (0): per-process kernel counts of lost records
 };

@@ -6,7 +6,8 @@
 
 #include "libpq.skel.h"
 
-static_assert(sizeof(pq_event) == 40 + SP_PQ_TEXT_MAX);
+static_assert(sizeof(pq_event) == 48 + SP_PY_DESC_MAX + SP_PQ_TEXT_MAX);
+static_assert(sizeof(pq_py_proc) == 120);
 static_assert(sizeof(pq_lost) == 8 * (SP_LAT_BUCKETS + 2));
 
 namespace sp::bpf {
@@ -78,7 +79,24 @@ bool LibpqProbe::attach(const LibpqAttachSpec& spec, std::string& error) {
   return true;
 }
 
-void LibpqProbe::detach(int host_pid) { links_.erase(host_pid); }
+void LibpqProbe::detach(int host_pid) {
+  links_.erase(host_pid);
+  clear_python(host_pid);
+}
+
+bool LibpqProbe::set_python(int host_pid, const pq_py_proc& settings, std::string& error) {
+  auto key = static_cast<std::uint32_t>(host_pid);
+  if (bpf_map__update_elem(skel_->maps.pq_py, &key, sizeof key, &settings, sizeof settings, BPF_ANY) != 0) {
+    error = fmt::format("set Python offsets for pid {}: {}", host_pid, errno_text(errno));
+    return false;
+  }
+  return true;
+}
+
+void LibpqProbe::clear_python(int host_pid) {
+  auto key = static_cast<std::uint32_t>(host_pid);
+  bpf_map__delete_elem(skel_->maps.pq_py, &key, sizeof key, 0);
+}
 
 std::vector<std::pair<std::uint32_t, pq_lost>> LibpqProbe::read_lost() const {
   return hash_entries<std::uint32_t, pq_lost>(skel_->maps.pq_lost);
@@ -91,6 +109,10 @@ void LibpqProbe::erase_lost(int host_pid) {
 
 std::uint64_t LibpqProbe::events_lost() const { return percpu_sum(skel_->maps.pq_stats, SP_PQ_STAT_EVENTS_LOST); }
 std::uint64_t LibpqProbe::unmatched_returns() const { return percpu_sum(skel_->maps.pq_stats, SP_PQ_STAT_UNMATCHED); }
+std::uint64_t LibpqProbe::thread_states_by_tss() const { return percpu_sum(skel_->maps.pq_stats, SP_PQ_STAT_PY_TSS); }
+std::uint64_t LibpqProbe::thread_states_by_list() const {
+  return percpu_sum(skel_->maps.pq_stats, SP_PQ_STAT_PY_LIST);
+}
 
 std::uint64_t LibpqProbe::hook_misses() const { return recursion_misses(skel_->obj); }
 

@@ -36,6 +36,9 @@ class LibpqProbe {
   // All-or-nothing: on failure nothing stays attached and `error` names the function, the file and the worker.
   bool attach(const LibpqAttachSpec& spec, std::string& error);
   void detach(int host_pid);
+  // Turns desc attribution on for one attached process (its CPython's offsets and addresses), or off.
+  bool set_python(int host_pid, const pq_py_proc& settings, std::string& error);
+  void clear_python(int host_pid);
   bool attached(int host_pid) const { return links_.count(host_pid) != 0; }
 
   int drain(const std::function<void(const pq_event&)>& fn) { return ring_.drain(fn); }
@@ -44,6 +47,9 @@ class LibpqProbe {
   std::uint64_t events_lost() const;
   std::uint64_t hook_misses() const;  // see recursion_misses()
   std::uint64_t unmatched_returns() const;
+  // How the frame walk found thread states: through the TSS key, and by walking the thread list.
+  std::uint64_t thread_states_by_tss() const;
+  std::uint64_t thread_states_by_list() const;
 
  private:
   LibpqProbe() = default;

@@ -25,6 +25,7 @@
 #include "bpf/pgserver_family.h"
 #include "cli/commands.h"
 #include "core/correlator.h"
+#include "core/desc_ratio.h"
 #include "core/log.h"
 #include "core/overlap.h"
 #include "core/recording.h"
@@ -71,7 +72,8 @@ class Agent {
         pgserver_(o.proc_root),
         blockio_("/sys", o.devices, &pgserver_),
         nvme_("/sys", o.devices),
-        scraper_(scrape_options(o)), correlator_(correlation_options(o)) {
+        scraper_(scrape_options(o)), correlator_(correlation_options(o)),
+        desc_ratio_(correlation_options(o).window_ns, correlation_options(o).history_ns) {
     if (!o.metrics_include.empty()) passthrough_.include = std::regex(o.metrics_include);
     if (!o.metrics_exclude.empty()) passthrough_.exclude = std::regex(o.metrics_exclude);
     // The per-event streams meet here. Every sink runs on the scanning thread (inside poll()), like rescan(); they
@@ -98,6 +100,8 @@ class Agent {
       // Synapse's synapse_storage_query_time times cursor.execute(), not the COMMIT/ROLLBACK psycopg2 sends itself.
       batch_.push_back({Cause::DbClient, q.worker, q.start_ns, q.end_ns, q.verb != "COMMIT" && q.verb != "ROLLBACK"});
       if (recording(q.worker)) count(recording_->add_query(q), recorded_queries_);
+      // Synapse's transaction time spans the whole new_transaction, COMMIT included.
+      if (!q.desc.empty()) desc_batch_.push_back({q.worker, q.desc, q.end_ns, q.end_ns - q.start_ns});
     });
     pgserver_.set_event_sink([this](const QueryEvent& q) {
       if (q.worker == kOtherWorker) return;
@@ -314,7 +318,10 @@ class Agent {
       }
     }
     batch_.clear();
+    for (const auto& d : desc_batch_) desc_ratio_.add_query(d.worker, d.desc, d.end_ns, d.duration_ns);
+    desc_batch_.clear();
     correlator_.tick(now);
+    desc_ratio_.tick(now);
     for (const auto& [worker, r] : scraped) {
       if (!r.up || !r.families) continue;
       auto& seen = last_scrape_[worker];
@@ -322,6 +329,7 @@ class Agent {
       seen = r.started;
       SynapseCounters counters = synapse_counters(*r.families);
       correlator_.add_scrape({worker, r.worker_app}, monotonic_ns(r.started), counters);
+      desc_ratio_.add_scrape({worker, r.worker_app}, monotonic_ns(r.started), transaction_seconds_by_desc(*r.families));
       if (recording({worker, r.worker_app})) {
         recording_->add_scrape({{worker, r.worker_app}, monotonic_ns(r.started), counters});
       }
@@ -362,6 +370,7 @@ class Agent {
         WorkerLabels labels{w.worker_name, w.worker_app};
         if (!present.count(labels)) {
           correlator_.forget(labels);
+          desc_ratio_.forget(labels);
           last_scrape_.erase(w.worker_name);
         }
       }
@@ -389,6 +398,14 @@ class Agent {
     DbClientSnapshot db = libpq_.snapshot();
     for (auto& f : exporter::gc_families(gc)) families.push_back(std::move(f));
     for (auto& f : exporter::db_client_families(db, options_.db_table_labels)) families.push_back(std::move(f));
+    {
+      std::map<std::pair<WorkerLabels, std::string>, double> ratio;
+      {
+        std::lock_guard lock(correlator_mutex_);
+        ratio = desc_ratio_.snapshot();
+      }
+      for (auto& f : exporter::db_desc_families(db, options_.db_desc_labels, ratio)) families.push_back(std::move(f));
+    }
     DbServerSnapshot server = pgserver_.snapshot();
     for (auto& f : exporter::db_server_families(server)) families.push_back(std::move(f));
     IoSnapshot io = blockio_.snapshot();
@@ -396,6 +413,16 @@ class Agent {
     for (auto& f : exporter::nvme_families(nvme_.snapshot())) families.push_back(std::move(f));
     std::vector<ProbeStatus> status = gc.status;
     status.insert(status.end(), db.status.begin(), db.status.end());
+    for (const auto& d : db.desc_status) {
+      ProbeStatus st;
+      st.labels = d.labels;
+      st.host_pid = d.host_pid;
+      st.probe = "libpq_desc";
+      st.method = "python_frames";
+      st.attached = d.active;
+      st.error = d.detail;
+      status.push_back(st);
+    }
     families.push_back(exporter::probe_attached_family(status));
     {
       std::map<WorkerLabels, WorkerCorrelation> corr;
@@ -442,9 +469,16 @@ class Agent {
     bool in_query_time;
   };
   std::vector<BusyEvent> batch_;  // scanning thread only
+  struct DescQuery {
+    WorkerLabels worker;
+    std::string desc;
+    std::uint64_t end_ns, duration_ns;
+  };
+  std::vector<DescQuery> desc_batch_;  // scanning thread only
   std::map<std::string, std::chrono::steady_clock::time_point> last_scrape_;  // scanning thread only
   std::mutex correlator_mutex_;
   Correlator correlator_;  // guarded by correlator_mutex_
+  DescLibpqRatio desc_ratio_;  // guarded by correlator_mutex_
   // record: the recording is fed on the scanning thread only; the main thread reads it after joining that thread.
   Recording* recording_ = nullptr;
   std::set<std::string> record_workers_;

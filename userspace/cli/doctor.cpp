@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "core/capabilities.h"
 #include "core/correlator.h"
+#include "core/desc_planner.h"
 #include "core/elf_file.h"
 #include "core/gc_planner.h"
 #include "core/safe_file.h"
@@ -145,6 +146,10 @@ void check_process(Report& r, GcPlanner& planner, const WorkerInfo& w) {
   }
   r.line(w.libpq_path.empty() ? Verdict::Warn : Verdict::Ok, who + ": libpq mapped",
          w.libpq_path.empty() ? "not yet (it is loaded on the first database connection)" : w.libpq_path);
+  std::string why_not;
+  auto desc = DescPlanner(planner.proc_root()).plan(w, why_not);
+  r.line(desc ? Verdict::Ok : Verdict::Warn, who + ": queries per Synapse transaction (desc)",
+         desc ? desc->detail : why_not + "; its queries count as desc=\"unattributed\"");
   if (w.metrics_url) check_synapse_metrics(r, w, who);
 }
 

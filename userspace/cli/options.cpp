@@ -148,7 +148,10 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
            "do not re-expose scraped metric families whose name matches this regular expression")
           ("db-table-labels", po::value(&o.db_table_labels)->default_value(20),
            "how many tables keep their own `table` label on query series (those with the most query time); the rest "
-           "are table=\"other\"");
+           "are table=\"other\"")
+          ("db-desc-labels", po::value(&o.db_desc_labels)->default_value(50),
+           "how many Synapse transaction names keep their own `desc` label on the db_desc_* series (those with the "
+           "most libpq time over all workers); the rest are desc=\"other\"");
       break;
     case Command::Workers:
       specific.add_options()("json", po::bool_switch(&o.json),

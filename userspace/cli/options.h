@@ -24,6 +24,7 @@ struct CliOptions {
   std::string listen = "0.0.0.0:9477";
   std::string libpq_async = "auto";  // auto | on | off
   std::size_t db_table_labels = 20;
+  std::size_t db_desc_labels = 50;   // Synapse transaction names kept as `desc` labels (top by query time)
   std::vector<std::string> devices;  // shell globs of block device names; empty: every disk
   std::chrono::nanoseconds scrape_interval = std::chrono::seconds(15);
   std::chrono::nanoseconds scrape_timeout = std::chrono::seconds(5);

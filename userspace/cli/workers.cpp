@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "core/desc_planner.h"
 #include "core/gc_planner.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -33,21 +34,35 @@ GcView gc_view(GcPlanner& planner, const WorkerInfo& w) {
   return {std::string(gc_method_name(plan->method)), plan->detail};
 }
 
-std::string worker_json(const WorkerInfo& w, const GcView& gc) {
+// Whether the libpq probe can attribute this worker's queries to Synapse transactions (the same planner the agent
+// uses, including its check against the live process).
+struct DescView {
+  bool active = false;
+  std::string detail;
+};
+
+DescView desc_view(DescPlanner& planner, const WorkerInfo& w) {
+  std::string why_not;
+  auto plan = planner.plan(w, why_not);
+  return plan ? DescView{true, plan->detail} : DescView{false, why_not};
+}
+
+std::string worker_json(const WorkerInfo& w, const GcView& gc, const DescView& desc) {
   std::string ns;
   for (std::size_t i = 0; i < w.ns_pids.size(); ++i) ns += (i ? ", " : "") + std::to_string(w.ns_pids[i]);
   return fmt::format(
       "  {{\"pid\": {}, \"worker\": {}, \"worker_app\": {}, \"name_source\": {}, \"main\": {}, \"config_files\": {}, "
       "\"metrics_url\": {}, \"metrics_port_confirmed\": {}, \"python\": {}, \"gc_method\": {}, \"gc_detail\": {}, "
-      "\"libpq\": {}, \"ns_pids\": [{}], \"warnings\": {}}}",
+      "\"libpq\": {}, \"desc_attribution\": {}, \"desc_detail\": {}, \"ns_pids\": [{}], \"warnings\": {}}}",
       w.host_pid, json_quote(w.worker_name), json_quote(w.worker_app), json_quote(w.name_source),
       w.is_main ? "true" : "false", json_string_array(w.config_files),
       w.metrics_url ? json_quote(*w.metrics_url) : "null", w.metrics_port_confirmed ? "true" : "false",
       json_quote(w.python_path), gc.method.empty() ? "null" : json_quote(gc.method), json_quote(gc.detail),
-      json_quote(w.libpq_path), ns, json_string_array(w.warnings));
+      json_quote(w.libpq_path), desc.active ? "true" : "false", json_quote(desc.detail), ns,
+      json_string_array(w.warnings));
 }
 
-void print_text(const ScanResult& r, GcPlanner& planner) {
+void print_text(const ScanResult& r, GcPlanner& planner, DescPlanner& desc_planner) {
   if (r.workers.empty()) {
     fmt::print("No Synapse processes found. Synapse runs as 'python -m synapse.app.homeserver|generic_worker -c ...'\n"
                "or as synapse_homeserver / synapse_worker; pin a process with --pid if it runs differently.\n");
@@ -63,6 +78,8 @@ void print_text(const ScanResult& r, GcPlanner& planner) {
     GcView gc = gc_view(planner, w);
     fmt::print("  gc probe:    {}{}\n", gc.method.empty() ? "none: " : gc.method + " (", gc.method.empty() ? gc.detail : gc.detail + ")");
     fmt::print("  libpq:       {}\n", w.libpq_path.empty() ? "(not mapped yet)" : w.libpq_path);
+    DescView desc = desc_view(desc_planner, w);
+    fmt::print("  desc:        {}{}\n", desc.active ? "active: " : "off: ", desc.detail);
     for (const auto& warning : w.warnings) fmt::print("  warning:     {}\n", warning);
   }
   if (!r.postgres.empty()) {
@@ -77,13 +94,15 @@ void print_text(const ScanResult& r, GcPlanner& planner) {
 int run_workers(const CliOptions& options) {
   ScanResult r = scan(discovery_options(options));
   GcPlanner planner(options.proc_root);
+  DescPlanner desc_planner(options.proc_root);
   for (const auto& w : r.warnings) log::warn("{}", w);
   if (options.json) {
     fmt::print("[");
-    for (std::size_t i = 0; i < r.workers.size(); ++i) fmt::print("{}\n{}", i ? "," : "", worker_json(r.workers[i], gc_view(planner, r.workers[i])));
+    for (std::size_t i = 0; i < r.workers.size(); ++i) fmt::print("{}\n{}", i ? "," : "", worker_json(r.workers[i], gc_view(planner, r.workers[i]),
+                                                                    desc_view(desc_planner, r.workers[i])));
     fmt::print("{}]\n", r.workers.empty() ? "" : "\n");
   } else {
-    print_text(r, planner);
+    print_text(r, planner, desc_planner);
   }
   return 0;
 }

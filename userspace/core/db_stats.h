@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,13 +35,41 @@ struct QueryEvent {
   std::string fingerprint;  // the normalised statement (no literals), for recordings
   std::string verb;
   std::string table;
+  std::string desc;  // client side: the Synapse transaction (new_transaction's `desc`) it was sent from; "" for none
+};
+
+// Per (worker, desc): client-side libpq calls. desc "" = unattributed (no new_transaction frame, or attribution
+// off for the worker), "unknown" = records the ring buffer lost.
+struct DescTotals {
+  std::uint64_t count = 0;
+  std::uint64_t sum_ns = 0;
+  void add(const DescTotals& o) {
+    count += o.count;
+    sum_ns += o.sum_ns;
+  }
+};
+
+// Whether one worker's queries are attributed to Synapse transactions, and why not.
+struct DescAttributionStatus {
+  WorkerLabels labels;
+  int host_pid = 0;
+  bool active = false;
+  std::string detail;  // the plan (version, offsets' source, thread-state route) or the reason it is off
 };
 
 struct DbClientSnapshot {
   std::map<std::pair<WorkerLabels, QueryKey>, LatencyHistogram> series;
   std::vector<ProbeStatus> status;
   std::uint64_t events_lost = 0;
+  std::map<std::pair<WorkerLabels, std::string>, DescTotals> desc;
+  // Per (worker, result of the frame walk): found, no_frame, no_thread_state, bad_value, off.
+  std::map<std::pair<WorkerLabels, std::string>, std::uint64_t> desc_walks;
+  std::vector<DescAttributionStatus> desc_status;  // live, attached workers
 };
+
+// A desc read from a worker's memory, made safe for a label: bytes outside printable ASCII (0x21-0x7e) become '_',
+// at most 63 bytes are kept. "" stays "" (unattributed).
+std::string sanitize_desc(std::string_view raw);
 
 }  // namespace sp
 

@@ -26,6 +26,7 @@ class GcPlanner {
 
   // The path a probe attaches through: <proc_root>/<pid>/root<path inside the process's root>.
   std::string attach_path(const WorkerInfo& w) const;
+  const std::string& proc_root() const { return proc_root_; }
 
  private:
   using FileId = std::tuple<dev_t, ino_t, off_t, long>;

@@ -80,7 +80,7 @@ class Workload:
             except psycopg2.Error as e:
                 raise StartupError(f"cannot connect to PostgreSQL at {describe_target(config.db_args)}: "
                                    f"{' '.join(str(e).split())}") from e
-            self._store = DataStore(self._pool, config.slow_query, config.scan_table)
+            self._store = DataStore(self._pool, config.slow_query, config.scan_table, config.bare_queries)
             try:
                 self._store.create_schema()
             except psycopg2.Error as e:

@@ -56,6 +56,7 @@ class Config:
     query_sleep: float
     slow_query: float
     scan_table: Optional[str]
+    bare_queries: int
     start_gate: Optional[str]  # wait for this file to exist before any activity (GC, queries, I/O)
     linger: float  # seconds to stay up, idle, after the run
 
@@ -140,6 +141,9 @@ _OPTIONS: Dict[str, Tuple[Callable[[Any], Any], Any, str]] = {
     "slow_query": (_number(float, 0), 0.0,
                    "add a 'SELECT pg_sleep(SECONDS)' transaction to each round of the request mix (0: none), so that "
                    "time spent in PostgreSQL dwarfs Python's own overhead around each query"),
+    "bare_queries": (_number(int, 0), 0,
+                     "add N statements to each round of the request mix that a pool thread sends outside any "
+                     "transaction (autocommit, no new_transaction frame on its stack; desc null in the truth) (0)"),
     "start_gate": (_path, None, "after start-up (listeners bound, database connected), wait until this file exists "
                                 "before any GC, query or I/O, so that a profiler can attach first"),
     "no_db": (_flag, False, "run without PostgreSQL"),

@@ -37,7 +37,7 @@ def describe_target(db_args: Dict[str, Any]) -> str:
 class LoggingTransaction:
     """Cursor wrapper: times each statement (and the commit), updates the metrics and records the ground truth."""
 
-    def __init__(self, conn: "psycopg2.extensions.connection", desc: str, txn_id: int, recorder: Recorder,
+    def __init__(self, conn: "psycopg2.extensions.connection", desc: Optional[str], txn_id: int, recorder: Recorder,
                  query_sleep: float):
         self._conn = conn
         self._cursor = conn.cursor()
@@ -57,8 +57,9 @@ class LoggingTransaction:
 
     def execute(self, sql: str, args: Tuple[Any, ...] = ()) -> None:
         verb = sql.split()[0]
-        # psycopg2 sends BEGIN inside this execute() when no transaction is open yet.
-        begin = self._conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        # psycopg2 sends BEGIN inside this execute() when no transaction is open yet (never in autocommit mode).
+        begin = (not self._conn.autocommit
+                 and self._conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE)
         error: Optional[BaseException] = None
         start_ns = time.monotonic_ns()
         try:
@@ -112,7 +113,7 @@ class LoggingTransaction:
 
 @dataclass
 class _Interaction:
-    desc: str
+    desc: Optional[str]  # None: run outside any transaction (run_outside_transaction)
     func: Callable[..., Any]
     args: Tuple[Any, ...]
     submitted_ns: int
@@ -170,6 +171,18 @@ class DatabasePool:
                                        error=None if error is None else _describe(error), txn=txn_id,
                                        tid=threading.get_native_id(), statements=txn.statements)
 
+    def run_outside_transaction(self, conn: "psycopg2.extensions.connection", func: Callable[..., Any],
+                                *args: Any) -> Any:
+        """Run func(txn, *args) in autocommit mode, with no new_transaction frame on the stack: its statements belong
+        to no Synapse transaction (truth: desc null, txn 0)."""
+        txn = LoggingTransaction(conn, None, 0, self._recorder, self._query_sleep)
+        conn.autocommit = True
+        try:
+            return func(txn, *args)
+        finally:
+            txn.close()
+            conn.autocommit = False
+
     def run_on_this_thread(self, desc: str, func: Callable[..., Any], *args: Any) -> Any:
         """Run one interaction on the calling thread (used for the schema, before the pool starts)."""
         return self.new_transaction(self._connections[0], desc, func, *args)
@@ -180,7 +193,7 @@ class DatabasePool:
             thread.start()
             self._threads.append(thread)
 
-    def run_interaction(self, desc: str, func: Callable[..., Any], *args: Any, done: Optional[Done] = None) -> None:
+    def run_interaction(self, desc: Optional[str], func: Callable[..., Any], *args: Any, done: Optional[Done] = None) -> None:
         """Queue func(txn, *args) for the next free connection; done(error or None) is called on that thread."""
         self._queue.put(_Interaction(desc, func, args, time.monotonic_ns(), done))
 
@@ -194,7 +207,10 @@ class DatabasePool:
             try:
                 if conn.closed:
                     conn = self._connect()
-                self.new_transaction(conn, job.desc, job.func, *job.args)
+                if job.desc is None:
+                    self.run_outside_transaction(conn, job.func, *job.args)
+                else:
+                    self.new_transaction(conn, job.desc, job.func, *job.args)
             except psycopg2.Error as e:
                 error = e
                 with self._failures_lock:

@@ -81,7 +81,7 @@ class _Servlet:
 
 @dataclass(frozen=True)
 class _Request:
-    desc: str
+    desc: Optional[str]  # None: statements sent outside any transaction
     servlet: Optional[_Servlet]  # None: a background job, no HTTP request
     func: Callable[..., Any]
     args: Tuple[Any, ...]
@@ -96,9 +96,16 @@ def _scan_table_txn(txn: LoggingTransaction, table: str) -> None:
     txn.execute(f"SELECT count(*) FROM {table}")
 
 
-def _requests(slow_query: float, scan_table: Optional[str]) -> Iterator[_Request]:
+def _bare_select_txn(txn: LoggingTransaction, n: int) -> None:
+    # Like Synapse's connection set-up statements: sent by a pool thread, but not from inside new_transaction.
+    txn.execute("SELECT %s AS bare", (n,))
+
+
+def _requests(slow_query: float, scan_table: Optional[str], bare_queries: int = 0) -> Iterator[_Request]:
     """An endless, deterministic mix of requests touching users, events and room_memberships."""
     for n in itertools.count():
+        for _ in range(bare_queries):
+            yield _Request(None, None, _bare_select_txn, (n,))
         if scan_table:
             yield _Request("scan_table", None, _scan_table_txn, (scan_table,))
         if slow_query > 0:
@@ -119,9 +126,10 @@ def _requests(slow_query: float, scan_table: Optional[str]) -> Iterator[_Request
 class DataStore:
     """Issues the workload's transactions on a DatabasePool."""
 
-    def __init__(self, pool: DatabasePool, slow_query: float = 0.0, scan_table: Optional[str] = None):
+    def __init__(self, pool: DatabasePool, slow_query: float = 0.0, scan_table: Optional[str] = None,
+                 bare_queries: int = 0):
         self._pool = pool
-        self._requests = _requests(slow_query, scan_table)
+        self._requests = _requests(slow_query, scan_table, bare_queries)
 
     def create_schema(self) -> None:
         """CREATE ... IF NOT EXISTS on the calling thread (the main thread, before the pool starts)."""
