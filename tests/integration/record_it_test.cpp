@@ -131,6 +131,16 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   }
   // Before the gate the worker only waits (its schema was created before the recording started).
   EXPECT_EQ(client_after_gate, statements);
+  // Each is named by the Synapse transaction it ran in (read from the worker's Python frames), as the workload's own
+  // record says.
+  std::map<std::string, std::size_t> truth_desc, trace_desc;
+  for (const auto& q : sp::test::truth_of_type(truth, "query")) {
+    if (*q.integer("start_ns") < gate_ns) continue;
+    truth_desc[*q.text("desc")] += 1 + (q.line.find("\"begin\":true") != std::string::npos);
+  }
+  for (const auto& s : client_slices) ++trace_desc[s["args"]["desc"].get<std::string>()];
+  EXPECT_EQ(trace_desc, truth_desc);
+  EXPECT_NE(sp::test::read_text(out_ + "/summary.txt").find("transaction "), std::string::npos);
   EXPECT_LE(trace_client_us, truth_exec_us);
   EXPECT_GT(trace_client_us, 0.5 * truth_exec_us);
   const auto& server_slices = by[{"PostgreSQL for rec_worker", "db_server"}];

@@ -62,7 +62,9 @@ sp::Recording sample() {
   // synchrotron1: two pauses of 100 ms; a 300 ms query that a pause covers for 100 ms; a second thread's query.
   EXPECT_TRUE(r.add_gc(gc(kSync, 100, 200)));
   EXPECT_TRUE(r.add_gc(gc(kSync, 600, 700, 2)));
-  EXPECT_TRUE(r.add_query(query(kSync, 101, 50, 350)));
+  sp::QueryEvent persisted = query(kSync, 101, 50, 350);
+  persisted.desc = "persist_events";
+  EXPECT_TRUE(r.add_query(persisted));
   EXPECT_TRUE(r.add_query(query(kSync, 102, 400, 500, false, "UPDATE users SET name = $1 WHERE id = $2")));
   EXPECT_TRUE(r.add_query(query(kSync, 0, 60, 300, true)));
   sp::RecordedLockWait l;
@@ -144,6 +146,9 @@ TEST(Recording, TraceIsValidJsonWithEverySliceOnItsTrack) {
     }
     if (e["ph"] == "X" && e["cat"] == "db_client") {
       EXPECT_EQ(e["args"]["fingerprint_id"], "0000000000abcdef");
+      if (e["args"]["desc"] == "persist_events") {
+        EXPECT_EQ(e["name"], "persist_events: SELECT users");
+      }
     }
     if (e["ph"] == "C") {
       EXPECT_DOUBLE_EQ(e["args"]["seconds"].get<double>(), 12.5);
@@ -176,6 +181,9 @@ TEST(Recording, SummaryNumbersAndFindings) {
   ASSERT_EQ(w.top_fingerprints.size(), 2u);
   EXPECT_EQ(w.top_fingerprints[0].fingerprint, "SELECT * FROM users WHERE name = $1");
   EXPECT_NEAR(w.top_fingerprints[0].time.p99_s, 0.3, 1e-9);
+  ASSERT_EQ(w.top_transactions.size(), 2u);
+  EXPECT_EQ(w.top_transactions[0].fingerprint, "persist_events");
+  EXPECT_EQ(w.top_transactions[1].fingerprint, "unattributed");
   ASSERT_EQ(s.devices.size(), 1u);
   EXPECT_EQ(s.devices[0].requests, 3u);
   EXPECT_NEAR(s.devices[0].device_time.max_s, 0.014, 1e-9);

@@ -195,8 +195,9 @@ void write_trace_json(const Recording& r, std::ostream& out) {
     } else {
       // Thread ids are the worker's own (stable, readable); the GC track's 1 is never a real thread id.
       t.thread(pid, q.tid, fmt::format("DB thread {}", q.tid));
-      t.slice(pid, q.tid, query_name(q), "db_client", q.start_ns, q.end_ns,
-              args + fmt::format(R"(,"pid":{},"connection":"{:x}")", q.tgid, q.conn));
+      t.slice(pid, q.tid, q.desc.empty() ? query_name(q) : q.desc + ": " + query_name(q), "db_client", q.start_ns,
+              q.end_ns,
+              args + fmt::format(R"(,"desc":{},"pid":{},"connection":"{:x}")", json_quote(q.desc), q.tgid, q.conn));
     }
   }
   for (const auto& l : r.lock_waits()) {
@@ -266,6 +267,7 @@ RecordingSummary summarize(const Recording& r) {
     double io_bytes = 0;
     std::size_t io_requests = 0;
     std::map<std::string, std::pair<QueryEvent, std::vector<double>>> fps;
+    std::map<std::string, std::vector<double>> descs;
   };
   std::map<WorkerLabels, Acc> acc;
   for (const auto& g : r.gcs()) {
@@ -287,6 +289,7 @@ RecordingSummary summarize(const Recording& r) {
     auto& fp = a.fps[q.fingerprint.empty() ? query_name(q) : q.fingerprint];
     if (fp.second.empty()) fp.first = q;
     fp.second.push_back(d);
+    a.descs[q.desc.empty() ? "unattributed" : q.desc].push_back(d);
   }
   for (const auto& l : r.lock_waits()) acc[l.worker].locks.push_back(seconds(l.start_ns, l.end_ns));
   std::map<std::string, std::tuple<std::size_t, double, std::vector<double>, std::vector<double>,
@@ -348,6 +351,10 @@ RecordingSummary summarize(const Recording& r) {
     std::sort(ws.top_fingerprints.begin(), ws.top_fingerprints.end(),
               [](const FingerprintStats& x, const FingerprintStats& y) { return x.time.total_s > y.time.total_s; });
     if (ws.top_fingerprints.size() > 10) ws.top_fingerprints.resize(10);
+    for (auto& [desc, times] : a.descs) ws.top_transactions.push_back({desc, "", "", distribution_of(std::move(times))});
+    std::sort(ws.top_transactions.begin(), ws.top_transactions.end(),
+              [](const FingerprintStats& x, const FingerprintStats& y) { return x.time.total_s > y.time.total_s; });
+    if (ws.top_transactions.size() > 10) ws.top_transactions.resize(10);
     s.workers.push_back(std::move(ws));
   }
   for (auto& [name, d] : dev) {
@@ -432,6 +439,11 @@ std::string render_summary_text(const RecordingSummary& s) {
     out += fmt::format("    disk:      {} requests, {:.1f} MiB, share {}\n", w.io_requests, w.io_bytes / 1048576.0,
                        pct(w.disk_share));
     out += fmt::format("    GC overlap with queries: {:.3f} s\n", w.query_gc_overlap_s);
+    for (std::size_t i = 0; i < w.top_transactions.size() && i < 5; ++i) {
+      const auto& t = w.top_transactions[i];
+      out += fmt::format("    transaction {}: {} queries, {:.3f} s, mean {}, p99 {}\n", t.fingerprint, t.time.count,
+                         t.time.total_s, ms(t.time.mean_s), ms(t.time.p99_s));
+    }
   }
   return out;
 }
@@ -518,6 +530,17 @@ li{margin:.3em 0}.none{color:#888}
                      w.io_requests, w.io_bytes / 1048576.0, pct(w.disk_share));
     h += fmt::format("<p>Query time overlapped by GC pauses: {:.3f} s.</p>\n", w.query_gc_overlap_s);
     h += "<h3>GC pause distribution</h3>\n" + svg_histogram(w.gc_pauses_s, "GC pauses") + "\n";
+    h += "<h3>Top Synapse transactions by query time</h3>\n";
+    if (w.top_transactions.empty()) {
+      h += "<p class=\"none\">no queries</p>\n";
+    } else {
+      h += "<table><tr><th class=\"l\">transaction (desc)</th><th>queries</th><th>total s</th><th>mean</th><th>p99</th>"
+           "<th>max</th></tr>\n";
+      for (const auto& t : w.top_transactions) {
+        h += "<tr><td class=\"l\">" + html_escape(t.fingerprint) + "</td>" + dist_cells(t.time) + "</tr>\n";
+      }
+      h += "</table>\n";
+    }
     h += "<h3>Top statements by total time</h3>\n";
     if (w.top_fingerprints.empty()) {
       h += "<p class=\"none\">no queries</p>\n";

@@ -129,6 +129,8 @@ struct WorkerSummary {
   double disk_share = 0;
   double query_gc_overlap_s = 0;  // client query time overlapped by a GC pause of the same process
   std::vector<FingerprintStats> top_fingerprints;  // by total time, at most 10
+  // Client query time per Synapse transaction (desc; "unattributed" without one), by total time, at most 10.
+  std::vector<FingerprintStats> top_transactions;
 };
 
 struct DeviceSummary {
