@@ -45,6 +45,11 @@ struct {
 } pgs_events SEC(".maps");
 
 struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 256 * 1024);
+} pgs_lock_events SEC(".maps");
+
+struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, SP_PGS_STAT_MAX);
   __type(key, __u32);
@@ -123,6 +128,16 @@ int BPF_USDT(pgs_lock_wait_done) {
   if (i < SP_LAT_BUCKETS) __sync_fetch_and_add(&b->lock_buckets[i], 1);
   __sync_fetch_and_add(&b->lock_count, 1);
   __sync_fetch_and_add(&b->lock_sum_ns, dur);
+  struct pgs_lock_event *e = bpf_ringbuf_reserve(&pgs_lock_events, sizeof *e, 0);
+  if (!e) {
+    stat_inc(SP_PGS_STAT_EVENTS_LOST);  // the histogram above has it
+    return 0;
+  }
+  e->tgid = tgid;
+  e->_pad = 0;
+  e->start_ns = end - dur;
+  e->end_ns = end;
+  bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
   return 0;
 }
 

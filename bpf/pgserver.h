@@ -17,6 +17,14 @@ struct pgs_query_event {
   char text[SP_PGS_TEXT_MAX];
 };
 
+/* One heavyweight lock wait (lock__wait__start .. lock__wait__done), for recordings. */
+struct pgs_lock_event {
+  __u32 tgid; /* the backend */
+  __u32 _pad;
+  __u64 start_ns;
+  __u64 end_ns;
+};
+
 /* Per backend, exact whatever the ring buffer does. */
 struct pgs_backend_stats {
   __u64 lost_buckets[SP_LAT_BUCKETS]; /* queries whose event was lost */

@@ -88,6 +88,27 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
       10s));
   std::ofstream(dir_ + "/rec_worker.gate").put('\n');
   std::ofstream(dir_ + "/rec_ignored.gate").put('\n');
+  // Three times, another client holds the worker's `users` table for 0.4 s: its backends wait on the lock.
+  auto pg = *sp::test::test_postgres();
+  const char* holder = R"py(
+import psycopg2, sys, time
+conn = psycopg2.connect(host=sys.argv[1], port=int(sys.argv[2]), user=sys.argv[3], dbname=sys.argv[4])
+cur = conn.cursor()
+held = 0
+for _ in range(3):
+    time.sleep(0.3)
+    cur.execute("LOCK TABLE synapse_workload.users IN ACCESS EXCLUSIVE MODE")
+    t0 = time.monotonic_ns()
+    time.sleep(0.4)
+    conn.commit()
+    held += time.monotonic_ns() - t0
+print(held)
+)py";
+  sp::test::Process h({"/usr/bin/python3.11", "-c", holder, pg.host, std::to_string(pg.port), pg.user, pg.db},
+                      dir_ + "/held.txt");
+  auto hs = h.wait(30s);
+  ASSERT_TRUE(hs && WIFEXITED(*hs) && WEXITSTATUS(*hs) == 0) << sp::test::read_text(dir_ + "/held.txt");
+  const double held_us = std::stod(sp::test::read_text(dir_ + "/held.txt")) / 1e3;
   auto st = rec.wait(40s);
   ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << log();
 
@@ -145,6 +166,14 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   EXPECT_GT(trace_client_us, 0.5 * truth_exec_us);
   const auto& server_slices = by[{"PostgreSQL for rec_worker", "db_server"}];
   EXPECT_FALSE(server_slices.empty());
+  // Lock waits: on the worker's backends' lock track, as long as the holder held the table (up to three of the
+  // worker's connections wait at once).
+  const auto& lock_slices = by[{"PostgreSQL for rec_worker", "db_lock"}];
+  double waited_us = 0;
+  for (const auto& s : lock_slices) waited_us += s["dur"].get<double>();
+  EXPECT_GE(lock_slices.size(), 3u);
+  EXPECT_GT(waited_us, 0.5 * held_us);
+  EXPECT_LT(waited_us, 3 * held_us + 100'000);
   // Disk: the worker's O_DIRECT reads and writes are on the disk's lanes, charged to it.
   std::size_t worker_disk = 0;
   for (const auto& [key, list] : by) {
@@ -162,6 +191,8 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   std::smatch m;
   ASSERT_TRUE(std::regex_search(summary, m, std::regex("GC: +([0-9]+) pauses"))) << summary;
   EXPECT_EQ(std::stoul(m[1]), gcs.size());
+  ASSERT_TRUE(std::regex_search(summary, m, std::regex("lock waits ([0-9]+) "))) << summary;
+  EXPECT_EQ(std::stoul(m[1]), lock_slices.size());
   const std::string report = sp::test::read_text(out_ + "/report.html");
   EXPECT_NE(report.find("<td class=\"l\">GC pauses</td><td>" + std::to_string(gcs.size()) + "</td>"),
             std::string::npos);

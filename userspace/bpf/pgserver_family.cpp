@@ -156,8 +156,17 @@ void PgServerFamily::poll() {
   if (!probe_) return;
   std::vector<pgs_query_event> events;
   probe_->drain([&](const pgs_query_event& e) { events.push_back(e); });
+  std::vector<pgs_lock_event> locks;
+  probe_->drain_locks([&](const pgs_lock_event& e) {
+    if (on_lock_) locks.push_back(e);
+  });
   std::lock_guard lock(mutex_);
   attribute(std::move(events));
+  for (const auto& l : locks) {
+    // Only backends already mapped: a lock wait is never the first thing a new connection does.
+    auto it = backend_labels_.find(static_cast<int>(l.tgid));
+    if (it != backend_labels_.end() && !(it->second == kOtherWorker)) on_lock_(it->second, l.tgid, l.start_ns, l.end_ns);
+  }
   for (const auto& [tgid, s] : probe_->read_backends()) {
     int pid = static_cast<int>(tgid);
     if (!backend_labels_.count(pid)) continue;  // not decided yet: counted once it is

@@ -44,6 +44,9 @@ class PgServerFamily {
 
   // Per-query events (server side), for correlation and recording; called with the family's lock held.
   void set_event_sink(std::function<void(const QueryEvent&)> sink) { on_event_ = std::move(sink); }
+  // Lock waits of backends whose worker is decided (worker, backend pid, start, end; CLOCK_MONOTONIC), from poll().
+  using LockSink = std::function<void(const WorkerLabels&, std::uint32_t, std::uint64_t, std::uint64_t)>;
+  void set_lock_sink(LockSink sink) { on_lock_ = std::move(sink); }
 
  private:
   // Maps the backends in `backend_pids` not decided yet. With `final`, those not mapped are decided "other";
@@ -58,6 +61,7 @@ class PgServerFamily {
   std::unique_ptr<PgServerProbe> probe_;
   BackendMapper mapper_;
   std::function<void(const QueryEvent&)> on_event_;
+  LockSink on_lock_;
 
   mutable std::mutex mutex_;
   std::map<int, WorkerLabels> worker_labels_;   // worker PID (as in proc_root) -> labels, from the last scan

@@ -7,6 +7,7 @@
 #include "pgserver.skel.h"
 
 static_assert(sizeof(pgs_query_event) == 24 + SP_PGS_TEXT_MAX);
+static_assert(sizeof(pgs_lock_event) == 24);
 static_assert(sizeof(pgs_backend_stats) == 8 * (2 * SP_LAT_BUCKETS + 6));
 
 namespace sp::bpf {
@@ -28,6 +29,7 @@ std::unique_ptr<PgServerProbe> PgServerProbe::create(std::string& error) {
     return nullptr;
   }
   if (!p->ring_.open(p->skel_->maps.pgs_events, error)) return nullptr;
+  if (!p->lock_ring_.open(p->skel_->maps.pgs_lock_events, error)) return nullptr;
   return p;
 }
 

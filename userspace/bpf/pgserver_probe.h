@@ -34,6 +34,7 @@ class PgServerProbe {
   std::size_t attached_count() const { return links_.size(); }
 
   int drain(const std::function<void(const pgs_query_event&)>& fn) { return ring_.drain(fn); }
+  int drain_locks(const std::function<void(const pgs_lock_event&)>& fn) { return lock_ring_.drain(fn); }
   std::vector<std::pair<std::uint32_t, pgs_backend_stats>> read_backends() const;
   void erase_backend(int tgid);
   std::uint64_t events_lost() const;
@@ -46,6 +47,7 @@ class PgServerProbe {
   };
   std::unique_ptr<pgserver_bpf, SkelDelete> skel_;
   TypedRing<pgs_query_event> ring_;
+  TypedRing<pgs_lock_event> lock_ring_;
   std::map<std::string, std::vector<Link>> links_;
 };
 

@@ -108,6 +108,15 @@ class Agent {
       batch_.push_back({Cause::DbServer, q.worker, q.start_ns, q.end_ns, true});
       if (recording(q.worker)) count(recording_->add_query(q), recorded_server_);
     });
+    pgserver_.set_lock_sink([this](const WorkerLabels& w, std::uint32_t backend, std::uint64_t start, std::uint64_t end) {
+      if (!recording(w)) return;
+      RecordedLockWait l;
+      l.worker = w;
+      l.backend = backend;
+      l.start_ns = start;
+      l.end_ns = end;
+      count(recording_->add_lock_wait(l), recorded_server_);
+    });
     blockio_.set_event_sink([this](const IoEvent& e) {
       batch_.push_back({Cause::Disk, e.worker, e.start_ns, e.complete_ns, true});
       if (recording(e.worker)) count(recording_->add_io(e), recorded_io_);
