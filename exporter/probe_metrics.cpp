@@ -91,7 +91,8 @@ std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot&
 
 std::vector<prometheus::MetricFamily> db_desc_families(
     const DbClientSnapshot& snap, std::size_t desc_top_n,
-    const std::map<std::pair<WorkerLabels, std::string>, double>& libpq_ratio) {
+    const std::map<std::pair<WorkerLabels, std::string>, double>& libpq_ratio,
+    const std::map<std::pair<WorkerLabels, std::string>, DescServerTotals>& server) {
   constexpr std::string_view kUnattributed = "unattributed", kUnknown = "unknown", kOther = "other";
   std::map<std::string, std::uint64_t> time_per_desc;
   for (const auto& [key, t] : snap.desc) {
@@ -141,6 +142,32 @@ std::vector<prometheus::MetricFamily> db_desc_families(
                                "on the stack), no_thread_state, bad_value (desc not a plain ASCII str), off "
                                "(attribution off for the worker).",
                                std::move(lookups)));
+  std::map<std::pair<WorkerLabels, std::string>, DescServerTotals> server_merged;
+  for (const auto& [key, t] : server) {
+    server_merged[{key.first, key.second == "unmatched" ? key.second : label_of(key.second)}].add(t);
+  }
+  std::vector<prometheus::ClientMetric> statements, statement_s, locks, lock_s;
+  for (const auto& [key, t] : server_merged) {
+    const LabelList l = labels(key.first, "desc", key.second);
+    statements.push_back(counter_point(l, static_cast<double>(t.statements)));
+    statement_s.push_back(counter_point(l, static_cast<double>(t.statement_ns) / 1e9));
+    locks.push_back(counter_point(l, static_cast<double>(t.lock_waits)));
+    lock_s.push_back(counter_point(l, static_cast<double>(t.lock_wait_ns) / 1e9));
+  }
+  out.push_back(counter_family("synapse_profiler_db_desc_server_statements_total",
+                               "Statements PostgreSQL executed for the worker, per Synapse transaction of the client "
+                               "call that sent them (matched by time and connection); unmatched: no single call found.",
+                               std::move(statements)));
+  out.push_back(counter_family("synapse_profiler_db_desc_server_seconds_total",
+                               "Server-side execution seconds per Synapse transaction (same desc label as "
+                               "synapse_profiler_db_desc_server_statements_total).",
+                               std::move(statement_s)));
+  out.push_back(counter_family("synapse_profiler_db_desc_lock_waits_total",
+                               "Heavyweight lock waits of the worker's backends per Synapse transaction.",
+                               std::move(locks)));
+  out.push_back(counter_family("synapse_profiler_db_desc_lock_wait_seconds_total",
+                               "Seconds of heavyweight lock waits of the worker's backends per Synapse transaction.",
+                               std::move(lock_s)));
   out.push_back(gauge_family("synapse_profiler_db_desc_libpq_ratio",
                              "Per Synapse transaction name: libpq seconds over the increase of Synapse's own "
                              "synapse_storage_transaction_time_sum_total{desc}, over the last window of scrapes.",

@@ -7,6 +7,7 @@
 
 #include "core/correlator.h"
 #include "core/db_stats.h"
+#include "core/desc_matcher.h"
 #include "core/gc_stats.h"
 #include "core/io_stats.h"
 #include "core/nvme_stats.h"
@@ -27,9 +28,13 @@ std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot&
 // desc="other"; desc="unattributed" for queries sent outside any new_transaction (or from a worker whose attribution
 // is off), desc="unknown" for records the ring buffer lost. `libpq_ratio` (from DescLibpqRatio) becomes
 // _db_desc_libpq_ratio{worker, worker_app, desc} for the descs that keep their name.
+// `server` (from DescMatcher) becomes _db_desc_server_statements_total, _db_desc_server_seconds_total,
+// _db_desc_lock_waits_total and _db_desc_lock_wait_seconds_total{worker, worker_app, desc} with the same desc labels,
+// plus desc="unmatched" for server time no single client call could be found for.
 std::vector<prometheus::MetricFamily> db_desc_families(
     const DbClientSnapshot& snap, std::size_t desc_top_n,
-    const std::map<std::pair<WorkerLabels, std::string>, double>& libpq_ratio);
+    const std::map<std::pair<WorkerLabels, std::string>, double>& libpq_ratio,
+    const std::map<std::pair<WorkerLabels, std::string>, DescServerTotals>& server = {});
 
 // synapse_profiler_db_server_query_seconds{worker, worker_app, verb}, _db_lock_wait_seconds{worker, worker_app},
 // _db_transactions_total{worker, worker_app, outcome}: PostgreSQL's own view, per worker served.

@@ -127,6 +127,32 @@ TEST_F(DescAgentIT, PerDescCountsEqualTheWorkloadsOwnAndBareQueriesAreUnattribut
   EXPECT_NE(agent_log().find("attributed to Synapse transactions (CPython 3.11"), std::string::npos) << agent_log();
 }
 
+// PostgreSQL's side per desc: each statement the worker's backends executed is matched to the client call that sent
+// it (by time and the backend's learned thread), so per desc the server-side statements equal the workload's own
+// count of what it sent, none unmatched; server seconds never exceed the client's.
+TEST_F(DescAgentIT, ServerSideStatementsAreSplitByTheTransactionThatSentThem) {
+  auto w = start("desc_server");
+  const std::string name = "desc_server";
+  ASSERT_TRUE(sp::test::wait_for([&] { return attached(name, "libpq") == 1.0; }, 10s)) << agent_log();
+  std::this_thread::sleep_for(1600ms);  // past the matcher's grace for anything sent before the gate
+  Counts server_before = per_desc(name, "synapse_profiler_db_desc_server_statements_total");
+  Counts client_before = per_desc(name, "synapse_profiler_db_desc_query_seconds_total");
+  Counts server_s_before = per_desc(name, "synapse_profiler_db_desc_server_seconds_total");
+  std::ofstream(gate(name)).put('\n');
+  finish(*w);
+  std::this_thread::sleep_for(1600ms);
+  Counts got = minus(per_desc(name, "synapse_profiler_db_desc_server_statements_total"), server_before);
+  Counts want = truth_per_desc(w->truth_path());
+  ASSERT_GT(want["slow_query"], 10);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(got.count("unmatched"), 0u);
+  Counts client_s = minus(per_desc(name, "synapse_profiler_db_desc_query_seconds_total"), client_before);
+  Counts server_s = minus(per_desc(name, "synapse_profiler_db_desc_server_seconds_total"), server_s_before);
+  // slow_query's pg_sleep(0.01) runs in the server: most of its client time is server time.
+  EXPECT_GT(server_s["slow_query"], 0.5 * client_s["slow_query"]);
+  for (const auto& [desc, s] : server_s) EXPECT_LE(s, client_s[desc]) << desc;
+}
+
 // The pass-through join: per desc, libpq seconds over Synapse's own transaction seconds. slow_query's transaction is
 // one 10 ms pg_sleep plus BEGIN and COMMIT: nearly all of it is spent in libpq, and never more than all of it.
 TEST_F(DescAgentIT, LibpqRatioComparesWithSynapsesTransactionTime) {

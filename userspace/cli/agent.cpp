@@ -25,6 +25,7 @@
 #include "bpf/pgserver_family.h"
 #include "cli/commands.h"
 #include "core/correlator.h"
+#include "core/desc_matcher.h"
 #include "core/desc_ratio.h"
 #include "core/log.h"
 #include "core/overlap.h"
@@ -102,13 +103,16 @@ class Agent {
       if (recording(q.worker)) count(recording_->add_query(q), recorded_queries_);
       // Synapse's transaction time spans the whole new_transaction, COMMIT included.
       if (!q.desc.empty()) desc_batch_.push_back({q.worker, q.desc, q.end_ns, q.end_ns - q.start_ns});
+      client_calls_.push_back({q.worker, q.tid, q.start_ns, q.end_ns, q.desc, false});
     });
     pgserver_.set_event_sink([this](const QueryEvent& q) {
       if (q.worker == kOtherWorker) return;
       batch_.push_back({Cause::DbServer, q.worker, q.start_ns, q.end_ns, true});
+      server_intervals_.push_back({q.worker, q.tgid, q.start_ns, q.end_ns, {}, false});
       if (recording(q.worker)) count(recording_->add_query(q), recorded_server_);
     });
     pgserver_.set_lock_sink([this](const WorkerLabels& w, std::uint32_t backend, std::uint64_t start, std::uint64_t end) {
+      server_intervals_.push_back({w, backend, start, end, {}, true});
       if (!recording(w)) return;
       RecordedLockWait l;
       l.worker = w;
@@ -329,6 +333,11 @@ class Agent {
     batch_.clear();
     for (const auto& d : desc_batch_) desc_ratio_.add_query(d.worker, d.desc, d.end_ns, d.duration_ns);
     desc_batch_.clear();
+    for (const auto& c : client_calls_) desc_matcher_.add_client(c.worker, c.id, c.start_ns, c.end_ns, c.desc);
+    for (const auto& s : server_intervals_) desc_matcher_.add_server(s.worker, s.id, s.start_ns, s.end_ns, s.lock);
+    client_calls_.clear();
+    server_intervals_.clear();
+    desc_matcher_.settle(now);
     correlator_.tick(now);
     desc_ratio_.tick(now);
     for (const auto& [worker, r] : scraped) {
@@ -379,6 +388,7 @@ class Agent {
         WorkerLabels labels{w.worker_name, w.worker_app};
         if (!present.count(labels)) {
           correlator_.forget(labels);
+          desc_matcher_.forget(labels);
           desc_ratio_.forget(labels);
           last_scrape_.erase(w.worker_name);
         }
@@ -409,11 +419,15 @@ class Agent {
     for (auto& f : exporter::db_client_families(db, options_.db_table_labels)) families.push_back(std::move(f));
     {
       std::map<std::pair<WorkerLabels, std::string>, double> ratio;
+      std::map<std::pair<WorkerLabels, std::string>, DescServerTotals> server_by_desc;
       {
         std::lock_guard lock(correlator_mutex_);
         ratio = desc_ratio_.snapshot();
+        server_by_desc = desc_matcher_.totals();
       }
-      for (auto& f : exporter::db_desc_families(db, options_.db_desc_labels, ratio)) families.push_back(std::move(f));
+      for (auto& f : exporter::db_desc_families(db, options_.db_desc_labels, ratio, server_by_desc)) {
+        families.push_back(std::move(f));
+      }
     }
     DbServerSnapshot server = pgserver_.snapshot();
     for (auto& f : exporter::db_server_families(server)) families.push_back(std::move(f));
@@ -488,6 +502,15 @@ class Agent {
   std::mutex correlator_mutex_;
   Correlator correlator_;  // guarded by correlator_mutex_
   DescLibpqRatio desc_ratio_;  // guarded by correlator_mutex_
+  struct Span {  // a client call (id = thread) or a server interval (id = backend), queued by the sinks
+    WorkerLabels worker;
+    std::uint32_t id;
+    std::uint64_t start_ns, end_ns;
+    std::string desc;
+    bool lock;
+  };
+  std::vector<Span> client_calls_, server_intervals_;  // scanning thread only
+  DescMatcher desc_matcher_;  // guarded by correlator_mutex_
   // record: the recording is fed on the scanning thread only; the main thread reads it after joining that thread.
   Recording* recording_ = nullptr;
   std::set<std::string> record_workers_;
