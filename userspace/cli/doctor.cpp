@@ -55,7 +55,15 @@ void check_privileges(Report& r) {
       {Cap::SysAdmin, "attach uprobes and USDT probes (GC and libpq probes) on this kernel"},
       {Cap::SysPtrace, "read /proc/PID/root and maps of processes in other containers or of other users"},
   };
+  const bool sys_admin = has_cap(*caps, Cap::SysAdmin);
   for (const auto& n : needs) {
+    // The kernel's bpf_capable() and perfmon_capable() accept CAP_SYS_ADMIN too, which uprobes need anyway here: with
+    // it, CAP_BPF and CAP_PERFMON add nothing (the manifests grant only CAP_SYS_ADMIN and CAP_SYS_PTRACE).
+    const bool implied = sys_admin && (n.cap == Cap::Bpf || n.cap == Cap::Perfmon);
+    if (implied && !has_cap(*caps, n.cap)) {
+      r.line(Verdict::Ok, fmt::format("{} ({})", cap_name(n.cap), n.why), "implied by CAP_SYS_ADMIN");
+      continue;
+    }
     bool has = has_cap(*caps, n.cap);
     r.line(has ? Verdict::Ok : Verdict::Fail, fmt::format("{} ({})", cap_name(n.cap), n.why),
            has ? "" : "missing: run as root, or grant it (systemd AmbientCapabilities=, Kubernetes securityContext)");

@@ -1,0 +1,68 @@
+// The capabilities the Kubernetes manifests grant are enough, and the one they rely on is needed: the agent, started
+// with a bounding set of exactly CAP_SYS_ADMIN + CAP_SYS_PTRACE (what k8s/ adds after dropping ALL), attaches every
+// family and counts a worker's GC pauses; with CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE instead (no CAP_SYS_ADMIN) the
+// tracepoint families still load but the uprobe-based GC probe cannot attach, and says so.
+#include <thread>
+
+#include "harness.h"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// `synapse-profiler run` under setpriv with the given bounding set and no inheritable capabilities: as uid 0 the
+// process then has exactly the bounding set, as in a container that drops ALL and adds those.
+sp::test::Process agent_with_caps(const std::string& dir, const std::string& bounding, int port) {
+  return sp::test::Process({"/usr/bin/setpriv", "--bounding-set", bounding, "--inh-caps", "-all", SP_BINARY, "run",
+                            "--listen", "127.0.0.1:" + std::to_string(port), "--rescan-interval", "500ms"},
+                           dir + "/agent-" + bounding + ".log");
+}
+
+}  // namespace
+
+TEST(CapabilitiesIT, TheManifestsCapabilitiesAreEnoughAndSysAdminIsNeeded) {
+  if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+  std::string dir = sp::test::make_temp_dir("sp-caps-it");
+  sp::test::WorkloadSpec spec;
+  spec.name = "caps_worker";
+  spec.duration_s = 60;
+  spec.extra_args = {"--gc-schedule", "0:20", "--io-rate", "0"};
+  sp::test::Workload w(spec, dir);
+  ASSERT_TRUE(w.wait_ready()) << sp::test::read_text(w.log_path());
+
+  auto run_with = [&](const std::string& bounding) {
+    const int port = sp::test::free_port();
+    auto agent = agent_with_caps(dir, bounding, port);
+    EXPECT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port, "/healthz").has_value(); }, 10s))
+        << sp::test::read_text(dir + "/agent-" + bounding + ".log");
+    std::this_thread::sleep_for(1500ms);  // a few rescans and collections
+    std::string m = sp::test::http_get(port, "/metrics").value_or("");
+    agent.stop(SIGTERM);
+    return std::make_pair(m, sp::test::read_text(dir + "/agent-" + bounding + ".log"));
+  };
+
+  auto [enough, enough_log] = run_with("-all,+sys_admin,+sys_ptrace");
+  EXPECT_EQ(sp::test::metric_value(enough, "synapse_profiler_probe_attached", {{"worker", "caps_worker"}, {"probe", "gc"}}),
+            1.0)
+      << enough_log;
+  EXPECT_GT(sp::test::metric_value(enough, "synapse_profiler_gc_pause_seconds_count",
+                                   {{"worker", "caps_worker"}, {"generation", "0"}})
+                .value_or(0),
+            0)
+      << enough_log;
+  EXPECT_EQ(enough_log.find("unavailable"), std::string::npos) << "every family loads: " << enough_log;
+
+  // doctor agrees: with the manifests' set every needed check passes.
+  auto doctor = sp::test::run_command({"/usr/bin/setpriv", "--bounding-set", "-all,+sys_admin,+sys_ptrace", "--inh-caps",
+                                       "-all", SP_BINARY, "doctor"});
+  EXPECT_EQ(doctor.status, 0) << doctor.out;
+  EXPECT_NE(doctor.out.find("implied by CAP_SYS_ADMIN"), std::string::npos) << doctor.out;
+
+  auto [without, without_log] = run_with("-all,+bpf,+perfmon,+sys_ptrace");
+  EXPECT_EQ(
+      sp::test::metric_value(without, "synapse_profiler_probe_attached", {{"worker", "caps_worker"}, {"probe", "gc"}}),
+      0.0)
+      << without_log;
+  EXPECT_EQ(without_log.find("block I/O probes unavailable"), std::string::npos)
+      << "tracepoints need only CAP_BPF + CAP_PERFMON: " << without_log;
+}
