@@ -33,7 +33,8 @@ status=0
 
 if [[ $sanitize -eq 1 ]]; then
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
-  sp_build "$SP_ROOT/build-asan" -DSP_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  # Only the unit tests run under the sanitizers: build only them.
+  SP_BUILD_TARGET=sp_unit_all sp_build "$SP_ROOT/build-asan" -DSP_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
   (cd "$SP_ROOT/build-asan" && ctest --output-on-failure -L unit) || status=$?
 fi
 exit $status

@@ -4,10 +4,10 @@
 SP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SP_PG_BIN=${SP_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 
-sp_build() {  # sp_build BUILD_DIR [extra cmake args...]
+sp_build() {  # sp_build BUILD_DIR [extra cmake args...]; SP_BUILD_TARGET limits the build to one target
   local dir=$1; shift
   cmake -S "$SP_ROOT" -B "$dir" -DSP_WERROR=ON "$@" >/dev/null
-  cmake --build "$dir" -j "$(nproc)"
+  cmake --build "$dir" -j "$(nproc)" ${SP_BUILD_TARGET:+--target "$SP_BUILD_TARGET"}
 }
 
 sp_free_port() {

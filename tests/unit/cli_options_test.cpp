@@ -82,6 +82,13 @@ TEST(CliOptions, BadValuesAreUsageErrors) {
   }
 }
 
+TEST(CliOptions, VersionIsPrintedAndExitsZero) {
+  auto v = parse({"--version"});
+  EXPECT_FALSE(v.options);
+  EXPECT_EQ(v.exit_code, 0);
+  EXPECT_EQ(v.message, std::string("synapse-profiler ") + SP_VERSION);
+}
+
 TEST(CliOptions, HelpExplainsEveryOption) {
   auto top = parse({"--help"});
   EXPECT_FALSE(top.options);

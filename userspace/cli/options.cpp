@@ -64,6 +64,7 @@ po::options_description common_options(Raw& raw, CliOptions& o) {
   po::options_description d("General");
   d.add_options()
       ("help,h", "show this help")
+      ("version", "print the version and exit")
       ("verbose,v", po::bool_switch(&o.verbose), "debug logging, including libbpf's own messages")
       ("quiet,q", po::bool_switch(&o.quiet), "only warnings and errors")
       ("config", po::value(&raw.config),
@@ -174,6 +175,7 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
       file_opts.add(target_options(raw)).add(specific);
       po::store(po::parse_config_file(in, file_opts), vm);
     }
+    if (vm.count("version")) return {std::nullopt, 0, fmt::format("synapse-profiler {}", SP_VERSION)};
     if (vm.count("help")) {
       std::ostringstream text;
       text << (first == 1 ? kOverview : "") << "\n" << visible;
