@@ -164,3 +164,14 @@ TEST(ProcParse, RandomInputNeverCrashes) {
 
 }  // namespace
 }  // namespace sp::proc
+
+TEST(ProcParse, StatAndNspidRejectWhatTheKernelNeverWrites) {
+  const std::string tail = " S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20\n";
+  EXPECT_TRUE(sp::proc::parse_stat("1 (" + std::string(64, 'x') + ")" + tail));
+  EXPECT_FALSE(sp::proc::parse_stat("1 (" + std::string(65, 'x') + ")" + tail)) << "comm is at most 64 bytes";
+  EXPECT_FALSE(sp::proc::parse_stat("1 (x) \x01 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20\n"))
+      << "the state is a letter";
+  EXPECT_TRUE(sp::proc::parse_nspid("NSpid:\t0\t3\n").empty());
+  EXPECT_TRUE(sp::proc::parse_nspid("NSpid:\t-4\n").empty());
+  EXPECT_EQ(sp::proc::parse_nspid("NSpid:\t4242\t7\n"), (std::vector<int>{4242, 7}));
+}

@@ -1,5 +1,7 @@
 #include "core/proc_parse.h"
 
+#include <cctype>
+
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
@@ -79,7 +81,10 @@ std::optional<Stat> parse_stat(std::string_view text) {
   // rest[0] is field 3 (state), so field N is rest[N - 3].
   constexpr std::size_t kPpid = 4 - 3;
   constexpr std::size_t kStartTime = 22 - 3;
+  // The kernel writes a comm of at most 64 bytes (workqueue workers' names are the longest) and a letter as state.
+  if (close - open - 1 > 64) return std::nullopt;
   if (rest.size() <= kStartTime || rest[0].size() != 1) return std::nullopt;
+  if (!std::isalpha(static_cast<unsigned char>(rest[0][0]))) return std::nullopt;
   const auto ppid = parse_int(rest[kPpid]);
   const auto start_time = parse_u64(rest[kStartTime]);
   if (!ppid || !start_time) return std::nullopt;
@@ -96,7 +101,7 @@ std::vector<int> parse_nspid(std::string_view status) {
     if (!pids.empty() || !line.starts_with(kKey)) return;
     for (const auto field : fields(line.substr(kKey.size()))) {
       const auto pid = parse_int(field);
-      if (!pid) {
+      if (!pid || *pid <= 0) {
         pids.clear();
         return;
       }
