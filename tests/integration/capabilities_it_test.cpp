@@ -66,3 +66,20 @@ TEST(CapabilitiesIT, TheManifestsCapabilitiesAreEnoughAndSysAdminIsNeeded) {
   EXPECT_EQ(without_log.find("block I/O probes unavailable"), std::string::npos)
       << "tracepoints need only CAP_BPF + CAP_PERFMON: " << without_log;
 }
+
+// Without any privilege (an unprivileged user): one clear error line, a non-zero exit, nothing left loaded.
+TEST(CapabilitiesIT, WithoutPrivilegesItSaysWhatIsMissingAndExits) {
+  if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+  const int port = sp::test::free_port();
+  auto r = sp::test::run_command({"/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                                  "--inh-caps", "-all", "--bounding-set", "-all", SP_BINARY, "run", "--listen",
+                                  "127.0.0.1:" + std::to_string(port), "--quiet"});
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("no probe family could be loaded"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("CAP_SYS_ADMIN"), std::string::npos) << r.out;
+  EXPECT_FALSE(sp::test::port_listening(port));
+  auto record = sp::test::run_command({"/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                                       "--inh-caps", "-all", "--bounding-set", "-all", SP_BINARY, "record",
+                                       "--output", "/tmp/sp-caps-never-written", "--duration", "1s", "--quiet"});
+  EXPECT_NE(record.status, 0) << record.out;
+}

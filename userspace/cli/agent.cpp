@@ -147,7 +147,7 @@ class Agent {
     }
     record_workers_ = std::set<std::string>(options_.record_workers.begin(), options_.record_workers.end());
 
-    start_families();
+    if (!start_families()) return 1;
     Recording rec(options_.max_events);
     rec.start(monotonic_ns(std::chrono::steady_clock::now()), std::chrono::system_clock::now());
     recording_ = &rec;
@@ -234,7 +234,7 @@ class Agent {
       return 1;
     }
 
-    start_families();
+    if (!start_families()) return 1;
 
     server->add(std::make_shared<exporter::FunctionCollectable>([this] { return collect(); }));
     log::info("synapse-profiler {} serving http://{}/metrics (port {}) and /healthz", SP_VERSION, options_.listen,
@@ -272,14 +272,31 @@ class Agent {
     return stop_signals;
   }
 
-  void start_families() {
+  // A family that cannot load is reported and the others keep working; false when none loads at all (no
+  // privileges, no BPF): then there is nothing to run for, and the caller exits with one clear line.
+  bool start_families() {
     bpf::init_libbpf(options_.verbose);
-    // A family that cannot load is reported and the others keep working.
-    if (std::string error; !gc_.start(error)) log::error("gc probes unavailable: {}", error);
-    if (std::string error; !libpq_.start(error)) log::error("libpq probes unavailable: {}", error);
-    if (std::string error; !pgserver_.start(error)) log::error("postgres probes unavailable: {}", error);
-    if (std::string error; !blockio_.start(error)) log::error("block I/O probes unavailable: {}", error);
+    std::string first_error;
+    auto started = [&](bool ok, const char* what, const std::string& error) {
+      if (!ok) {
+        log::warn("{} probes unavailable: {}", what, error);
+        if (first_error.empty()) first_error = error;
+      }
+      return ok ? 1 : 0;
+    };
+    int n = 0;
+    std::string e1, e2, e3, e4;
+    n += started(gc_.start(e1), "gc", e1);
+    n += started(libpq_.start(e2), "libpq", e2);
+    n += started(pgserver_.start(e3), "postgres", e3);
+    n += started(blockio_.start(e4), "block I/O", e4);
     if (std::string why; !nvme_.start(why)) log::info("nvme command probes off: {}", why);
+    if (n == 0) {
+      log::error("no probe family could be loaded ({}): run as root, or with CAP_SYS_ADMIN and CAP_SYS_PTRACE; "
+                 "`synapse-profiler doctor` says what is missing",
+                 first_error);
+    }
+    return n > 0;
   }
 
   bool recording(const WorkerLabels& w) const {
