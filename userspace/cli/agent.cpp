@@ -24,6 +24,7 @@
 #include "bpf/nvme_family.h"
 #include "bpf/pgserver_family.h"
 #include "cli/commands.h"
+#include "core/capabilities.h"
 #include "core/correlator.h"
 #include "core/desc_matcher.h"
 #include "core/desc_ratio.h"
@@ -275,6 +276,12 @@ class Agent {
   // A family that cannot load is reported and the others keep working; false when none loads at all (no
   // privileges, no BPF): then there is nothing to run for, and the caller exits with one clear line.
   bool start_families() {
+    // Without CAP_BPF or CAP_SYS_ADMIN nothing can load: say so in one line instead of one failure per family.
+    if (auto caps = own_effective_caps(); caps && !has_cap(*caps, Cap::SysAdmin) && !has_cap(*caps, Cap::Bpf)) {
+      log::error("cannot load BPF programs: this process has neither CAP_SYS_ADMIN nor CAP_BPF; run as root, or "
+                 "grant CAP_SYS_ADMIN and CAP_SYS_PTRACE (`synapse-profiler doctor` says what is missing)");
+      return false;
+    }
     bpf::init_libbpf(options_.verbose);
     std::string first_error;
     auto started = [&](bool ok, const char* what, const std::string& error) {
