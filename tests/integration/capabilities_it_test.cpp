@@ -84,3 +84,39 @@ TEST(CapabilitiesIT, WithoutPrivilegesItSaysWhatIsMissingAndExits) {
                                        "--output", "/tmp/sp-caps-never-written", "--duration", "1s", "--quiet"});
   EXPECT_NE(record.status, 0) << record.out;
 }
+
+// Started as root with every capability, the agent keeps only what it needs (loading, attaching, and the rescans that
+// attach workers found later) and drops the rest, bounding set included; a worker started afterwards is attached.
+TEST(CapabilitiesIT, AgentDropsWhatItDoesNotNeedAndStillAttachesNewWorkers) {
+  if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+  std::string dir = sp::test::make_temp_dir("sp-caps-drop-it");
+  sp::test::AgentProcess agent(dir);
+  ASSERT_TRUE(agent.running()) << agent.log();
+  const std::string status = sp::test::read_text("/proc/" + std::to_string(agent.pid()) + "/status");
+  auto field = [&](const std::string& key) -> std::uint64_t {
+    auto pos = status.find(key + ":");
+    return pos == std::string::npos ? ~0ULL : std::stoull(status.substr(pos + key.size() + 1), nullptr, 16);
+  };
+  const std::uint64_t allowed = (1ULL << 2) | (1ULL << 19) | (1ULL << 21) | (1ULL << 24) | (1ULL << 38) | (1ULL << 39);
+  EXPECT_EQ(field("CapEff") & ~allowed, 0u) << status;
+  EXPECT_EQ(field("CapPrm") & ~allowed, 0u) << status;
+  EXPECT_EQ(field("CapBnd") & ~allowed, 0u) << status;
+  EXPECT_NE(field("CapEff") & (1ULL << 21), 0u) << "CAP_SYS_ADMIN kept for the rescans";
+  EXPECT_NE(agent.log().find("capabilities kept: "), std::string::npos) << agent.log();
+
+  sp::test::WorkloadSpec spec;
+  spec.name = "late_worker";
+  spec.duration_s = 30;
+  spec.extra_args = {"--gc-schedule", "0:20", "--io-rate", "0"};
+  sp::test::Workload w(spec, dir);
+  ASSERT_TRUE(w.wait_ready()) << sp::test::read_text(w.log_path());
+  EXPECT_TRUE(sp::test::wait_for(
+      [&] {
+        return sp::test::metric_value(agent.metrics(), "synapse_profiler_gc_pause_seconds_count",
+                                      {{"worker", "late_worker"}, {"generation", "0"}})
+                   .value_or(0) > 3;
+      },
+      10s))
+      << agent.log();
+  EXPECT_TRUE(agent.stop());
+}

@@ -124,6 +124,7 @@ class AgentProcess {
                const std::vector<std::string>& extra_args = {});
   bool running() { return healthy_ && proc_.running(); }
   int port() const { return port_; }
+  pid_t pid() const { return proc_.pid(); }
   std::string metrics() const { return http_get(port_, "/metrics").value_or(""); }
   std::string log() const { return read_text(log_path_); }
   // SIGTERM, then true when it exited 0.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -133,6 +134,7 @@ class Agent {
   int record() {
     namespace fs = std::filesystem;
     sigset_t stop_signals = block_stop_signals();
+    drop_capabilities();
     std::error_code ec;
     fs::create_directories(options_.output_dir, ec);
     if (ec || !fs::is_directory(options_.output_dir)) {
@@ -225,6 +227,7 @@ class Agent {
 
   int run() {
     sigset_t stop_signals = block_stop_signals();
+    drop_capabilities();
 
     // The port first: a port in use is a one-line error before anything is loaded into the kernel.
     std::unique_ptr<exporter::MetricsServer> server;
@@ -271,6 +274,24 @@ class Agent {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     return stop_signals;
+  }
+
+  // Before any thread starts (capabilities are per thread; threads inherit them): keep only what loading, attaching
+  // and every later rescan need (new workers are attached with the same privileges), drop the rest for good.
+  void drop_capabilities() {
+    std::uint64_t keep = cap_mask({Cap::SysAdmin, Cap::SysPtrace, Cap::Bpf, Cap::Perfmon, Cap::DacReadSearch,
+                                   Cap::SysResource});
+    // A privileged port needs CAP_NET_BIND_SERVICE until it is bound.
+    const auto colon = options_.listen.rfind(':');
+    int port = 0;
+    if (colon != std::string::npos) std::from_chars(options_.listen.data() + colon + 1, options_.listen.data() + options_.listen.size(), port);
+    if (port > 0 && port < 1024) keep |= cap_mask({Cap::NetBindService});
+    std::string error;
+    if (auto kept = restrict_capabilities(keep, error)) {
+      log::info("capabilities kept: {}; every other one dropped", cap_names(*kept));
+    } else {
+      log::warn("could not drop unneeded capabilities: {}", error);
+    }
   }
 
   // A family that cannot load is reported and the others keep working; false when none loads at all (no
