@@ -3,7 +3,6 @@
 // (RAII releases every BPF link, so nothing of ours stays attached).
 #include <fmt/core.h>
 #include <signal.h>
-
 #include <unistd.h>
 
 #include <atomic>
@@ -80,12 +79,13 @@ class Agent {
     if (!o.metrics_include.empty()) passthrough_.include = std::regex(o.metrics_include);
     if (!o.metrics_exclude.empty()) passthrough_.exclude = std::regex(o.metrics_exclude);
     // The per-event streams meet here. Every sink runs on the scanning thread (inside poll()), like rescan(); they
-    // only queue, and poll_all() hands the batch to the correlator under one lock.
+    // only queue, and poll_all() hands each queue to the correlator, the desc ratio and the desc matcher under one
+    // lock.
     gc_.set_event_sink([this](const gc_event& e) {
       auto it = worker_of_.find(static_cast<int>(e.tgid));
       if (it == worker_of_.end()) return;
       add_overlap(it->second, overlap_.add_pause(e.tgid, e.start_ns, e.end_ns));
-      batch_.push_back({Cause::Gc, it->second, e.start_ns, e.end_ns, true});
+      busy_batch_.push_back({Cause::Gc, it->second, e.start_ns, e.end_ns});
       if (recording(it->second)) {
         RecordedGc g;
         g.worker = it->second;
@@ -100,31 +100,26 @@ class Agent {
     });
     libpq_.set_event_sink([this](const QueryEvent& q) {
       add_overlap(q.worker, overlap_.add_query(q.tgid, q.start_ns, q.end_ns));
-      // Synapse's synapse_storage_query_time times cursor.execute(), not the COMMIT/ROLLBACK psycopg2 sends itself.
-      batch_.push_back({Cause::DbClient, q.worker, q.start_ns, q.end_ns, q.verb != "COMMIT" && q.verb != "ROLLBACK"});
+      client_batch_.push_back(q);
       if (recording(q.worker)) count(recording_->add_query(q), recorded_queries_);
-      // Synapse's transaction time spans the whole new_transaction, COMMIT included.
-      if (!q.desc.empty()) desc_batch_.push_back({q.worker, q.desc, q.end_ns, q.end_ns - q.start_ns});
-      client_calls_.push_back({q.worker, q.tid, q.start_ns, q.end_ns, q.desc, false});
     });
     pgserver_.set_event_sink([this](const QueryEvent& q) {
       if (q.worker == kOtherWorker) return;
-      batch_.push_back({Cause::DbServer, q.worker, q.start_ns, q.end_ns, true});
-      server_intervals_.push_back({q.worker, q.tgid, q.start_ns, q.end_ns, {}, false});
+      server_batch_.push_back(q);
       if (recording(q.worker)) count(recording_->add_query(q), recorded_server_);
     });
-    pgserver_.set_lock_sink([this](const WorkerLabels& w, std::uint32_t backend, std::uint64_t start, std::uint64_t end) {
-      server_intervals_.push_back({w, backend, start, end, {}, true});
-      if (!recording(w)) return;
-      RecordedLockWait l;
-      l.worker = w;
-      l.backend = backend;
-      l.start_ns = start;
-      l.end_ns = end;
-      count(recording_->add_lock_wait(l), recorded_server_);
-    });
+    pgserver_.set_lock_sink(
+        [this](const WorkerLabels& w, std::uint32_t backend, std::uint64_t start, std::uint64_t end) {
+          RecordedLockWait l;
+          l.worker = w;
+          l.backend = backend;
+          l.start_ns = start;
+          l.end_ns = end;
+          lock_batch_.push_back(l);
+          if (recording(w)) count(recording_->add_lock_wait(l), recorded_server_);
+        });
     blockio_.set_event_sink([this](const IoEvent& e) {
-      batch_.push_back({Cause::Disk, e.worker, e.start_ns, e.complete_ns, true});
+      busy_batch_.push_back({Cause::Disk, e.worker, e.start_ns, e.complete_ns});
       if (recording(e.worker)) count(recording_->add_io(e), recorded_io_);
     });
   }
@@ -367,21 +362,26 @@ class Agent {
     const std::uint64_t now = monotonic_ns(std::chrono::steady_clock::now());
     auto scraped = scraper_.latest();
     std::lock_guard lock(correlator_mutex_);
-    for (const auto& e : batch_) {
-      switch (e.cause) {
-        case Cause::Gc: correlator_.add_gc(e.worker, e.start_ns, e.end_ns); break;
-        case Cause::DbClient: correlator_.add_query(e.worker, e.start_ns, e.end_ns, e.in_query_time); break;
-        case Cause::DbServer: correlator_.add_server(e.worker, e.start_ns, e.end_ns); break;
-        case Cause::Disk: correlator_.add_disk(e.worker, e.start_ns, e.end_ns); break;
-      }
+    for (const auto& e : busy_batch_) {
+      if (e.cause == Cause::Gc) correlator_.add_gc(e.worker, e.start_ns, e.end_ns);
+      if (e.cause == Cause::Disk) correlator_.add_disk(e.worker, e.start_ns, e.end_ns);
     }
-    batch_.clear();
-    for (const auto& d : desc_batch_) desc_ratio_.add_query(d.worker, d.desc, d.end_ns, d.duration_ns);
-    desc_batch_.clear();
-    for (const auto& c : client_calls_) desc_matcher_.add_client(c.worker, c.id, c.start_ns, c.end_ns, c.desc);
-    for (const auto& s : server_intervals_) desc_matcher_.add_server(s.worker, s.id, s.start_ns, s.end_ns, s.lock);
-    client_calls_.clear();
-    server_intervals_.clear();
+    for (const auto& q : client_batch_) {
+      // Synapse's synapse_storage_query_time times cursor.execute(), not the COMMIT/ROLLBACK psycopg2 sends itself.
+      correlator_.add_query(q.worker, q.start_ns, q.end_ns, q.verb != "COMMIT" && q.verb != "ROLLBACK");
+      // Synapse's transaction time spans the whole new_transaction, COMMIT included.
+      if (!q.desc.empty()) desc_ratio_.add_query(q.worker, q.desc, q.end_ns, q.end_ns - q.start_ns);
+      desc_matcher_.add_client(q.worker, q.tid, q.start_ns, q.end_ns, q.desc);
+    }
+    for (const auto& q : server_batch_) {
+      correlator_.add_server(q.worker, q.start_ns, q.end_ns);
+      desc_matcher_.add_server(q.worker, q.tgid, q.start_ns, q.end_ns, false);
+    }
+    for (const auto& l : lock_batch_) desc_matcher_.add_server(l.worker, l.backend, l.start_ns, l.end_ns, true);
+    busy_batch_.clear();
+    client_batch_.clear();
+    server_batch_.clear();
+    lock_batch_.clear();
     desc_matcher_.settle(now);
     correlator_.tick(now);
     desc_ratio_.tick(now);
@@ -530,31 +530,20 @@ class Agent {
   OverlapTracker overlap_;                   // scanning thread only
   std::map<int, WorkerLabels> worker_of_;    // host PID -> labels, scanning thread only
   std::map<WorkerLabels, std::uint64_t> overlap_ns_;  // guarded by mutex_
+  // Events queued by the sinks until poll_all() (scanning thread only): GC pauses and disk requests, client and
+  // server-side queries, lock waits.
   struct BusyEvent {
-    Cause cause;
+    Cause cause;  // Gc or Disk
     WorkerLabels worker;
     std::uint64_t start_ns, end_ns;
-    bool in_query_time;
   };
-  std::vector<BusyEvent> batch_;  // scanning thread only
-  struct DescQuery {
-    WorkerLabels worker;
-    std::string desc;
-    std::uint64_t end_ns, duration_ns;
-  };
-  std::vector<DescQuery> desc_batch_;  // scanning thread only
+  std::vector<BusyEvent> busy_batch_;
+  std::vector<QueryEvent> client_batch_, server_batch_;
+  std::vector<RecordedLockWait> lock_batch_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_scrape_;  // scanning thread only
   std::mutex correlator_mutex_;
   Correlator correlator_;  // guarded by correlator_mutex_
   DescLibpqRatio desc_ratio_;  // guarded by correlator_mutex_
-  struct Span {  // a client call (id = thread) or a server interval (id = backend), queued by the sinks
-    WorkerLabels worker;
-    std::uint32_t id;
-    std::uint64_t start_ns, end_ns;
-    std::string desc;
-    bool lock;
-  };
-  std::vector<Span> client_calls_, server_intervals_;  // scanning thread only
   DescMatcher desc_matcher_;  // guarded by correlator_mutex_
   // record: the recording is fed on the scanning thread only; the main thread reads it after joining that thread.
   Recording* recording_ = nullptr;
