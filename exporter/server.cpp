@@ -17,25 +17,42 @@ bool valid_port(std::string_view s) {
 
 }  // namespace
 
-std::string listen_spec(const std::string& listen) {
-  std::string host;
-  std::string port;
+namespace {
+
+struct HostPort {
+  std::string host;  // "" when only a port is given
+  std::string port;  // checked: 0-65535
+};
+
+HostPort split_listen(const std::string& listen) {
+  HostPort hp;
   if (listen.starts_with('[')) {
     auto close = listen.find(']');
     if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
       throw ListenError("--listen " + listen + ": expected [IPv6]:PORT");
     }
-    host = listen.substr(0, close + 1);
-    port = listen.substr(close + 2);
+    hp.host = listen.substr(0, close + 1);
+    hp.port = listen.substr(close + 2);
   } else if (auto colon = listen.rfind(':'); colon != std::string::npos) {
-    host = listen.substr(0, colon);
-    port = listen.substr(colon + 1);
+    hp.host = listen.substr(0, colon);
+    hp.port = listen.substr(colon + 1);
   } else {
-    port = listen;
+    hp.port = listen;
   }
-  if (!valid_port(port)) throw ListenError("--listen " + listen + ": '" + port + "' is not a port number (0-65535)");
-  return host.empty() ? port : host + ":" + port;
+  if (!valid_port(hp.port)) {
+    throw ListenError("--listen " + listen + ": '" + hp.port + "' is not a port number (0-65535)");
+  }
+  return hp;
 }
+
+}  // namespace
+
+std::string listen_spec(const std::string& listen) {
+  HostPort hp = split_listen(listen);
+  return hp.host.empty() ? hp.port : hp.host + ":" + hp.port;
+}
+
+int listen_port(const std::string& listen) { return std::stoi(split_listen(listen).port); }
 
 MetricsServer::MetricsServer(const std::string& listen) {
   std::string spec = listen_spec(listen);

@@ -34,6 +34,8 @@ struct ListenError : std::runtime_error {
 
 // "HOST:PORT", "[V6]:PORT", ":PORT" or "PORT" -> the civetweb listening spec; throws ListenError on bad input.
 std::string listen_spec(const std::string& listen);
+// The port of such a listen address; throws ListenError on bad input.
+int listen_port(const std::string& listen);
 
 class MetricsServer {
  public:

@@ -40,6 +40,10 @@ TEST(ListenSpec, AcceptsHostPortForms) {
   EXPECT_EQ(sp::exporter::listen_spec("[::]:9477"), "[::]:9477");
   EXPECT_EQ(sp::exporter::listen_spec(":9477"), "9477");
   EXPECT_EQ(sp::exporter::listen_spec("9477"), "9477");
+  EXPECT_EQ(sp::exporter::listen_port("0.0.0.0:443"), 443);
+  EXPECT_EQ(sp::exporter::listen_port("[::]:80"), 80);
+  EXPECT_EQ(sp::exporter::listen_port("9477"), 9477);
+  EXPECT_THROW(sp::exporter::listen_port("host:port"), sp::exporter::ListenError);
   for (const char* bad : {"host:", "host:port", "1.2.3.4:99999", "[::1]", "[::1]9477", ""}) {
     EXPECT_THROW(sp::exporter::listen_spec(bad), sp::exporter::ListenError) << bad;
   }

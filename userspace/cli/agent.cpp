@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <charconv>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -276,11 +275,15 @@ class Agent {
   void drop_capabilities() {
     std::uint64_t keep = cap_mask({Cap::SysAdmin, Cap::SysPtrace, Cap::Bpf, Cap::Perfmon, Cap::DacReadSearch,
                                    Cap::SysResource});
-    // A privileged port needs CAP_NET_BIND_SERVICE until it is bound.
-    const auto colon = options_.listen.rfind(':');
-    int port = 0;
-    if (colon != std::string::npos) std::from_chars(options_.listen.data() + colon + 1, options_.listen.data() + options_.listen.size(), port);
-    if (port > 0 && port < 1024) keep |= cap_mask({Cap::NetBindService});
+    // A privileged port needs CAP_NET_BIND_SERVICE until it is bound (a bad --listen fails later, at the bind).
+    if (options_.command == Command::Run) {
+      try {
+        if (const int port = exporter::listen_port(options_.listen); port > 0 && port < 1024) {
+          keep |= cap_mask({Cap::NetBindService});
+        }
+      } catch (const exporter::ListenError&) {
+      }
+    }
     std::string error;
     if (auto kept = restrict_capabilities(keep, error)) {
       log::info("capabilities kept: {}; every other one dropped", cap_names(*kept));
