@@ -29,6 +29,17 @@ const std::vector<double>& io_bounds_seconds() {
   return bounds;
 }
 
+// A kernel-bucketed histogram as a Prometheus histogram point with exactly the kernel's bounds.
+prometheus::ClientMetric bucket_point(const LabelList& labels, const LatencyHistogram& h) {
+  std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
+  return histogram_point(labels, latency_bounds_seconds(), per_bucket, static_cast<double>(h.sum_ns) / 1e9);
+}
+
+prometheus::ClientMetric bucket_point(const LabelList& labels, const IoHistogram& h) {
+  std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
+  return histogram_point(labels, io_bounds_seconds(), per_bucket, static_cast<double>(h.sum_ns) / 1e9);
+}
+
 std::string generation_label(int gen) { return gen < 0 ? "unknown" : std::to_string(gen); }
 
 }  // namespace
@@ -39,9 +50,7 @@ std::vector<prometheus::MetricFamily> gc_families(const GcSnapshot& snap) {
   for (const auto& [key, s] : snap.series) {
     const auto& [labels, gen] = key;
     LabelList l = {{"worker", labels.worker}, {"worker_app", labels.worker_app}, {"generation", generation_label(gen)}};
-    std::vector<std::uint64_t> per_bucket(s.pauses.buckets.begin(), s.pauses.buckets.end());
-    pauses.push_back(
-        histogram_point(l, latency_bounds_seconds(), per_bucket, static_cast<double>(s.pauses.sum_ns) / 1e9));
+    pauses.push_back(bucket_point(l, s.pauses));
     collected.push_back(counter_point(l, static_cast<double>(s.collected)));
   }
   std::vector<prometheus::MetricFamily> out;
@@ -77,10 +86,8 @@ std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot&
   std::vector<prometheus::ClientMetric> points;
   for (const auto& [key, h] : merged) {
     const auto& [labels, verb, table] = key;
-    std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
-    points.push_back(histogram_point(
-        {{"worker", labels.worker}, {"worker_app", labels.worker_app}, {"verb", verb}, {"table", table}},
-        latency_bounds_seconds(), per_bucket, static_cast<double>(h.sum_ns) / 1e9));
+    points.push_back(bucket_point(
+        {{"worker", labels.worker}, {"worker_app", labels.worker_app}, {"verb", verb}, {"table", table}}, h));
   }
   std::vector<prometheus::MetricFamily> out;
   out.push_back(histogram_family("synapse_profiler_db_client_query_seconds",
@@ -176,18 +183,14 @@ std::vector<prometheus::MetricFamily> db_desc_families(
 }
 
 std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot& snap) {
-  auto hist = [](const LabelList& l, const LatencyHistogram& h) {
-    std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
-    return histogram_point(l, latency_bounds_seconds(), per_bucket, static_cast<double>(h.sum_ns) / 1e9);
-  };
   std::vector<prometheus::ClientMetric> queries, locks, txns;
   for (const auto& [key, h] : snap.queries) {
     const auto& [labels, verb] = key;
-    queries.push_back(hist({{"worker", labels.worker}, {"worker_app", labels.worker_app}, {"verb", verb}}, h));
+    queries.push_back(bucket_point({{"worker", labels.worker}, {"worker_app", labels.worker_app}, {"verb", verb}}, h));
   }
   for (const auto& [labels, t] : snap.backends) {
     LabelList l = {{"worker", labels.worker}, {"worker_app", labels.worker_app}};
-    locks.push_back(hist(l, t.lock_waits));
+    locks.push_back(bucket_point(l, t.lock_waits));
     auto with_outcome = [&](const char* outcome) {
       LabelList lo = l;
       lo.emplace_back("outcome", outcome);
@@ -216,14 +219,13 @@ std::vector<prometheus::MetricFamily> disk_io_families(const IoSnapshot& snap) {
     const auto& [labels, io] = key;
     for (const auto* stage : {"queue", "device"}) {
       const IoHistogram& h = std::string(stage) == "queue" ? s.queue : s.device;
-      std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
-      times.push_back(histogram_point({{"worker", labels.worker},
-                                       {"worker_app", labels.worker_app},
-                                       {"device", io.device},
-                                       {"op", io.op},
-                                       {"stage", stage},
-                                       {"via", io.via}},
-                                      io_bounds_seconds(), per_bucket, static_cast<double>(h.sum_ns) / 1e9));
+      times.push_back(bucket_point({{"worker", labels.worker},
+                                    {"worker_app", labels.worker_app},
+                                    {"device", io.device},
+                                    {"op", io.op},
+                                    {"stage", stage},
+                                    {"via", io.via}},
+                                   h));
     }
     bytes.push_back(counter_point({{"worker", labels.worker},
                                    {"worker_app", labels.worker_app},
@@ -255,9 +257,7 @@ std::vector<prometheus::MetricFamily> nvme_families(const NvmeSnapshot& snap) {
   }
   std::vector<prometheus::ClientMetric> times;
   for (const auto& [key, h] : latency) {
-    std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
-    times.push_back(histogram_point({{"device", key.first}, {"opcode", key.second}}, io_bounds_seconds(), per_bucket,
-                                    static_cast<double>(h.sum_ns) / 1e9));
+    times.push_back(bucket_point({{"device", key.first}, {"opcode", key.second}}, h));
   }
   std::vector<prometheus::MetricFamily> out;
   out.push_back(counter_family("synapse_profiler_nvme_commands_total",
