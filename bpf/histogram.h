@@ -7,16 +7,6 @@
 
 #ifndef __VMLINUX_H__
 #include <linux/types.h>
-/* 10 us .. 10 s: block I/O queue and device times. */
-#define SP_IO_BOUNDS 19
-#define SP_IO_BUCKETS (SP_IO_BOUNDS + 1)
-#define SP_IO_BOUNDS_NS                                                                                      \
-  {                                                                                                          \
-    10000ULL, 25000ULL, 50000ULL, 100000ULL, 250000ULL, 500000ULL, 1000000ULL, 2500000ULL, 5000000ULL,       \
-        10000000ULL, 25000000ULL, 50000000ULL, 100000000ULL, 250000000ULL, 500000000ULL, 1000000000ULL,      \
-        2500000000ULL, 5000000000ULL, 10000000000ULL                                                         \
-  }
-
 #endif
 
 /* 50 us .. 10 s: GC pauses and query latencies. */
