@@ -77,7 +77,18 @@ class Recording {
   const std::vector<RecordedScrape>& scrapes() const { return scrapes_; }
 
  private:
-  bool admit(std::uint64_t start_ns, std::uint64_t end_ns);
+  bool in_span(std::uint64_t start_ns, std::uint64_t end_ns) const;
+  // Appends `e` to `into` when it lies in the span and the cap allows; counts it as dropped when the cap does not.
+  template <typename T>
+  bool admit(std::vector<T>& into, const T& e, std::uint64_t start_ns, std::uint64_t end_ns) {
+    if (!in_span(start_ns, end_ns)) return false;
+    if (events() >= max_events_) {
+      ++dropped_;
+      return false;
+    }
+    into.push_back(e);
+    return true;
+  }
 
   std::size_t max_events_;
   std::uint64_t start_ns_ = 0;
