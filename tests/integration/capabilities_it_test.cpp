@@ -4,6 +4,7 @@
 // tracepoint families still load but the uprobe-based GC probe cannot attach, and says so.
 #include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "harness.h"
 
@@ -11,12 +12,20 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// `synapse-profiler run` under setpriv with the given bounding set and no inheritable capabilities: as uid 0 the
-// process then has exactly the bounding set, as in a container that drops ALL and adds those.
+// The binary under setpriv with the given bounding set and no inheritable capabilities: as uid 0 the process then has
+// exactly the bounding set, as in a container that drops ALL and adds those. `as_nobody` also makes it uid/gid 65534.
+std::vector<std::string> with_caps(const std::string& bounding, std::vector<std::string> args, bool as_nobody = false) {
+  std::vector<std::string> argv = {"/usr/bin/setpriv"};
+  if (as_nobody) argv.insert(argv.end(), {"--reuid", "65534", "--regid", "65534", "--clear-groups"});
+  argv.insert(argv.end(), {"--bounding-set", bounding, "--inh-caps", "-all", SP_BINARY});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
 sp::test::Process agent_with_caps(const std::string& dir, const std::string& bounding, int port) {
-  return sp::test::Process({"/usr/bin/setpriv", "--bounding-set", bounding, "--inh-caps", "-all", SP_BINARY, "run",
-                            "--listen", "127.0.0.1:" + std::to_string(port), "--rescan-interval", "500ms"},
-                           dir + "/agent-" + bounding + ".log");
+  return sp::test::Process(
+      with_caps(bounding, {"run", "--listen", "127.0.0.1:" + std::to_string(port), "--rescan-interval", "500ms"}),
+      dir + "/agent-" + bounding + ".log");
 }
 
 }  // namespace
@@ -54,8 +63,7 @@ TEST(CapabilitiesIT, TheManifestsCapabilitiesAreEnoughAndSysAdminIsNeeded) {
   EXPECT_EQ(enough_log.find("unavailable"), std::string::npos) << "every family loads: " << enough_log;
 
   // doctor agrees: with the manifests' set every needed check passes.
-  auto doctor = sp::test::run_command({"/usr/bin/setpriv", "--bounding-set", "-all,+sys_admin,+sys_ptrace", "--inh-caps",
-                                       "-all", SP_BINARY, "doctor"});
+  auto doctor = sp::test::run_command(with_caps("-all,+sys_admin,+sys_ptrace", {"doctor"}));
   EXPECT_EQ(doctor.status, 0) << doctor.out;
   EXPECT_NE(doctor.out.find("implied by CAP_SYS_ADMIN"), std::string::npos) << doctor.out;
 
@@ -72,16 +80,14 @@ TEST(CapabilitiesIT, TheManifestsCapabilitiesAreEnoughAndSysAdminIsNeeded) {
 TEST(CapabilitiesIT, WithoutPrivilegesItSaysWhatIsMissingAndExits) {
   if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
   const int port = sp::test::free_port();
-  auto r = sp::test::run_command({"/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-                                  "--inh-caps", "-all", "--bounding-set", "-all", SP_BINARY, "run", "--listen",
-                                  "127.0.0.1:" + std::to_string(port), "--quiet"});
+  auto r = sp::test::run_command(
+      with_caps("-all", {"run", "--listen", "127.0.0.1:" + std::to_string(port), "--quiet"}, /*as_nobody=*/true));
   EXPECT_NE(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("neither CAP_SYS_ADMIN nor CAP_BPF"), std::string::npos) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line: " << r.out;
   EXPECT_FALSE(sp::test::port_listening(port));
-  auto record = sp::test::run_command({"/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-                                       "--inh-caps", "-all", "--bounding-set", "-all", SP_BINARY, "record",
-                                       "--output", "/tmp/sp-caps-never-written", "--duration", "1s", "--quiet"});
+  auto record = sp::test::run_command(with_caps(
+      "-all", {"record", "--output", "/tmp/sp-caps-never-written", "--duration", "1s", "--quiet"}, /*as_nobody=*/true));
   EXPECT_NE(record.status, 0) << record.out;
 }
 

@@ -164,6 +164,30 @@ CommandResult run_command(const std::vector<std::string>& argv) {
   return r;
 }
 
+std::optional<double> hold_users_table_lock(const PgEnv& pg, const std::string& log_path) {
+  const char* holder = R"py(
+import psycopg2, sys, time
+conn = psycopg2.connect(host=sys.argv[1], port=int(sys.argv[2]), user=sys.argv[3], dbname=sys.argv[4])
+cur = conn.cursor()
+held = 0
+for _ in range(3):
+    time.sleep(0.3)
+    cur.execute("LOCK TABLE synapse_workload.users IN ACCESS EXCLUSIVE MODE")
+    t0 = time.monotonic_ns()
+    time.sleep(0.4)
+    conn.commit()
+    held += time.monotonic_ns() - t0
+print(held)
+)py";
+  Process h({"/usr/bin/python3.11", "-c", holder, pg.host, std::to_string(pg.port), pg.user, pg.db}, log_path);
+  auto st = h.wait(std::chrono::seconds(30));
+  if (!st || !WIFEXITED(*st) || WEXITSTATUS(*st) != 0) {
+    ADD_FAILURE() << "the lock holder failed: " << read_text(log_path);
+    return std::nullopt;
+  }
+  return std::stod(read_text(log_path)) / 1e9;
+}
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;

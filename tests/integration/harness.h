@@ -69,6 +69,11 @@ struct PgEnv {
 };
 std::optional<PgEnv> test_postgres();
 
+// Another client (not a Synapse worker) takes the test workload's `users` table in ACCESS EXCLUSIVE mode three times,
+// 0.3 s apart, for 0.4 s each, so that the backends of workers touching it wait on the lock. Blocks until done;
+// returns the seconds it held the table by its own clock, nullopt (with a test failure) when it failed.
+std::optional<double> hold_users_table_lock(const PgEnv& pg, const std::string& log_path);
+
 // A Synapse-like workload process (tests/workload) with a generated config.
 struct WorkloadSpec {
   std::string name;                      // worker_name; "master" makes a main process without worker_name

@@ -184,26 +184,9 @@ TEST_F(LibpqAgentIT, LockWaitsAreChargedToTheWaitingWorker) {
   auto w = start("db_locked", false);
   attach_and_go(*w);
   auto pg = *sp::test::test_postgres();
-  const char* holder = R"py(
-import psycopg2, sys, time
-conn = psycopg2.connect(host=sys.argv[1], port=int(sys.argv[2]), user=sys.argv[3], dbname=sys.argv[4])
-cur = conn.cursor()
-held = 0
-for _ in range(3):
-    time.sleep(0.3)
-    cur.execute("LOCK TABLE synapse_workload.users IN ACCESS EXCLUSIVE MODE")
-    t0 = time.monotonic_ns()
-    time.sleep(0.4)
-    conn.commit()
-    held += time.monotonic_ns() - t0
-print(held)
-)py";
-  std::string held_path = dir_ + "/held.txt";
-  sp::test::Process h({"/usr/bin/python3.11", "-c", holder, pg.host, std::to_string(pg.port), pg.user, pg.db},
-                      held_path);
-  auto hs = h.wait(30s);
-  ASSERT_TRUE(hs && WIFEXITED(*hs) && WEXITSTATUS(*hs) == 0) << sp::test::read_text(held_path);
-  double held_seconds = std::stod(sp::test::read_text(held_path)) / 1e9;
+  auto held = sp::test::hold_users_table_lock(pg, dir_ + "/held.txt");
+  ASSERT_TRUE(held);
+  const double held_seconds = *held;
   finish(*w);
   std::this_thread::sleep_for(800ms);
   std::string m = metrics();

@@ -89,26 +89,9 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   std::ofstream(dir_ + "/rec_worker.gate").put('\n');
   std::ofstream(dir_ + "/rec_ignored.gate").put('\n');
   // Three times, another client holds the worker's `users` table for 0.4 s: its backends wait on the lock.
-  auto pg = *sp::test::test_postgres();
-  const char* holder = R"py(
-import psycopg2, sys, time
-conn = psycopg2.connect(host=sys.argv[1], port=int(sys.argv[2]), user=sys.argv[3], dbname=sys.argv[4])
-cur = conn.cursor()
-held = 0
-for _ in range(3):
-    time.sleep(0.3)
-    cur.execute("LOCK TABLE synapse_workload.users IN ACCESS EXCLUSIVE MODE")
-    t0 = time.monotonic_ns()
-    time.sleep(0.4)
-    conn.commit()
-    held += time.monotonic_ns() - t0
-print(held)
-)py";
-  sp::test::Process h({"/usr/bin/python3.11", "-c", holder, pg.host, std::to_string(pg.port), pg.user, pg.db},
-                      dir_ + "/held.txt");
-  auto hs = h.wait(30s);
-  ASSERT_TRUE(hs && WIFEXITED(*hs) && WEXITSTATUS(*hs) == 0) << sp::test::read_text(dir_ + "/held.txt");
-  const double held_us = std::stod(sp::test::read_text(dir_ + "/held.txt")) / 1e3;
+  auto held = sp::test::hold_users_table_lock(*sp::test::test_postgres(), dir_ + "/held.txt");
+  ASSERT_TRUE(held);
+  const double held_us = *held * 1e6;
   auto st = rec.wait(40s);
   ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << log();
 
