@@ -64,22 +64,36 @@ double sum_of(const std::string& metrics, const std::string& name, const std::ma
   return total;
 }
 
-// The agent's metrics and the kernel's disk statistics at a quiet moment: no request completed on the disk for two
-// agent polls, so the metrics hold every request the statistics count. Other programs may use the disk: retried.
+// The agent's metrics and the kernel's disk statistics at a quiet moment: no request completed on the disk between
+// two readings of its statistics, and in between the agent finished two scans and two polls of its probes after the
+// first reading (a scan tells whose each process's requests are; the first round may have begun before the reading,
+// the second began after it, so it saw every request the statistics count). Other programs may use the disk: retried.
 struct QuietSnapshot {
   std::string metrics;
   DiskStat stat;
   bool quiet = false;
 };
 
+std::pair<double, double> rounds_of(const std::string& metrics) {
+  return {sp::test::metric_value(metrics, "synapse_profiler_probe_polls_total", {}).value_or(-1),
+          sp::test::metric_value(metrics, "synapse_profiler_discovery_scans_total", {}).value_or(-1)};
+}
+
 QuietSnapshot quiet_snapshot(const sp::test::AgentProcess& agent, const std::string& disk) {
   QuietSnapshot snap;
   for (int attempt = 0; attempt < 20; ++attempt) {
     DiskStat s1 = disk_stat(disk);
-    std::this_thread::sleep_for(600ms);
-    snap.metrics = agent.metrics();
+    const auto [polls, scans] = rounds_of(agent.metrics());
+    std::this_thread::sleep_for(300ms);
+    // On a busy machine a scan (attaching, detaching) can hold the polling loop up for a while: wait for it.
+    const bool polled = sp::test::wait_for(
+        [&, polls = polls, scans = scans] {
+          auto [p, s] = rounds_of(snap.metrics = agent.metrics());
+          return p >= polls + 2 && s >= scans + 2;
+        },
+        20s);
     snap.stat = disk_stat(disk);
-    if (s1.reads == snap.stat.reads && s1.writes == snap.stat.writes) {
+    if (polled && s1.reads == snap.stat.reads && s1.writes == snap.stat.writes) {
       snap.quiet = true;
       break;
     }
@@ -185,6 +199,45 @@ TEST_F(BlockIoAgentIT, DirectIoIsChargedToTheWorkerWithItsOwnByteCounts) {
   std::map<std::string, std::string> queue_stage = with_op(self, "read");
   queue_stage["stage"] = "queue";
   EXPECT_GT(delta(queue_stage, "synapse_profiler_disk_io_seconds_count"), 0);
+}
+
+// A worker's requests from before the scan that finds it are still its own: the kernel keeps the counts of a process
+// no scan has seen yet until a scan says whose they are (folding them into "other" at once would charge a newly
+// started worker's first seconds to nobody). Here the agent scans every 3 s and the worker starts reading and writing
+// at once, so a good part of its I/O completes before it is discovered.
+TEST_F(BlockIoAgentIT, RequestsBeforeTheWorkerIsDiscoveredAreStillItsOwn) {
+  EXPECT_TRUE(agent_.stop()) << agent_.log();
+  agent_ = sp::test::AgentProcess(dir_, "3s");
+  ASSERT_TRUE(agent_.running()) << agent_.log();
+  const std::string before = metrics();
+  WorkloadSpec spec;
+  spec.name = "io_early";
+  spec.duration_s = 5;
+  std::ofstream(dir_ + "/gate").put('\n');  // open from the start: I/O begins as soon as the worker is up
+  spec.extra_args = {"--gc-schedule", "none", "--io-rate", "10", "--io-bytes", "1048576", "--direct-io",
+                     "--media-dir", dir_ + "/media", "--start-gate", dir_ + "/gate"};
+  Workload w(spec, dir_);
+  auto st = w.process().wait(60s);
+  ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(w.log_path());
+  auto [after, stat_after, quiet_after] = quiet_snapshot(agent_, disk_);
+  const std::string log = agent_.log();
+  ASSERT_NE(log.find("worker io_early"), std::string::npos) << "the worker was never discovered:\n" << log;
+
+  double read_bytes = 0, write_bytes = 0;
+  for (const auto& r : sp::test::truth_of_type(sp::test::read_truth(w.truth_path()), "io")) {
+    (*r.text("op") == "read" ? read_bytes : write_bytes) += static_cast<double>(*r.integer("bytes"));
+  }
+  ASSERT_GT(read_bytes, 0);
+  auto charged = [&, &after = after](const std::string& op) {
+    std::map<std::string, std::string> f = {{"worker", "io_early"}, {"device", disk_}, {"via", "self"}, {"op", op}};
+    return sum_of(after, "synapse_profiler_disk_io_bytes_total", f) -
+           sum_of(before, "synapse_profiler_disk_io_bytes_total", f);
+  };
+  // Every O_DIRECT byte the worker moved is charged to it; reads may add what Python read from disk as it started.
+  EXPECT_GE(charged("read"), read_bytes);
+  EXPECT_LE(charged("read"), read_bytes + (64 << 20));
+  EXPECT_GE(charged("write_sync"), write_bytes);
+  EXPECT_LE(charged("write_sync"), write_bytes + (4 << 20));
 }
 
 TEST_F(BlockIoAgentIT, BufferedWritesFlushedByWritebackAreOther) {

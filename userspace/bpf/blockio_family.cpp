@@ -39,33 +39,61 @@ std::string BlockIoFamily::device_name(std::uint32_t dev) {
 
 bool BlockIoFamily::wanted(const std::string& device) const { return device_selected(device_globs_, device); }
 
+// Order matters, so that no completed request is lost or charged to the wrong owner:
+// 1. workers found by this scan are known before draining: what they did before the scan found them is theirs;
+// 2. a process that has gone has its kernel entries taken (read and deleted in one step, so a request completing
+//    in between cannot slip through) as its final values, then retired into its worker's totals;
+// 3. only now, with the worker set final, is every process still unknown folded into "other" (and remembered, so
+//    that polls until the next scan fold its new requests right away).
 void BlockIoFamily::update(const ScanResult& current) {
   if (!probe_) return;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& w : current.workers) workers_[w.host_pid] = {w.worker_name, w.worker_app};
+  }
   poll();
   std::lock_guard lock(mutex_);
   workers_.clear();
   for (const auto& w : current.workers) workers_[w.host_pid] = {w.worker_name, w.worker_app};
-  // A tracked process that is neither a worker nor a backend serving one any more has exited: keep its totals.
   auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
-  std::set<int> gone;
-  for (int pid : tracked_) {
+  auto undecided = pgserver_ ? pgserver_->undecided_backends() : std::set<int>{};
+  auto serves_worker = [&](int pid) {
     auto d = decisions.find(pid);
-    if (!workers_.count(pid) && (d == decisions.end() || d->second == kOtherWorker)) gone.insert(pid);
+    return d != decisions.end() && !(d->second == kOtherWorker);
+  };
+  std::set<int> gone;
+  for (const auto& [pid, owner] : owners_) {
+    if (!workers_.count(pid) && !serves_worker(pid)) gone.insert(pid);
   }
-  if (gone.empty()) return;
+  others_.clear();
   for (const auto& [key, value] : probe_->read()) {
-    if (gone.count(static_cast<int>(key.tgid))) probe_->erase(key);
+    const int pid = static_cast<int>(key.tgid);
+    if (gone.count(pid)) {
+      sp_io_hist final_value{};
+      const Owner& owner = owners_[pid];
+      if (probe_->take(key, final_value)) {
+        book_.set_live(pid, owner.labels, {device_name(key.dev), io_op_name(key.op), owner.via},
+                       series_of(final_value));
+      }
+    } else if (!workers_.count(pid) && !serves_worker(pid) && !undecided.count(pid)) {
+      others_.insert(pid);
+      fold_into_other(key);
+    }
   }
   for (int pid : gone) {
     book_.retire(pid);
-    tracked_.erase(pid);
+    owners_.erase(pid);
   }
+}
+
+void BlockIoFamily::fold_into_other(const sp_io_key& key) {
+  sp_io_hist taken{};
+  if (probe_->take(key, taken)) other_[{device_name(key.dev), io_op_name(key.op), ""}].add(series_of(taken));
 }
 
 void BlockIoFamily::poll() {
   if (!probe_) return;
   auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
-  auto undecided = pgserver_ ? pgserver_->undecided_backends() : std::set<int>{};
   std::vector<sp_io_event> requests;
   probe_->drain([&](const sp_io_event& e) {
     if (on_event_) requests.push_back(e);
@@ -94,22 +122,21 @@ void BlockIoFamily::poll() {
     charged.push_back(std::move(out));
   }
   for (const auto& [key, value] : probe_->read()) {
-    int pid = static_cast<int>(key.tgid);
-    std::string device = device_name(key.dev);
-    std::string op = io_op_name(key.op);
+    const int pid = static_cast<int>(key.tgid);
+    Owner owner;
     if (auto w = workers_.find(pid); w != workers_.end()) {
-      book_.set_live(pid, w->second, {device, op, "self"}, series_of(value));
-      tracked_.insert(pid);
+      owner = {w->second, "self"};
     } else if (auto d = decisions.find(pid); d != decisions.end() && !(d->second == kOtherWorker)) {
-      book_.set_live(pid, d->second, {device, op, "postgres"}, series_of(value));
-      tracked_.insert(pid);
-    } else if (undecided.count(pid)) {
-      continue;  // a backend whose worker is not known yet: its counts wait in the kernel
+      owner = {d->second, "postgres"};
     } else {
-      // Nobody we profile: fold into "other" and free the kernel entry (writeback threads, other programs).
-      sp_io_hist taken{};
-      if (probe_->take(key, taken)) other_[{device, op, ""}].add(series_of(taken));
+      // Nobody we profile, as of the last scan: fold into "other" and free the kernel entry (writeback threads,
+      // other programs). A process the last scan did not see yet (maybe a worker that has just started, maybe a
+      // backend whose worker is not decided yet) keeps its counts in the kernel until the next scan decides.
+      if (others_.count(pid)) fold_into_other(key);
+      continue;
     }
+    book_.set_live(pid, owner.labels, {device_name(key.dev), io_op_name(key.op), owner.via}, series_of(value));
+    owners_[pid] = owner;
   }
   lock.unlock();
   for (const auto& e : charged) on_event_(e);

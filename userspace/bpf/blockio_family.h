@@ -37,8 +37,13 @@ class BlockIoFamily {
   void set_event_sink(std::function<void(const IoEvent&)> sink) { on_event_ = std::move(sink); }
 
  private:
+  struct Owner {
+    WorkerLabels labels;
+    std::string via;  // "self" or "postgres"
+  };
   std::string device_name(std::uint32_t dev);  // caller holds mutex_
   bool wanted(const std::string& device) const;
+  void fold_into_other(const sp_io_key& key);  // caller holds mutex_
 
   std::string sys_root_;
   std::vector<std::string> device_globs_;
@@ -47,7 +52,8 @@ class BlockIoFamily {
 
   mutable std::mutex mutex_;
   std::map<int, WorkerLabels> workers_;  // host PID -> labels, from the last scan
-  std::set<int> tracked_;                // processes whose counts are kept live (workers and backends serving one)
+  std::map<int, Owner> owners_;  // processes whose counts are kept live (workers and backends serving one)
+  std::set<int> others_;         // processes the last scan found to be nobody we profile: folded into "other"
   std::map<std::uint32_t, std::string> device_names_;
   ProcessBook<IoKey, IoSeries> book_;
   std::map<IoKey, IoSeries> other_;

@@ -350,6 +350,7 @@ class Agent {
         next_scan = Clock::now() + options_.rescan_interval;
       }
       poll_all();
+      ++polls_;
       lock.lock();
     }
   }
@@ -445,6 +446,7 @@ class Agent {
     }
     std::lock_guard lock(mutex_);
     latest_ = std::move(result);
+    ++scans_;
   }
 
   void add_overlap(const WorkerLabels& worker, std::uint64_t ns) {
@@ -518,6 +520,7 @@ class Agent {
                                                      {"postgres", pgserver_.hook_misses()},
                                                      {"block_io", blockio_.hook_misses()},
                                                      {"nvme", nvme_.hook_misses()}}));
+    for (auto& f : exporter::agent_loop_families(polls_, scans_)) families.push_back(std::move(f));
     return families;
   }
 
@@ -553,6 +556,8 @@ class Agent {
   std::set<std::string> record_workers_;
   std::atomic<std::size_t> recorded_gc_{0}, recorded_queries_{0}, recorded_server_{0}, recorded_io_{0};
   std::atomic<std::uint64_t> recorded_dropped_{0};
+  std::atomic<std::uint64_t> polls_{0};  // completed poll_all() rounds of the scanning loop
+  std::atomic<std::uint64_t> scans_{0};  // completed rescan() calls
   exporter::PassthroughFilter passthrough_;
   std::mutex mutex_;
   std::condition_variable wake_;
