@@ -677,6 +677,13 @@ ScanResult scan(const DiscoveryOptions& options) {
   }
 }
 
+bool process_running(const std::string& proc_root, const ProcessKey& key) {
+  const ReadResult text = read_file(fmt::format("{}/{}/stat", proc_root, key.pid), 4096);
+  if (text.error != 0) return false;
+  const auto stat = proc::parse_stat(text.data);
+  return stat && stat->start_time == key.start_time && stat->state != 'Z' && stat->state != 'X';
+}
+
 ScanDiff DiscoveryState::update(ScanResult result) {
   ScanDiff diff;
   std::set<ProcessKey> before;
