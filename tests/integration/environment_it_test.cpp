@@ -114,10 +114,10 @@ TEST_F(EnvironmentIT, WithoutTracefsOrDebugfsEverythingStillWorks) {
                                       {{"worker", "env_worker"}, {"generation", "0"}})
                    .value_or(0) > 3;
       },
-      30s))
+      60s))
       << sp::test::read_text(log);
   const std::string text = sp::test::read_text(log);
   EXPECT_EQ(text.find("unavailable"), std::string::npos) << "every family loads: " << text;
-  auto st = agent.stop(SIGTERM, 30s);
+  auto st = agent.stop(SIGTERM, 60s);
   EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(log);
 }

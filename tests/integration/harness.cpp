@@ -338,7 +338,7 @@ AgentProcess::AgentProcess(const std::string& dir, const std::string& rescan_int
 bool AgentProcess::stop() {
   if (proc_.pid() <= 0) return false;
   // Detaching from dozens of processes on a loaded machine takes a while; a hang still fails.
-  auto st = proc_.stop(SIGTERM, std::chrono::seconds(30));
+  auto st = proc_.stop(SIGTERM, std::chrono::seconds(60));
   return st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0;
 }
 
