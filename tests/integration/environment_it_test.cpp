@@ -92,7 +92,7 @@ TEST_F(EnvironmentIT, PortInUseIsOneLineAndAnError) {
 TEST_F(EnvironmentIT, WithoutTracefsOrDebugfsEverythingStillWorks) {
   sp::test::WorkloadSpec spec;
   spec.name = "env_worker";
-  spec.duration_s = 30;
+  spec.duration_s = 180;
   spec.extra_args = {"--gc-schedule", "0:20", "--io-rate", "0"};
   sp::test::Workload w(spec, dir_);
   ASSERT_TRUE(w.wait_ready()) << sp::test::read_text(w.log_path());
@@ -102,10 +102,10 @@ TEST_F(EnvironmentIT, WithoutTracefsOrDebugfsEverythingStillWorks) {
   sp::test::Process agent(
       in_private_mounts("for m in /sys/kernel/debug/tracing /sys/kernel/tracing /sys/kernel/debug; do "
                         "umount -l $m 2>/dev/null; done; ! grep -qE ' (tracefs|debugfs) ' /proc/self/mounts",
-                        {"run", "--listen", "127.0.0.1:" + std::to_string(port), "--rescan-interval", "500ms",
-                         "--pid", std::to_string(w.pid())}),
+                        {"run", "--listen", "127.0.0.1:" + std::to_string(port), "--rescan-interval", "500ms"}),
       log);
-  ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port, "/healthz").has_value(); }, 10s))
+  // Up once the first scan has attached to every Synapse process on the machine (dozens, with other test runs).
+  ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port, "/healthz").has_value(); }, 120s))
       << sp::test::read_text(log);
   EXPECT_TRUE(sp::test::wait_for(
       [&] {

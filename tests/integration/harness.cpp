@@ -332,7 +332,7 @@ AgentProcess::AgentProcess(const std::string& dir, const std::string& rescan_int
   proc_ = Process(argv, log_path_);
   // The first scan attaches to every Synapse process on the machine before /healthz answers: with dozens (other
   // test runs) on a loaded machine that takes seconds.
-  healthy_ = wait_for([&] { return http_get(port_, "/healthz").has_value(); }, std::chrono::seconds(30));
+  healthy_ = wait_for([&] { return http_get(port_, "/healthz").has_value(); }, std::chrono::seconds(120));
 }
 
 bool AgentProcess::stop() {
