@@ -28,8 +28,8 @@ const std::string kCommon = std::string(SP_WORKLOAD_DIR) + "/../../scripts/lib/c
 class OwnPostgres {
  public:
   explicit OwnPostgres(const std::string& dir) : dir_(dir + "/pg") {
-    auto r = sp::test::run_command({"/bin/bash", "-c", "source \"$0\" && sp_pg_start \"$1\" && echo \"port=$SP_PG_PORT\"",
-                                    kCommon, dir_});
+    auto r = sp::test::run_command(
+        {"/bin/bash", "-c", "source \"$0\" && sp_pg_start \"$1\" && echo \"port=$SP_PG_PORT\"", kCommon, dir_});
     std::smatch m;
     if (r.status != 0 || !std::regex_search(r.out, m, std::regex("port=([0-9]+)"))) {
       ADD_FAILURE() << "sp_pg_start failed: " << r.out;
