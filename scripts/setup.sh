@@ -9,6 +9,8 @@ PACKAGES=(
   cmake make g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
   libboost-program-options-dev libfmt-dev libyaml-cpp-dev prometheus-cpp-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev nlohmann-json3-dev
+  # libFuzzer and the sanitizer runtimes for clang (scripts/fuzz.sh)
+  libclang-rt-14-dev
   # tests and the demo workload (Debian's python3.11 has the USDT GC probes; PostgreSQL 15 has its USDT probes)
   python3.11 python3-psycopg2 python3-prometheus-client python3-yaml python3.11-dev python3.11-dbg
   postgresql postgresql-client curl jq procps iproute2 util-linux binutils

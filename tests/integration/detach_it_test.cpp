@@ -3,8 +3,6 @@
 // Programs are recognised by the names of our BPF programs (bpftool's listing; no other test runs meanwhile).
 #include <signal.h>
 
-#include <nlohmann/json.hpp>
-#include <regex>
 #include <thread>
 
 #include "harness.h"
@@ -13,17 +11,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Loaded BPF programs whose names are ours (gc_*, pq_*, pgs_*, io_start*, rq_*, nvme_*).
-int our_programs() {
-  auto r = sp::test::run_command({"/usr/sbin/bpftool", "-j", "prog", "show"});
-  if (r.status != 0) return -1;
-  const std::regex ours("^(gc_|pq_|pgs_|io_start|rq_|nvme_).*");
-  int n = 0;
-  for (const auto& p : nlohmann::json::parse(r.out)) {
-    if (p.contains("name") && std::regex_match(p["name"].get<std::string>(), ours)) ++n;
-  }
-  return n;
-}
+int our_programs() { return sp::test::our_bpf_programs(); }
 
 bool gc_attached(const sp::test::AgentProcess& a, const std::string& worker) {
   return sp::test::metric_value(a.metrics(), "synapse_profiler_probe_attached", {{"worker", worker}, {"probe", "gc"}}) ==

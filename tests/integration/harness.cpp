@@ -10,6 +10,10 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
+#include <set>
+#include <nlohmann/json.hpp>
+#include <regex>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -188,6 +192,44 @@ print(held)
   return std::stod(read_text(log_path)) / 1e9;
 }
 
+namespace {
+
+// IDs of the BPF programs some process holds open (a program fd, or a link fd, whose fdinfo names the program).
+std::set<std::uint64_t> held_program_ids() {
+  namespace fs = std::filesystem;
+  std::set<std::uint64_t> ids;
+  std::error_code ec;
+  for (const auto& proc : fs::directory_iterator("/proc", ec)) {
+    const std::string pid = proc.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code ec2;
+    for (const auto& fd : fs::directory_iterator(proc.path() / "fdinfo", ec2)) {
+      std::ifstream in(fd.path());
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.starts_with("prog_id:")) ids.insert(std::stoull(line.substr(8)));
+      }
+    }
+  }
+  return ids;
+}
+
+}  // namespace
+
+int our_bpf_programs(bool orphaned_only) {
+  auto r = run_command({"/usr/sbin/bpftool", "-j", "prog", "show"});
+  if (r.status != 0) return -1;
+  const std::regex ours("^(gc_|pq_|pgs_|io_start|rq_|nvme_).*");
+  const std::set<std::uint64_t> held = orphaned_only ? held_program_ids() : std::set<std::uint64_t>{};
+  int n = 0;
+  for (const auto& p : nlohmann::json::parse(r.out)) {
+    if (!p.contains("name") || !std::regex_match(p["name"].get<std::string>(), ours)) continue;
+    if (orphaned_only && held.count(p["id"].get<std::uint64_t>())) continue;
+    ++n;
+  }
+  return n;
+}
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -227,7 +269,7 @@ Workload::Workload(WorkloadSpec spec, const std::string& dir) : spec_(std::move(
   std::vector<std::string> argv = {spec_.python, "-m", spec_.app, "-c", config_, "--duration",
                                    std::to_string(spec_.duration_s), "--truth", truth_};
   if (spec_.use_db) {
-    auto pg = test_postgres();
+    auto pg = spec_.pg ? spec_.pg : test_postgres();
     if (!pg) {
       ADD_FAILURE() << "workload " << spec_.name << " needs the test PostgreSQL (run through scripts/test.sh)";
     } else {
@@ -288,12 +330,15 @@ AgentProcess::AgentProcess(const std::string& dir, const std::string& rescan_int
                                    "--rescan-interval", rescan_interval, "--verbose"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   proc_ = Process(argv, log_path_);
-  healthy_ = wait_for([&] { return http_get(port_, "/healthz").has_value(); }, std::chrono::seconds(10));
+  // The first scan attaches to every Synapse process on the machine before /healthz answers: with dozens (other
+  // test runs) on a loaded machine that takes seconds.
+  healthy_ = wait_for([&] { return http_get(port_, "/healthz").has_value(); }, std::chrono::seconds(120));
 }
 
 bool AgentProcess::stop() {
   if (proc_.pid() <= 0) return false;
-  auto st = proc_.stop(SIGTERM);
+  // Detaching from dozens of processes on a loaded machine takes a while; a hang still fails.
+  auto st = proc_.stop(SIGTERM, std::chrono::seconds(60));
   return st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0;
 }
 

@@ -60,6 +60,11 @@ struct CommandResult {
 CommandResult run_command(const std::vector<std::string>& argv);
 
 std::string read_text(const std::string& path);
+
+// Loaded BPF programs named like ours (gc_*, pq_*, pgs_*, io_start*, rq_*, nvme_*) from bpftool's listing; -1 when
+// bpftool fails. With `orphaned_only`, only those no process holds open: what an exited agent left in the kernel
+// (other agents running meanwhile, e.g. other test runs on the machine, hold theirs).
+int our_bpf_programs(bool orphaned_only = false);
 std::string make_temp_dir(const std::string& prefix);
 
 // The PostgreSQL cluster started by scripts/test.sh, when there is one.
@@ -80,7 +85,8 @@ struct WorkloadSpec {
   std::string app = "synapse.app.generic_worker";
   int metrics_port = 0;                  // 0: pick a free one
   double duration_s = 60;
-  bool use_db = false;                   // needs test_postgres()
+  bool use_db = false;                   // needs test_postgres(), or `pg`
+  std::optional<PgEnv> pg;               // a cluster of the test's own instead of test_postgres()
   bool unix_socket = false;
   std::vector<std::string> extra_args;   // workload command-line options
   std::string python = "/usr/bin/python3.11";  // the interpreter (or an embedding program taking python's argv)

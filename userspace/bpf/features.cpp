@@ -5,6 +5,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
 #include "bpf/handles.h"
 #include "core/log.h"
 #include "feature_probe.skel.h"
@@ -93,6 +96,19 @@ HookCheck check_uprobe_attach() {
 
 std::vector<HookCheck> check_all_hooks() {
   return {check_tp_btf_block(), check_raw_tp_block(), check_tp_btf_sched_exit(), check_uprobe_attach()};
+}
+
+std::string kernel_btf_problem() {
+  // libbpf's own warning would be a second line saying the same; the caller reports the problem once.
+  const libbpf_print_fn_t previous = libbpf_set_print(nullptr);
+  btf* vmlinux = btf__load_vmlinux_btf();
+  const int err = errno;
+  libbpf_set_print(previous);
+  if (vmlinux) {
+    btf__free(vmlinux);
+    return {};
+  }
+  return std::string("no kernel BTF (/sys/kernel/btf/vmlinux): ") + std::strerror(err);
 }
 
 }  // namespace sp::bpf

@@ -19,6 +19,10 @@ HookCheck check_raw_tp_block();
 HookCheck check_tp_btf_sched_exit();
 HookCheck check_uprobe_attach();
 
+// Empty when libbpf finds the running kernel's BTF (where CO-RE relocations come from: /sys/kernel/btf/vmlinux, or
+// a vmlinux image in the places libbpf searches); otherwise what failed.
+std::string kernel_btf_problem();
+
 // Every check above, in a fixed order.
 std::vector<HookCheck> check_all_hooks();
 

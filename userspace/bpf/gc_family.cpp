@@ -26,7 +26,8 @@ gc_target target_of(const GcProbePlan& plan) {
 
 }  // namespace
 
-GcFamily::GcFamily(std::string proc_root, std::optional<GcMethod> force) : planner_(std::move(proc_root), force) {}
+GcFamily::GcFamily(std::string proc_root, std::optional<GcMethod> force)
+    : proc_root_(proc_root), planner_(std::move(proc_root), force) {}
 
 GcFamily::~GcFamily() = default;
 
@@ -60,7 +61,12 @@ void GcFamily::attach(const WorkerInfo& w) {
   }
   if (!st.attached) {
     st.error = error;
-    log::warn("gc: cannot attach to {}: {}", who(w), error);
+    // A process that exited meanwhile is not a failure: the agent says so once for all families.
+    if (process_running(proc_root_, w.key)) {
+      log::warn("gc: cannot attach to {}: {}", who(w), error);
+    } else {
+      log::debug("gc: cannot attach to {}, which has exited: {}", who(w), error);
+    }
   }
   std::lock_guard lock(mutex_);
   status_[w.host_pid] = st;

@@ -40,6 +40,7 @@ class GcFamily {
  private:
   void attach(const WorkerInfo& w);
   void refresh_counts();  // caller holds mutex_
+  std::string proc_root_;
   GcPlanner planner_;  // used by the scan thread only
   std::unique_ptr<GcProbe> probe_;
   std::function<void(const gc_event&)> on_event_;

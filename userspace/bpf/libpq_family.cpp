@@ -92,7 +92,11 @@ void LibpqFamily::attach(const WorkerInfo& w) {
     log::info("libpq: attached to {} ({}, {})", who(w), w.libpq_path, st.method);
   } else {
     st.error = error;
-    log::warn("libpq: cannot attach to {}: {}", who(w), error);
+    if (process_running(proc_root_, w.key)) {
+      log::warn("libpq: cannot attach to {}: {}", who(w), error);
+    } else {
+      log::debug("libpq: cannot attach to {}, which has exited: {}", who(w), error);
+    }
   }
   std::optional<DescAttributionStatus> desc;
   if (st.attached) desc = attach_python(w);
@@ -113,6 +117,10 @@ DescAttributionStatus LibpqFamily::attach_python(const WorkerInfo& w) {
     log::info("libpq: queries of {} are attributed to Synapse transactions ({})", who(w), d.detail);
   } else {
     d.detail = why_not;
+    if (!process_running(proc_root_, w.key)) {
+      log::debug("libpq: no desc attribution for {}, which has exited: {}", who(w), why_not);
+      return d;
+    }
     log::warn("libpq: no per-transaction (desc) attribution for {}: {}; its queries count as unattributed", who(w),
               why_not);
   }

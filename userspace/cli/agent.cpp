@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bpf/blockio_family.h"
+#include "bpf/features.h"
 #include "bpf/gc_family.h"
 #include "bpf/libbpf_setup.h"
 #include "bpf/libpq_family.h"
@@ -302,6 +303,13 @@ class Agent {
       return false;
     }
     bpf::init_libbpf(options_.verbose);
+    // Without the kernel's BTF no CO-RE object loads: one line with the remedy instead of one failure per family.
+    if (const std::string why = bpf::kernel_btf_problem(); !why.empty()) {
+      log::error("{}; the kernel must be built with CONFIG_DEBUG_INFO_BTF=y (most distribution kernels are): boot "
+                 "such a kernel (`synapse-profiler doctor` checks it)",
+                 why);
+      return false;
+    }
     std::string first_error;
     auto started = [&](bool ok, const char* what, const std::string& error) {
       if (!ok) {
@@ -417,6 +425,14 @@ class Agent {
     libpq_.update(result, diff);
     pgserver_.update(result);
     blockio_.update(result);
+    // A process that exited between being found and being attached (a crash loop, a short-lived helper) is skipped
+    // with one warning naming it; its remains are dropped at the next rescan like any exited process.
+    for (const auto& w : diff.added) {
+      if (!process_running(options_.proc_root, w.key)) {
+        log::warn("Synapse process pid {} worker {} exited before it could be attached; skipped", w.host_pid,
+                  w.worker_name);
+      }
+    }
     std::vector<ScrapeTarget> targets;
     for (const auto& w : result.workers) {
       if (w.metrics_url) targets.push_back({w.worker_name, w.worker_app, *w.metrics_url});

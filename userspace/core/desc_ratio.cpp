@@ -79,11 +79,12 @@ std::map<std::pair<WorkerLabels, std::string>, double> DescLibpqRatio::snapshot(
       if (!first) continue;
       const double synapse = synapse_now - first->synapse.at(desc);
       if (synapse <= 0) continue;
-      auto probe_at = [&](const Point& p) {
-        auto it = p.probes.find(desc);
+      // The name passed explicitly: clang 14 (the fuzz build) cannot capture a structured binding.
+      auto probe_at = [&](const Point& p, const std::string& name) {
+        auto it = p.probes.find(name);
         return it == p.probes.end() ? 0.0 : static_cast<double>(it->second) / 1e9;
       };
-      out[{labels, desc}] = (probe_at(last) - probe_at(*first)) / synapse;
+      out[{labels, desc}] = (probe_at(last, desc) - probe_at(*first, desc)) / synapse;
     }
   }
   return out;

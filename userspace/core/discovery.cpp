@@ -15,6 +15,7 @@
 #include <exception>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string_view>
 #include <tuple>
 #include <utility>
@@ -675,6 +676,22 @@ ScanResult scan(const DiscoveryOptions& options) {
     result.warnings.push_back("discovery failed");
     return result;
   }
+}
+
+bool process_running(const std::string& proc_root, const ProcessKey& key) {
+  const ReadResult text = read_file(fmt::format("{}/{}/stat", proc_root, key.pid), 4096);
+  if (text.error != 0) return false;
+  const auto stat = proc::parse_stat(text.data);
+  if (!stat || stat->start_time != key.start_time || stat->state == 'Z' || stat->state == 'X') return false;
+  // Field 9, the task flags: PF_EXITING (0x4) is set as soon as the exit starts, well before it is a zombie (its
+  // root and memory are released in between, which is what makes an attach fail).
+  std::istringstream rest(text.data.substr(text.data.rfind(')') + 1));
+  std::string field;
+  std::uint64_t flags = 0;
+  for (int i = 3; i <= 9 && rest >> field; ++i) {
+    if (i == 9) flags = proc::parse_u64(field).value_or(0);
+  }
+  return (flags & 0x4) == 0;
 }
 
 ScanDiff DiscoveryState::update(ScanResult result) {

@@ -82,6 +82,10 @@ struct ScanResult {
 // is neither recognised nor named.
 ScanResult scan(const DiscoveryOptions& options);
 
+// Whether the process `key` (as found under proc_root) still runs: false once it has exited (a zombie included) or
+// its PID belongs to a newer process. Used to tell "exited between discovery and attach" from a real attach failure.
+bool process_running(const std::string& proc_root, const ProcessKey& key);
+
 // If `cmdline` is a Synapse process, returns its worker_app (the `-m synapse.app.X` module, or
 // synapse.app.homeserver / synapse.app.generic_worker for the console scripts). Exposed for tests.
 std::optional<std::string> synapse_app_from_cmdline(const std::vector<std::string>& cmdline);
