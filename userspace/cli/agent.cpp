@@ -363,7 +363,12 @@ class Agent {
     blockio_.poll();
     nvme_.poll();
     const std::uint64_t now = monotonic_ns(std::chrono::steady_clock::now());
-    auto scraped = scraper_.latest();
+    // Scrapes end every --scrape-interval, polls come every 250 ms: copy the results only when there are new ones.
+    std::map<std::string, ScrapeResult> scraped;
+    if (const std::uint64_t g = scraper_.generation(); g != scrape_generation_) {
+      scrape_generation_ = g;
+      scraped = scraper_.latest();
+    }
     std::lock_guard lock(correlator_mutex_);
     for (const auto& e : busy_batch_) {
       if (e.cause == Cause::Gc) correlator_.add_gc(e.worker, e.start_ns, e.end_ns);
@@ -544,6 +549,7 @@ class Agent {
   std::vector<QueryEvent> client_batch_, server_batch_;
   std::vector<RecordedLockWait> lock_batch_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_scrape_;  // scanning thread only
+  std::uint64_t scrape_generation_ = 0;  // scraper_.generation() at the last copy; scanning thread only
   std::mutex correlator_mutex_;
   Correlator correlator_;  // guarded by correlator_mutex_
   DescLibpqRatio desc_ratio_;  // guarded by correlator_mutex_
