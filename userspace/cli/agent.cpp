@@ -3,6 +3,7 @@
 // (RAII releases every BPF link, so nothing of ours stays attached).
 #include <fmt/core.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
@@ -29,6 +31,7 @@
 #include "core/desc_ratio.h"
 #include "core/log.h"
 #include "core/overlap.h"
+#include "core/proc_parse.h"
 #include "core/recording.h"
 #include "core/scraper.h"
 #include "exporter/families.h"
@@ -239,6 +242,7 @@ class Agent {
               server->port());
 
     rescan();  // the first scan attaches to what is running before we report being up
+    log_first_attach_pass();
     server->serve_health();
     scraper_.start();
     std::thread scanner([this] { scan_loop(); });
@@ -323,6 +327,36 @@ class Agent {
                  first_error);
     }
     return n > 0;
+  }
+
+  // How long start-up took, for operators and for scripts/bench_agent.sh: from the process's start (exec, as the
+  // kernel records it) to the end of the first scan, which has loaded every family and attached to every Synapse
+  // process running then.
+  void log_first_attach_pass() {
+    std::string since_start = "?";
+    timespec boot{};
+    const long ticks = sysconf(_SC_CLK_TCK);
+    std::ifstream in("/proc/self/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (auto st = proc::parse_stat(text); st && ticks > 0 && clock_gettime(CLOCK_BOOTTIME, &boot) == 0) {
+      const double now_s = static_cast<double>(boot.tv_sec) + static_cast<double>(boot.tv_nsec) / 1e9;
+      // start_time has the resolution of a clock tick (10 ms at USER_HZ 100).
+      since_start = fmt::format("{:.3f}", now_s - static_cast<double>(st->start_time) / static_cast<double>(ticks));
+    }
+    std::size_t workers = 0;
+    {
+      std::lock_guard lock(mutex_);
+      workers = latest_.workers.size();
+    }
+    auto attached = [](const std::vector<ProbeStatus>& status) {
+      std::size_t n = 0;
+      for (const auto& st : status) n += st.attached ? 1 : 0;
+      return n;
+    };
+    log::info("first attach pass done {} s after process start: {} Synapse processes, gc attached to {}, libpq to {}, "
+              "{} PostgreSQL clusters",
+              since_start, workers, attached(gc_.snapshot().status), attached(libpq_.snapshot().status),
+              pgserver_.snapshot().clusters_attached);
   }
 
   bool recording(const WorkerLabels& w) const {
