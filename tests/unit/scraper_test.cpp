@@ -338,5 +338,28 @@ TEST(Scraper, BackgroundThreadAndTargetChanges) {
   scraper.stop();  // idempotent
 }
 
+// The agent polls generation() every 250 ms and copies latest() only when it moved: it must move with every stored
+// result (even an unchanged "down") and every dropped one, and stay put otherwise.
+TEST(Scraper, GenerationMovesWithEveryStoredOrDroppedResult) {
+  const std::string text = read_data("workload.txt");
+  TestServer good([&](TestServer& s, int fd, const std::string&) { serve_text(text, s, fd); });
+  Scraper scraper(fast_options());
+  EXPECT_EQ(scraper.generation(), 0u);
+  scraper.set_targets({target("good", good.url()), target("refused", "http://127.0.0.1:1/_synapse/metrics")});
+  EXPECT_EQ(scraper.generation(), 0u);  // no result yet
+  scraper.scrape_round();
+  EXPECT_EQ(scraper.generation(), 2u);
+  scraper.scrape_round();
+  EXPECT_EQ(scraper.generation(), 4u);
+  const std::uint64_t before = scraper.generation();
+  EXPECT_EQ(scraper.latest().size(), 2u);
+  EXPECT_EQ(scraper.generation(), before);  // reading changes nothing
+  scraper.set_targets({target("good", good.url()), target("refused", "http://127.0.0.1:1/_synapse/metrics")});
+  EXPECT_EQ(scraper.generation(), before);  // same list: nothing dropped
+  scraper.set_targets({target("good", good.url())});
+  EXPECT_EQ(scraper.generation(), before + 1);  // "refused" dropped
+  EXPECT_FALSE(scraper.latest().contains("refused"));
+}
+
 }  // namespace
 }  // namespace sp

@@ -3,6 +3,7 @@
 // (RAII releases every BPF link, so nothing of ours stays attached).
 #include <fmt/core.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
@@ -30,6 +32,7 @@
 #include "core/desc_ratio.h"
 #include "core/log.h"
 #include "core/overlap.h"
+#include "core/proc_parse.h"
 #include "core/recording.h"
 #include "core/scraper.h"
 #include "exporter/families.h"
@@ -240,6 +243,7 @@ class Agent {
               server->port());
 
     rescan();  // the first scan attaches to what is running before we report being up
+    log_first_attach_pass();
     server->serve_health();
     scraper_.start();
     std::thread scanner([this] { scan_loop(); });
@@ -333,6 +337,36 @@ class Agent {
     return n > 0;
   }
 
+  // How long start-up took, for operators and for scripts/bench_agent.sh: from the process's start (exec, as the
+  // kernel records it) to the end of the first scan, which has loaded every family and attached to every Synapse
+  // process running then.
+  void log_first_attach_pass() {
+    std::string since_start = "?";
+    timespec boot{};
+    const long ticks = sysconf(_SC_CLK_TCK);
+    std::ifstream in("/proc/self/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (auto st = proc::parse_stat(text); st && ticks > 0 && clock_gettime(CLOCK_BOOTTIME, &boot) == 0) {
+      const double now_s = static_cast<double>(boot.tv_sec) + static_cast<double>(boot.tv_nsec) / 1e9;
+      // start_time has the resolution of a clock tick (10 ms at USER_HZ 100).
+      since_start = fmt::format("{:.3f}", now_s - static_cast<double>(st->start_time) / static_cast<double>(ticks));
+    }
+    std::size_t workers = 0;
+    {
+      std::lock_guard lock(mutex_);
+      workers = latest_.workers.size();
+    }
+    auto attached = [](const std::vector<ProbeStatus>& status) {
+      std::size_t n = 0;
+      for (const auto& st : status) n += st.attached ? 1 : 0;
+      return n;
+    };
+    log::info("first attach pass done {} s after process start: {} Synapse processes, gc attached to {}, libpq to {}, "
+              "{} PostgreSQL clusters",
+              since_start, workers, attached(gc_.snapshot().status), attached(libpq_.snapshot().status),
+              pgserver_.snapshot().clusters_attached);
+  }
+
   bool recording(const WorkerLabels& w) const {
     return recording_ && w.worker != kOtherWorker.worker && (record_workers_.empty() || record_workers_.count(w.worker));
   }
@@ -372,7 +406,12 @@ class Agent {
     blockio_.poll();
     nvme_.poll();
     const std::uint64_t now = monotonic_ns(std::chrono::steady_clock::now());
-    auto scraped = scraper_.latest();
+    // Scrapes end every --scrape-interval, polls come every 250 ms: copy the results only when there are new ones.
+    std::map<std::string, ScrapeResult> scraped;
+    if (const std::uint64_t g = scraper_.generation(); g != scrape_generation_) {
+      scrape_generation_ = g;
+      scraped = scraper_.latest();
+    }
     std::lock_guard lock(correlator_mutex_);
     for (const auto& e : busy_batch_) {
       if (e.cause == Cause::Gc) correlator_.add_gc(e.worker, e.start_ns, e.end_ns);
@@ -563,6 +602,7 @@ class Agent {
   std::vector<QueryEvent> client_batch_, server_batch_;
   std::vector<RecordedLockWait> lock_batch_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_scrape_;  // scanning thread only
+  std::uint64_t scrape_generation_ = 0;  // scraper_.generation() at the last copy; scanning thread only
   std::mutex correlator_mutex_;
   Correlator correlator_;  // guarded by correlator_mutex_
   DescLibpqRatio desc_ratio_;  // guarded by correlator_mutex_

@@ -14,20 +14,19 @@
 namespace sp {
 namespace {
 
-std::optional<ElfFile> open_elf(int root_fd, const std::string& path, std::string& error, struct stat* st = nullptr) {
+// Opens a file inside the process's root and stats it; an invalid Fd with `error` set when either fails.
+Fd open_and_stat(int root_fd, const std::string& path, struct stat& st, std::string& error) {
   int err = 0;
   Fd fd = open_in_root(root_fd, path, err);
   if (!fd.valid()) {
     error = fmt::format("open {} inside the process's root: {}", path, errno_text(err));
-    return std::nullopt;
+    return fd;
   }
-  if (st && fstat(fd.get(), st) != 0) {
+  if (fstat(fd.get(), &st) != 0) {
     error = fmt::format("stat {}: {}", path, errno_text(errno));
-    return std::nullopt;
+    return Fd();
   }
-  auto elf = ElfFile::from_fd(fd.get(), error);
-  if (!elf) error = fmt::format("{}: {}", path, error);
-  return elf;
+  return fd;
 }
 
 // Reads a word of the live process (it is running: its runtime is initialised). nullopt when unreadable.
@@ -86,16 +85,23 @@ std::optional<DescProcessPlan> DescPlanner::plan(const WorkerInfo& w, std::strin
   }
   struct stat st {};
   std::string error;
-  auto elf = open_elf(root.get(), w.python_path, error, &st);
-  if (!elf) {
+  Fd python = open_and_stat(root.get(), w.python_path, st, error);
+  if (!python.valid()) {
     why_not = error;
     return std::nullopt;
   }
   FileId id{st.st_dev, st.st_ino, st.st_size, static_cast<long>(st.st_mtim.tv_sec)};
   auto it = cache_.find(id);
   if (it == cache_.end()) {
+    auto elf = ElfFile::from_fd(python.get(), error);
+    if (!elf) {  // not cached: a read error may pass
+      why_not = fmt::format("{}: {}", w.python_path, error);
+      return std::nullopt;
+    }
     Entry e;
     e.plan = plan_desc_attribution(*elf, w.python_path, e.error);
+    e.elf_type = elf->type();
+    e.segments = elf->segments();
     it = cache_.emplace(id, std::move(e)).first;
   }
   if (!it->second.plan) {
@@ -110,7 +116,7 @@ std::optional<DescProcessPlan> DescPlanner::plan(const WorkerInfo& w, std::strin
     return std::nullopt;
   }
   auto maps = parse_mapped_ranges(maps_text.data);
-  auto base = load_base(*elf, maps, w.python_path);
+  auto base = load_base(it->second.elf_type, it->second.segments, maps, w.python_path);
   if (!base) {
     why_not = fmt::format("{} is not mapped where its segments say", w.python_path);
     return std::nullopt;
@@ -125,7 +131,19 @@ std::optional<DescProcessPlan> DescPlanner::plan(const WorkerInfo& w, std::strin
   for (const auto& m : maps) {
     auto name = proc::basename(m.path);
     if (!m.path.starts_with('/') || !name.starts_with("libc.so")) continue;
-    if (auto libc = open_elf(root.get(), m.path, error)) p.tls_offset = glibc_specific_offset(*libc, libc_detail);
+    struct stat lst {};
+    Fd libc_fd = open_and_stat(root.get(), m.path, lst, error);
+    if (!libc_fd.valid()) break;  // as before: an unreadable libc leaves the thread-list walk
+    FileId libc_id{lst.st_dev, lst.st_ino, lst.st_size, static_cast<long>(lst.st_mtim.tv_sec)};
+    auto lit = libc_cache_.find(libc_id);
+    if (lit == libc_cache_.end()) {
+      LibcEntry e;
+      e.detail = libc_detail;
+      if (auto libc = ElfFile::from_fd(libc_fd.get(), error)) e.tls_offset = glibc_specific_offset(*libc, e.detail);
+      lit = libc_cache_.emplace(libc_id, std::move(e)).first;
+    }
+    p.tls_offset = lit->second.tls_offset;
+    libc_detail = lit->second.detail;
     break;
   }
   p.detail = fmt::format("{}; {}", file_plan.detail, libc_detail);

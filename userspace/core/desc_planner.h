@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "core/discovery.h"
 #include "core/py_offsets.h"
@@ -36,13 +37,22 @@ class DescPlanner {
   std::optional<DescProcessPlan> plan(const WorkerInfo& w, std::string& why_not);
 
  private:
+  // Everything taken from a file is cached by its identity, so that N workers of one Python read its ELF once (the
+  // executable is several MB: reading it per worker dominated the agent's start with many workers).
   using FileId = std::tuple<dev_t, ino_t, off_t, long>;
   struct Entry {
     std::optional<DescAttributionPlan> plan;
     std::string error;
+    std::uint16_t elf_type = 0;  // for load_base()
+    std::vector<ElfSegment> segments;
+  };
+  struct LibcEntry {
+    std::optional<std::uint32_t> tls_offset;
+    std::string detail;
   };
   std::string proc_root_;
   std::map<FileId, Entry> cache_;
+  std::map<FileId, LibcEntry> libc_cache_;
 };
 
 }  // namespace sp

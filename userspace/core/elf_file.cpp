@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <fmt/core.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,11 +31,33 @@ std::string_view cstr_at(std::span<const std::uint8_t> data, std::uint64_t begin
   return {p, len};
 }
 
+// Memory for an image: an anonymous mapping of its own, so that the bytes of a large file (a Python executable is
+// several MB, read once per worker) go back to the kernel as soon as the last ElfFile using them is gone; a heap
+// block that size would raise glibc's mmap threshold and stay in the agent's RSS. Null when out of memory.
+std::shared_ptr<std::uint8_t> image_buffer(std::size_t size) {
+  const std::size_t len = std::max<std::size_t>(size, 1);
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  return std::shared_ptr<std::uint8_t>(static_cast<std::uint8_t*>(p), [len](std::uint8_t* q) { munmap(q, len); });
+}
+
 }  // namespace
 
 std::optional<ElfFile> ElfFile::parse(std::span<const std::uint8_t> bytes, std::string& error) {
+  auto image = image_buffer(bytes.size());
+  if (!image) {
+    error = fmt::format("cannot allocate {} bytes", bytes.size());
+    return std::nullopt;
+  }
+  if (!bytes.empty()) std::memcpy(image.get(), bytes.data(), bytes.size());
+  return parse_image(std::move(image), bytes.size(), error);
+}
+
+std::optional<ElfFile> ElfFile::parse_image(std::shared_ptr<const std::uint8_t> image, std::size_t size,
+                                            std::string& error) {
   ElfFile f;
-  f.data_.assign(bytes.begin(), bytes.end());
+  f.image_ = std::move(image);
+  f.data_ = std::span<const std::uint8_t>(f.image_.get(), size);
   std::span<const std::uint8_t> d(f.data_);
   Elf64_Ehdr eh{};
   if (!read_at(d, 0, eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) {
@@ -101,10 +124,16 @@ std::optional<ElfFile> ElfFile::from_fd(int fd, std::string& error, std::size_t 
     error = fmt::format("file is {} bytes, more than the {} byte limit", st.st_size, max_bytes);
     return std::nullopt;
   }
-  std::vector<std::uint8_t> buf(static_cast<std::size_t>(st.st_size));
+  const auto size = static_cast<std::size_t>(st.st_size);
+  auto image = image_buffer(size);
+  if (!image) {
+    error = fmt::format("cannot allocate {} bytes", size);
+    return std::nullopt;
+  }
+  // Read straight into the image (no second copy); a file that shrank meanwhile is parsed as far as it goes.
   std::size_t got = 0;
-  while (got < buf.size()) {
-    ssize_t n = pread(fd, buf.data() + got, buf.size() - got, static_cast<off_t>(got));
+  while (got < size) {
+    ssize_t n = pread(fd, image.get() + got, size - got, static_cast<off_t>(got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       error = fmt::format("read: {}", std::strerror(errno));
@@ -113,8 +142,7 @@ std::optional<ElfFile> ElfFile::from_fd(int fd, std::string& error, std::size_t 
     if (n == 0) break;
     got += static_cast<std::size_t>(n);
   }
-  buf.resize(got);
-  return parse(buf, error);
+  return parse_image(std::move(image), got, error);
 }
 
 const ElfSection* ElfFile::find_section(std::string_view name) const {

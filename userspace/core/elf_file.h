@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -65,6 +66,7 @@ struct UsdtNote {
 class ElfFile {
  public:
   // Parses an in-memory image (the caller keeps nothing alive: the bytes are copied). Errors describe the problem.
+  // Copies of an ElfFile share one image.
   static std::optional<ElfFile> parse(std::span<const std::uint8_t> bytes, std::string& error);
   // Reads and parses an open file descriptor (at most max_bytes).
   static std::optional<ElfFile> from_fd(int fd, std::string& error, std::size_t max_bytes = 512u << 20);
@@ -113,7 +115,12 @@ class ElfFile {
   std::optional<std::span<const std::uint8_t>> read_vaddr(std::uint64_t vaddr, std::size_t n) const;
 
  private:
-  std::vector<std::uint8_t> data_;
+  // Parses the `size` bytes at `image`, which the file then keeps alive (copies share them).
+  static std::optional<ElfFile> parse_image(std::shared_ptr<const std::uint8_t> image, std::size_t size,
+                                            std::string& error);
+
+  std::shared_ptr<const std::uint8_t> image_;  // owns the bytes data_ views
+  std::span<const std::uint8_t> data_;
   std::uint16_t type_ = 0;
   std::uint16_t machine_ = 0;
   std::vector<ElfSection> sections_;

@@ -254,11 +254,16 @@ std::vector<MappedRange> parse_mapped_ranges(std::string_view text) {
 }
 
 std::optional<std::uint64_t> load_base(const ElfFile& elf, const std::vector<MappedRange>& maps, std::string_view path) {
-  if (elf.type() == ET_EXEC) return 0;
+  return load_base(elf.type(), elf.segments(), maps, path);
+}
+
+std::optional<std::uint64_t> load_base(std::uint16_t elf_type, const std::vector<ElfSegment>& segments,
+                                       const std::vector<MappedRange>& maps, std::string_view path) {
+  if (elf_type == ET_EXEC) return 0;
   constexpr std::uint64_t kPage = 4096;
   for (const auto& m : maps) {
     if (m.path != path) continue;
-    for (const auto& seg : elf.segments()) {
+    for (const auto& seg : segments) {
       if (seg.type != PT_LOAD) continue;
       // The loader maps each PT_LOAD from its page-aligned file offset to its page-aligned address + base.
       if ((seg.offset & ~(kPage - 1)) != m.offset) continue;

@@ -110,6 +110,9 @@ std::vector<MappedRange> parse_mapped_ranges(std::string_view maps_text);
 // Where `elf` (mapped from `path`) is loaded in a process: runtime address minus link-time address. 0 for ET_EXEC;
 // nullopt when no mapping of `path` lines up with a PT_LOAD segment.
 std::optional<std::uint64_t> load_base(const ElfFile& elf, const std::vector<MappedRange>& maps, std::string_view path);
+// The same from the file's type and segments alone (kept by callers that do not keep the whole file).
+std::optional<std::uint64_t> load_base(std::uint16_t elf_type, const std::vector<ElfSegment>& segments,
+                                       const std::vector<MappedRange>& maps, std::string_view path);
 
 // glibc's `struct pthread` keeps the first 32 thread-specific values inline (specific_1stblock, 16 bytes each: seq,
 // data); a thread's value for key K is at TCB + offset + K * 16 + 8. The offset of that block for the glibc whose

@@ -161,7 +161,9 @@ void Scraper::set_targets(std::vector<Target> targets) {
     const std::lock_guard lock(mutex_);
     if (unique == targets_) return;
     targets_ = std::move(unique);
-    std::erase_if(results_, [&](const auto& entry) { return !workers.contains(entry.first); });
+    if (std::erase_if(results_, [&](const auto& entry) { return !workers.contains(entry.first); }) > 0) {
+      generation_.fetch_add(1, std::memory_order_release);
+    }
     targets_changed_ = true;
   }
   wake_.notify_all();
@@ -226,6 +228,7 @@ void Scraper::round(const std::vector<Target>& targets) {
       if (!r.up && !was_up) log::debug("scrape worker {}: {}", targets[i].worker, r.error);
       if (r.up && !was_up) log::info("scrape worker {}: up again", targets[i].worker);
       results_[targets[i].worker] = std::move(r);
+      generation_.fetch_add(1, std::memory_order_release);
     }
   };
   const std::size_t wanted = std::min(targets.size(), std::max<std::size_t>(options_.max_parallel, 1));

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -95,6 +96,10 @@ class Scraper {
   // comes back; repeated failures only at debug level.
   std::map<std::string, ScrapeResult> latest() const;
 
+  // Bumped whenever a result is stored or dropped: a caller polling for new scrapes copies latest() only when this
+  // moved since its last look (the agent polls every 250 ms; scrapes end every --scrape-interval).
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
   const ScrapeOptions& options() const { return options_; }
 
  private:
@@ -107,6 +112,7 @@ class Scraper {
   std::vector<Target> targets_;
   bool targets_changed_ = false;
   std::map<std::string, ScrapeResult> results_;
+  std::atomic<std::uint64_t> generation_{0};  // written under mutex_
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

@@ -1,0 +1,414 @@
+#!/usr/bin/env bash
+# The agent itself, end to end (issue 9): what synapse-profiler costs while it profiles Synapse-like workers.
+#   (a) RSS of the agent at steady state with 4 and with 64 workers (VmRSS and VmHWM)
+#   (b) time from start to every probe attached: launch -> /healthz answers (served once the first scan has attached
+#       to every running worker), and the agent's own "first attach pass done" log line
+#   (c) /metrics scrape time with 64 workers' pass-through series (curl time_total, median of --scrapes)
+#   (d) agent CPU seconds (utime+stime from /proc/PID/stat) per million events, per family, events from the
+#       workload's own truth files; the agent's CPU with the same workers idle is reported and subtracted
+#   (e) end to end: 4 workers at Synapse-like rates (--query-rate 100 transactions/s, about 450 libpq calls/s, and
+#       ~1.9 GC collections/s each) and pgbench, with and without the agent, alternating, medians
+# Prints every run and a summary; the workers are this script's own (--pid), the PostgreSQL is its own unless the
+# SP_PG_* variables name one. The machine should be otherwise idle: anything else running shows up as noise.
+#   sudo scripts/bench_agent.sh [--repeat 5] [--seconds 20] [--scrapes 21] [--sections ade] [--smoke]
+# --sections: which of (a)-(c) "a", (d) "d", (e) "e" to run (default all).
+# --smoke: 4 workers only, one short repetition of each (checks that the benchmark works; numbers meaningless).
+# SP_BENCH_KEEP=1 keeps the working directory (logs, truth files) for a look afterwards.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=ade
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --repeat) repeat=$2; shift ;;
+    --seconds) seconds=$2; shift ;;
+    --scrapes) scrapes=$2; shift ;;
+    --smoke) smoke=1 repeat=1 seconds=3 scrapes=3 pgbench_scale=1 ;;
+    --sections) sections=$2; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ $(id -u) -eq 0 ]] || { echo "needs root (BPF)" >&2; exit 1; }
+for tool in curl jq pgbench ss; do
+  command -v "$tool" >/dev/null || { echo "$tool not found (run scripts/setup.sh)" >&2; exit 1; }
+done
+
+build=${SP_BUILD_DIR:-$SP_ROOT/build}
+bin=$build/synapse-profiler
+[[ -x $bin ]] || { echo "no $bin: build first (cmake -S . -B build && cmake --build build)" >&2; exit 1; }
+python=/usr/bin/python3.11
+workload_dir=$SP_ROOT/tests/workload
+
+work=$(mktemp -d /tmp/sp-bench-agent.XXXXXX)
+chmod 0755 "$work"
+worker_pids=() agent_pid=
+cleanup() {
+  [[ -n $agent_pid ]] && kill "$agent_pid" 2>/dev/null
+  for p in "${worker_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -d $work/pg ]] && sp_pg_stop "$work/pg"
+  if [[ -n ${SP_BENCH_KEEP:-} ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ -z ${SP_PG_PORT:-} ]]; then
+  sp_pg_start "$work/pg" >/dev/null
+fi
+pgenv=(env PGHOST="$SP_PG_SOCKET_DIR" PGPORT="$SP_PG_PORT" PGUSER="$SP_PG_USER" PGDATABASE="$SP_PG_DB")
+
+# Free TCP ports on 127.0.0.1, COUNT of them, from a random start (other benchmarks and tests run on this machine).
+used_ports=" "
+take_ports() {
+  local count=$1 port=$((20000 + RANDOM % 20000)) out=()
+  local listening
+  listening=" $(ss -Htln | awk '{n = split($4, a, ":"); print a[n]}' | tr '\n' ' ') "
+  while [[ ${#out[@]} -lt $count ]]; do
+    port=$((port + 1))
+    [[ $port -gt 60000 ]] && port=20000
+    [[ $listening == *" $port "* || $used_ports == *" $port "* ]] && continue
+    out+=("$port")
+    used_ports+="$port "
+  done
+  echo "${out[@]}"
+}
+
+median() {
+  sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2];
+                                 else print (a[NR/2] + a[NR/2+1]) / 2}'
+}
+minmax() { sort -g | awk 'NR == 1 {lo=$1} {hi=$1} END {print lo "-" hi}'; }
+ticks=$(getconf CLK_TCK)
+cpu_seconds() {  # utime+stime of PIDs (threads included), in seconds
+  local total=0 p t
+  for p in "$@"; do
+    t=$(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  awk -v t="$total" -v hz="$ticks" 'BEGIN {printf "%.3f", t / hz}'
+}
+rss_kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
+
+# start_workers TAG COUNT [workload options...]: COUNT Synapse-like workers named TAG-1..TAG-COUNT, gated on
+# $work/gate-TAG, truth in $work/TAG-N.jsonl; their PIDs in worker_pids.
+start_workers() {
+  local tag=$1 count=$2; shift 2
+  local ports i cfg
+  read -r -a ports <<<"$(take_ports "$count")"
+  worker_pids=()
+  rm -f "$work/gate-$tag"
+  for i in $(seq "$count"); do
+    cfg=$work/$tag-$i.yaml
+    cat >"$cfg" <<YAML
+worker_name: $tag-$i
+worker_app: synapse.app.generic_worker
+enable_metrics: true
+worker_listeners: [{type: metrics, port: ${ports[$((i - 1))]}, bind_addresses: ['127.0.0.1']}]
+database: {name: psycopg2, args: {host: $SP_PG_SOCKET_DIR, port: $SP_PG_PORT, user: $SP_PG_USER, dbname: $SP_PG_DB}}
+YAML
+    (cd "$workload_dir" && exec "$python" -m synapse.app.generic_worker -c "$cfg" --truth "$work/$tag-$i.jsonl" \
+        --start-gate "$work/gate-$tag" "$@") >"$work/$tag-$i.log" 2>&1 &
+    worker_pids+=("$!")
+  done
+  local deadline=$((SECONDS + 60 + count))
+  for i in $(seq "$count"); do
+    until ss -Htln "sport = :${ports[$((i - 1))]}" | grep -q .; do
+      if ! kill -0 "${worker_pids[$((i - 1))]}" 2>/dev/null; then
+        cat "$work/$tag-$i.log" >&2; echo "worker $tag-$i died" >&2; exit 1
+      fi
+      [[ $SECONDS -lt $deadline ]] || { echo "worker $tag-$i did not start" >&2; exit 1; }
+      sleep 0.1
+    done
+  done
+}
+open_gate() { touch "$work/gate-$1"; }
+wait_summaries() {  # until every worker TAG-* has written its summary line
+  local f deadline=$((SECONDS + seconds + 120))
+  for f in "$work/$1"-*.jsonl; do
+    until grep -Eq '"type": ?"summary"' "$f" 2>/dev/null; do
+      [[ $SECONDS -lt $deadline ]] || { echo "no summary in $f" >&2; exit 1; }
+      sleep 0.2
+    done
+  done
+}
+stop_workers() {
+  local p
+  for p in "${worker_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${worker_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  worker_pids=()
+}
+
+# start_agent TAG [agent options]: the agent pinned to this script's workers; waits for /healthz. Sets agent_pid,
+# agent_port, attach_s (launch to /healthz, seconds).
+start_agent() {
+  local tag=$1; shift
+  local pinned=() p t0
+  for p in "${worker_pids[@]}"; do pinned+=(--pid "$p"); done
+  agent_port=$(take_ports 1)
+  t0=$(date +%s.%N)
+  "$bin" run --listen "127.0.0.1:$agent_port" --rescan-interval 1s "${pinned[@]}" "$@" >"$work/agent-$tag.log" 2>&1 &
+  agent_pid=$!
+  until curl -fs -o /dev/null "127.0.0.1:$agent_port/healthz" 2>/dev/null; do
+    kill -0 "$agent_pid" 2>/dev/null || { cat "$work/agent-$tag.log" >&2; echo "agent died" >&2; exit 1; }
+    sleep 0.005
+  done
+  attach_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}')
+}
+stop_agent() {
+  kill "$agent_pid" 2>/dev/null || true
+  wait "$agent_pid" 2>/dev/null || true
+  agent_pid=
+}
+metrics() { curl -fs "127.0.0.1:$agent_port/metrics"; }
+count_attached() {  # probe_attached series at 1 for probe $1
+  metrics | grep -c "^synapse_profiler_probe_attached{.*probe=\"$1\".*} 1" || true
+}
+wait_attached() {  # wait_attached N: gc and libpq attached to N workers
+  local n=$1 deadline=$((SECONDS + 60))
+  until [[ $(count_attached gc) -ge $n && $(count_attached libpq) -ge $n ]]; do
+    if [[ $SECONDS -ge $deadline ]]; then
+      echo "probes not attached to $n workers" >&2; metrics | grep probe_attached >&2; exit 1
+    fi
+    sleep 0.2
+  done
+}
+wait_up() {  # wait_up N: N workers scraped successfully
+  local n=$1 deadline=$((SECONDS + 90))
+  until [[ $(metrics | grep -c '^synapse_profiler_synapse_up{.*} 1') -ge $n ]]; do
+    [[ $SECONDS -lt $deadline ]] || { echo "not all $n workers scraped" >&2; exit 1; }
+    sleep 0.5
+  done
+}
+
+# Totals from the truth files TAG-*.jsonl: "gc libpq_calls transactions txn_median_ms"; fails unless every worker
+# ran until it was stopped without a failed transaction.
+truth_totals() {
+  "$python" - "$work" "$1" <<'PY'
+import glob, json, statistics, sys
+gc = calls = txns = 0
+lat = []
+paths = glob.glob(f"{sys.argv[1]}/{sys.argv[2]}-*.jsonl")
+for path in paths:
+    summary = None
+    records = [json.loads(line) for line in open(path)]
+    # Only what happened after the gate opened (not the start-up's schema statements).
+    gate = next((r["open_ns"] for r in records if r.get("type") == "gate"), 0)
+    for r in records:
+        t = r.get("type")
+        if t in ("gc", "query", "transaction") and r["start_ns"] < gate:
+            continue
+        if t == "gc":
+            gc += 1
+        elif t == "query":
+            calls += 2 if r.get("begin") else 1  # psycopg2 sent BEGIN inside this execute: two libpq calls
+        elif t == "transaction":
+            txns += 1
+            lat.append((r["end_ns"] - r["start_ns"]) / 1e6)
+        elif t == "summary":
+            summary = r
+    if not summary or summary.get("stop_reason") not in ("duration", "SIGTERM") or summary.get("failed_interactions"):
+        sys.exit(f"{path}: the run did not complete cleanly: {summary}")
+if not paths:
+    sys.exit("no truth files")
+print(gc, calls, txns, f"{statistics.median(lat):.3f}" if lat else "nan")
+PY
+}
+
+echo "== synapse-profiler agent benchmark ($(nproc) CPUs, kernel $(uname -r), $(date -u +%FT%TZ)," \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg))"
+others=$(pgrep -c -x synapse-profil || true)
+[[ ${others:-0} -eq 0 ]] || echo "note: $others other synapse-profiler process(es) running here: expect noise"
+
+# --- (a)-(c): RSS, start to attached, scrape time -------------------------------------------------------------
+summary=()
+sizes=(4 64)
+[[ $smoke -eq 1 ]] && sizes=(4)
+[[ $sections == *a* ]] || sizes=()
+for n in "${sizes[@]}"; do
+  # Low rates (one pool thread each): the point is the agent's size, its start and the pass-through series.
+  start_workers "w$n" "$n" --duration 3600 --query-rate 2 --threads 1 --io-rate 0
+  open_gate "w$n"
+  sleep 2
+  attach=() logged=() start_cpu=()
+  for r in $(seq "$repeat"); do
+    start_agent "w$n-$r" --scrape-interval 5s
+    attach+=("$attach_s")
+    start_cpu+=("$(cpu_seconds "$agent_pid")")
+    line=$(grep -o 'first attach pass done [0-9.]* s' "$work/agent-w$n-$r.log" | awk '{print $5}' || true)
+    logged+=("${line:-nan}")
+    if [[ $r -lt $repeat ]]; then stop_agent; fi
+  done
+  wait_attached "$n"
+  wait_up "$n"
+  sleep $((smoke ? 6 : 20))  # steady state: a few scrape rounds and rescans
+  # The agent's CPU while idle (its own scrapes of the workers, rescans, drains), then during the /metrics scrapes:
+  # the difference is what the scrapes cost in CPU, whatever the machine's load does to their wall time.
+  c0=$(cpu_seconds "$agent_pid") t0=$(date +%s.%N)
+  sleep 5
+  c1=$(cpu_seconds "$agent_pid") t1=$(date +%s.%N)
+  times=()
+  for _ in $(seq "$scrapes"); do
+    times+=("$(curl -fs -o "$work/scrape.txt" -w '%{time_total}' "127.0.0.1:$agent_port/metrics")")
+  done
+  c2=$(cpu_seconds "$agent_pid") t2=$(date +%s.%N)
+  scrape_cpu=$(awk -v c0="$c0" -v c1="$c1" -v c2="$c2" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v n="$scrapes" \
+    'BEGIN {printf "%.3f", ((c2 - c1) - (c1 - c0) / (t1 - t0) * (t2 - t1)) / n}')
+  idle_cpu=$(awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.3f", (c1 - c0) / (t1 - t0)}')
+  bytes=$(wc -c <"$work/scrape.txt")
+  series=$(grep -vc '^#' "$work/scrape.txt")
+  rss=$(rss_kb "$agent_pid" VmRSS) hwm=$(rss_kb "$agent_pid" VmHWM)
+  pss=$(awk '$1 == "Pss:" {print $2}' "/proc/$agent_pid/smaps_rollup")
+  ring=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {m = ($6 == "anon_inode:bpf-map")} m && $1 == "Rss:" {s += $2}
+             END {print s + 0}' "/proc/$agent_pid/smaps")
+  stop_agent
+  stop_workers
+  a_med=$(printf '%s\n' "${attach[@]}" | median) a_mm=$(printf '%s\n' "${attach[@]}" | minmax)
+  l_med=$(printf '%s\n' "${logged[@]}" | median)
+  sc_med=$(printf '%s\n' "${start_cpu[@]}" | median)
+  s_med=$(printf '%s\n' "${times[@]}" | median) s_mm=$(printf '%s\n' "${times[@]}" | minmax)
+  echo "workers $n: start to /healthz (all attached): median ${a_med} s (${a_mm}, ${repeat} starts);" \
+       "agent's own line: ${l_med} s after exec; CPU used by then ${sc_med} s"
+  echo "workers $n: VmRSS ${rss} kB (peak ${hwm} kB), PSS ${pss} kB, of which mapped BPF maps (ring buffers are" \
+       "mapped twice) ${ring} kB, after the steady state; idle CPU ${idle_cpu} s/s"
+  echo "workers $n: /metrics ${bytes} bytes, ${series} samples; scrape median ${s_med} s (${s_mm}, ${scrapes}" \
+       "scrapes), ${scrape_cpu} CPU s per scrape"
+  line="$n workers: VmRSS $((rss / 1024)) MB (PSS $((pss / 1024)) MB), attached ${a_med} s (CPU ${sc_med} s),"
+  summary+=("$line scrape ${s_med} s (CPU ${scrape_cpu} s), load average $(cut -d' ' -f1 /proc/loadavg)")
+done
+
+# --- (d): agent CPU per million events, per family ------------------------------------------------------------
+# One workload per family, each for --seconds, the agent started before the gate opens; the agent's CPU over the
+# gated span is compared with an idle span of the same length (same workers, nothing happening).
+# Workers run until SIGTERM (a clean stop, with a summary): --duration also bounds their wait at the gate, which
+# must outlast the agent's start.
+run_for() {  # run_for TAG: opens the gate, lets the workers run --seconds, stops them, waits for their summaries
+  open_gate "$1"
+  sleep "$seconds"
+  stop_workers
+  wait_summaries "$1"
+}
+cpu_run() {  # cpu_run TAG EVENTS_FIELD workload options...: sets result="agent_cpu_s idle_cpu_s events"
+  local tag=$1 field=$2; shift 2
+  local idle_span=$(((seconds + 1) / 2))
+  start_workers "$tag" 4 --duration 3600 --io-rate 0 "$@"
+  start_agent "$tag" --scrape-interval 5s
+  wait_attached 4
+  sleep 3  # the idle span starts after the start-up's tail (first scrapes, the libpq attach of late workers)
+  local c0 c1 c2 t0 t1 t2
+  t0=$(date +%s.%N) c0=$(cpu_seconds "$agent_pid")
+  sleep "$idle_span"
+  t1=$(date +%s.%N) c1=$(cpu_seconds "$agent_pid")
+  run_for "$tag"
+  sleep 1  # the last drain
+  t2=$(date +%s.%N) c2=$(cpu_seconds "$agent_pid")
+  stop_agent
+  local totals
+  totals=$(truth_totals "$tag")
+  read -r gc calls _ _ <<<"$totals"
+  local events=$gc
+  [[ $field == calls ]] && events=$calls
+  # The idle rate (CPU s per wall s), scaled to the busy span.
+  result=$(awk -v c0="$c0" -v c1="$c1" -v c2="$c2" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v e="$events" \
+    'BEGIN {printf "%.3f %.3f %d\n", c2 - c1, (c1 - c0) / (t1 - t0) * (t2 - t1), e}')
+}
+cpu_lines=()
+for r in $(seq "$repeat"); do
+  [[ $sections == *d* ]] || break
+  # GC: 4 workers x 100 gen-0 collections/s, no database traffic.
+  cpu_run "cpu-gc-$r" gc --gc-schedule 0:100 --query-rate 0 --garbage-per-gc 10
+  read -r busy idle ev <<<"$result"
+  echo "cpu gc run $r: agent ${busy} s over the run, ${idle} s idle, ${ev} GC events"
+  cpu_lines+=("gc $busy $idle $ev")
+  # Queries: 4 workers x 300 transactions/s (libpq client probes + PostgreSQL server probes), no GC.
+  cpu_run "cpu-db-$r" calls --gc-schedule none --query-rate 300
+  read -r busy idle ev <<<"$result"
+  echo "cpu db run $r: agent ${busy} s over the run, ${idle} s idle, ${ev} libpq calls (each also a server statement)"
+  cpu_lines+=("db $busy $idle $ev")
+done
+for fam in gc db; do
+  [[ $sections == *d* ]] || break
+  per=$(printf '%s\n' "${cpu_lines[@]}" | awk -v f="$fam" '$1 == f && $4 > 0 {print ($2 - $3) / $4 * 1e6}' | median)
+  raw=$(printf '%s\n' "${cpu_lines[@]}" | awk -v f="$fam" '$1 == f && $4 > 0 {print $2 / $4 * 1e6}' | median)
+  echo "cpu $fam: median ${per} agent CPU s per million events above idle (${raw} s including idle work)"
+  summary+=("CPU per million $fam events: ${per} s above idle (${raw} s with idle)")
+done
+
+# --- (e): end to end -------------------------------------------------------------------------------------------
+# 4 workers at Synapse-like rates; with and without the agent alternating. The schedule is fixed, so the cost shows
+# as CPU: the workers' and PostgreSQL's CPU seconds per transaction (what a saturated host would lose), plus the
+# median transaction latency the workload timed itself. Then pgbench (saturating, 4 clients): transactions/s.
+pg_backends() { pgrep -d ' ' -u postgres -f "postgres: .*$SP_PG_USER $SP_PG_DB" || true; }
+e2e_run() {  # e2e_run TAG on|off: sets result="txns cpu_s txn_median_ms"
+  local tag=$1 mode=$2
+  start_workers "$tag" 4 --duration 3600 --query-rate 100 --gc-schedule 0:1.5,1:0.3,2:0.05 --io-rate 1
+  if [[ $mode == on ]]; then start_agent "$tag" --scrape-interval 5s; wait_attached 4; fi
+  sleep 1
+  local pids c0 c1
+  # The workers and the backends serving them, over --seconds from the gate.
+  read -r -a pids <<<"${worker_pids[*]} $(pg_backends)"
+  c0=$(cpu_seconds "${pids[@]}")
+  open_gate "$tag"
+  sleep "$seconds"
+  c1=$(cpu_seconds "${pids[@]}")
+  stop_workers
+  wait_summaries "$tag"
+  if [[ $mode == on ]]; then stop_agent; fi
+  local totals
+  totals=$(truth_totals "$tag")
+  read -r _ _ txns lat <<<"$totals"
+  result=$(awk -v a="$c0" -v b="$c1" -v t="$txns" -v l="$lat" 'BEGIN {printf "%d %.3f %s\n", t, b - a, l}')
+}
+pgbench_run() {  # pgbench_run on|off: sets result=tps
+  local mode=$1 tps
+  if [[ $mode == on ]]; then
+    # The agent pinned to one idle worker of ours (never to other people's Synapse processes on this machine); it
+    # attaches the PostgreSQL server-side probes to the cluster, which is what pgbench exercises.
+    start_agent pgbench --scrape-interval 5s
+  fi
+  "${pgenv[@]}" pgbench -n -c 4 -j 2 -T "$seconds" >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; exit 1; }
+  tps=$(awk '/^tps = / {print $3}' "$work/pgbench.log")
+  if [[ $mode == on ]]; then stop_agent; fi
+  [[ -n $tps ]] || { cat "$work/pgbench.log" >&2; exit 1; }
+  result=$tps
+}
+if [[ $sections != *e* ]]; then
+  echo "== summary"; printf '%s\n' "${summary[@]}"; exit 0
+fi
+if ! "${pgenv[@]}" pgbench -i -q -s "$pgbench_scale" >"$work/pgbench-init.log" 2>&1; then
+  cat "$work/pgbench-init.log" >&2; exit 1
+fi
+e2e=() pgb=()
+for r in $(seq "$repeat"); do
+  for mode in off on; do
+    e2e_run "e2e-$mode-$r" "$mode"
+    read -r txns cpu lat <<<"$result"
+    echo "e2e run $r agent $mode: ${txns} transactions, workers+backends ${cpu} CPU s, median transaction ${lat} ms"
+    e2e+=("$mode $txns $cpu $lat")
+  done
+done
+start_workers pgbench-idle 1 --duration 3600 --query-rate 0 --gc-schedule none --io-rate 0 --threads 1
+for r in $(seq "$repeat"); do
+  for mode in off on; do
+    pgbench_run "$mode"
+    tps=$result
+    echo "pgbench run $r agent $mode: ${tps} tps"
+    pgb+=("$mode $tps")
+  done
+done
+stop_workers
+for mode in off on; do
+  t=$(printf '%s\n' "${e2e[@]}" | awk -v m="$mode" '$1 == m {print $2}' | median)
+  c=$(printf '%s\n' "${e2e[@]}" | awk -v m="$mode" '$1 == m && $2 > 0 {print $3 / $2 * 1000}' | median)
+  cm=$(printf '%s\n' "${e2e[@]}" | awk -v m="$mode" '$1 == m && $2 > 0 {print $3 / $2 * 1000}' | minmax)
+  l=$(printf '%s\n' "${e2e[@]}" | awk -v m="$mode" '$1 == m {print $4}' | median)
+  p=$(printf '%s\n' "${pgb[@]}" | awk -v m="$mode" '$1 == m {print $2}' | median)
+  pm=$(printf '%s\n' "${pgb[@]}" | awk -v m="$mode" '$1 == m {print $2}' | minmax)
+  echo "agent $mode: workload ${t} transactions, ${c} CPU s per 1000 transactions (${cm})," \
+       "median transaction ${l} ms; pgbench ${p} tps (${pm})"
+  summary+=("agent $mode: ${c} CPU s/1000 txn (${cm}), txn median ${l} ms, pgbench ${p} tps (${pm})")
+done
+
+echo "== summary (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%s\n' "${summary[@]}"
