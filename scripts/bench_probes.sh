@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# Per-event cost of each probe family, side by side with the kernel's floor and with bpftrace, in one run.
+#
+# For each case, repetitions alternate the four modes (alone, floor, ours, bpftrace; ABCD ABCD ...):
+#   alone     the workload by itself
+#   floor     empty BPF programs (bpf/bench/probe_floor.bpf.c) on exactly our hooks: same USDT notes, same uprobe and
+#             uretprobe addresses with the same PID filter, same block tracepoints and attach type (tp_btf)
+#   ours      the family's real BPF object loaded alone, attached as the agent attaches it, through the agent's own
+#             classes (tests/bench/bench_probes.cpp): per PID for GC and libpq, on the postgres binary for every
+#             backend, system-wide on the block tracepoints; ring buffers drained every 250 ms
+#   bpftrace  the same measurement written by hand for bpftrace (tests/bench/bpftrace/*.bt), -p PID where ours is per PID
+# Cases: gc-usdt, gc-methoddef (python3.11 gc.collect(0) loop; USDT notes, or the uprobe pair on the function found
+# through the gc module's PyMethodDef table, which is what the agent uses for a USDT-less, stripped CPython),
+# libpq (psycopg2 SELECT 1 loop), pgserver (pgbench -S, one client), blockio-read / blockio-write (O_DIRECT 4 KiB).
+# Events come from the workload's own record (loop counters, pgbench's transactions, requests issued) and time from
+# its own clock. Reported: ns per event above the workload alone, paired within each repetition (median, min-max),
+# and the ratios ours/floor and ours/bpftrace of the medians.
+#
+#   sudo scripts/bench_probes.sh [--family gc|libpq|pgserver|blockio|all] [--repeat 5] [--scale 1] [--smoke]
+#                                [--no-bpftrace] [--keep]
+# --scale X   multiplies every loop's event count; --smoke: repeat 1 with tiny counts (checks that the benchmark
+# works and that our probes saw every event; numbers meaningless). bpftrace (Debian package bpftrace) is used when
+# installed; without it the bpftrace column is skipped with a message. --keep leaves the work directory.
+# Environment: SP_BUILD_DIR (default build/), SP_PG_* of a running cluster (else one is started and removed).
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+family=all repeat=5 scale=1 smoke=0 use_bpftrace=1 keep=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --family) family=$2; shift ;;
+    --repeat) repeat=$2; shift ;;
+    --scale) scale=$2; shift ;;
+    --smoke) smoke=1 repeat=1 ;;
+    --no-bpftrace) use_bpftrace=0 ;;
+    --keep) keep=1 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case $family in
+  gc) cases=(gc-usdt gc-methoddef) ;;
+  libpq) cases=(libpq) ;;
+  pgserver) cases=(pgserver) ;;
+  blockio) cases=(blockio-read blockio-write) ;;
+  all) cases=(gc-usdt gc-methoddef libpq pgserver blockio-read blockio-write) ;;
+  *) echo "--family: expected gc, libpq, pgserver, blockio or all" >&2; exit 2 ;;
+esac
+[[ $repeat =~ ^[1-9][0-9]*$ ]] || { echo "--repeat: expected a positive integer" >&2; exit 2; }
+[[ $scale =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--scale: expected a positive number" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "needs root (loads BPF programs, attaches uprobes)" >&2; exit 1; }
+
+build=${SP_BUILD_DIR:-$SP_ROOT/build}
+loader=$build/sp_bench_probes
+[[ -x $loader ]] || { echo "no $loader: build first (cmake --build $build --target sp_bench_probes)" >&2; exit 1; }
+python=/usr/bin/python3.11
+[[ -x $python ]] || { echo "no $python (Debian's python3.11, with USDT): run scripts/setup.sh" >&2; exit 1; }
+postgres=$SP_PG_BIN/postgres
+pgbench=$SP_PG_BIN/pgbench
+workloads=$SP_ROOT/tests/bench/probe_workloads.py
+bt_dir=$SP_ROOT/tests/bench/bpftrace
+
+modes=(alone floor ours bpftrace)
+if [[ $use_bpftrace -eq 1 ]] && ! command -v bpftrace >/dev/null; then
+  echo "bpftrace not installed (apt-get install bpftrace): the bpftrace column is skipped" >&2
+  use_bpftrace=0
+fi
+[[ $use_bpftrace -eq 1 ]] || modes=(alone floor ours)
+
+# Events per run: long enough that a run lasts about 0.3-2 s here; --smoke only checks that everything works.
+declare -A count=([gc-usdt]=20000 [gc-methoddef]=20000 [libpq]=8000 [pgserver]=8000 [blockio-read]=4000
+                  [blockio-write]=4000)
+if [[ $smoke -eq 1 ]]; then
+  for c in "${!count[@]}"; do count[$c]=200; done
+fi
+for c in "${!count[@]}"; do count[$c]=$(awk -v n="${count[$c]}" -v s="$scale" 'BEGIN {v = int(n * s); print v < 1 ? 1 : v}'); done
+
+work=$(mktemp -d /tmp/sp-bench-probes.XXXXXX)
+chmod 0755 "$work"
+own_pg=0
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ -n ${SP_PG_PORT:-} ]]; then
+    "$SP_PG_BIN/dropdb" --if-exists -h "$SP_PG_SOCKET_DIR" -p "$SP_PG_PORT" -U "$SP_PG_USER" sp_bench_probes \
+      2>/dev/null || true
+  fi
+  [[ $own_pg -eq 1 ]] && sp_pg_stop "$work/pg"
+  if [[ $keep -eq 1 ]]; then echo "work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Also used inside the subshell of one run: stop what that run started before giving up.
+die() {
+  echo "bench_probes: $*" >&2
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  exit 1
+}
+
+needs_pg=0
+for c in "${cases[@]}"; do [[ $c == libpq || $c == pgserver ]] && needs_pg=1; done
+if [[ $needs_pg -eq 1 ]]; then
+  if [[ -z ${SP_PG_PORT:-} ]]; then
+    sp_pg_start "$work/pg" >/dev/null
+    own_pg=1
+  fi
+  psql_opts=(-h "$SP_PG_SOCKET_DIR" -p "$SP_PG_PORT" -U "$SP_PG_USER")
+  "$SP_PG_BIN/dropdb" --if-exists "${psql_opts[@]}" sp_bench_probes 2>/dev/null || true
+  "$SP_PG_BIN/createdb" "${psql_opts[@]}" sp_bench_probes
+  "$pgbench" -i -s 1 -q "${psql_opts[@]}" sp_bench_probes >"$work/pgbench-init.log" 2>&1 ||
+    { cat "$work/pgbench-init.log" >&2; die "pgbench -i failed"; }
+fi
+if [[ " ${cases[*]} " == *" blockio-"* ]]; then
+  # On the root file system's disk (not tmpfs): O_DIRECT needs a real block device underneath.
+  dio_file=$(mktemp /var/tmp/sp-bench-probes-dio.XXXXXX)
+  dd if=/dev/urandom of="$dio_file" bs=1M count=64 conv=fsync status=none
+  trap 'rm -f "$dio_file"; cleanup' EXIT
+fi
+
+wait_file() {  # wait_file FILE PATTERN SECONDS WHAT
+  local i
+  for ((i = 0; i < $3 * 20; i++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  die "timed out waiting for $4 (see $1)"
+}
+
+# bpftrace's tracepoint probes read their formats from tracefs; mount it in a private mount namespace when the
+# host has not mounted it, so nothing outside this process changes.
+bpftrace_cmd=(bpftrace)
+if [[ ! -e /sys/kernel/tracing/events ]]; then
+  bpftrace_cmd=(unshare --mount sh -c 'mount -t tracefs nodev /sys/kernel/tracing && exec bpftrace "$@"' bpftrace)
+fi
+
+# start_attacher CASE MODE PID: starts the floor, ours or bpftrace for CASE (PID: the workload, 0 for system-wide
+# cases) and returns once every hook is in place; sets attacher and attacher_log.
+start_attacher() {
+  local case=$1 mode=$2 pid=$3 tag=$1-$2-$run
+  attacher_log=$work/$tag.attacher.log
+  local family binary extra=() script
+  case $case in
+    gc-usdt) family=gc binary=$python extra=(--gc-method usdt) ;;
+    gc-methoddef) family=gc binary=$python extra=(--gc-method methoddef) ;;
+    libpq) family=libpq binary=$(awk '$6 ~ /libpq\.so/ {print $6; exit}' "/proc/$pid/maps") ;;
+    pgserver) family=pgserver binary=$postgres ;;
+    blockio-*) family=blockio binary= ;;
+  esac
+  [[ $family != libpq || -n $binary ]] || die "libpq not mapped by the workload (pid $pid)"
+  if [[ $mode == bpftrace ]]; then
+    script=$work/$tag.bt
+    case $case in
+      gc-usdt) sed "s|@PYTHON@|$python|g" "$bt_dir/gc_usdt.bt" >"$script" ;;
+      gc-methoddef) sed -e "s|@PYTHON@|$python|g" -e "s|@ADDR@|$gc_vaddr|g" "$bt_dir/gc_methoddef.bt" >"$script" ;;
+      libpq) sed "s|@LIBPQ@|$binary|g" "$bt_dir/libpq.bt" >"$script" ;;
+      pgserver) sed "s|@POSTGRES@|$postgres|g" "$bt_dir/pgserver.bt" >"$script" ;;
+      blockio-*) cp "$bt_dir/blockio.bt" "$script" ;;
+    esac
+    local pid_opt=()
+    [[ $pid -gt 0 ]] && pid_opt=(-p "$pid")
+    "${bpftrace_cmd[@]}" "${pid_opt[@]}" "$script" >"$attacher_log" 2>&1 &
+    attacher=$!
+    pids+=("$attacher")
+    wait_file "$attacher_log" '^attached' 60 "bpftrace to attach ($case)"
+  else
+    local pid_opt=()
+    [[ $pid -gt 0 ]] && pid_opt=(--pid "$pid")
+    "$loader" attach "$family" "$mode" "${pid_opt[@]}" ${binary:+--binary "$binary"} "${extra[@]}" \
+      --ready "$work/$tag.ready" >"$attacher_log" 2>&1 &
+    attacher=$!
+    pids+=("$attacher")
+    local i
+    for ((i = 0; i < 600; i++)); do
+      [[ -e $work/$tag.ready ]] && return 0
+      kill -0 "$attacher" 2>/dev/null || { cat "$attacher_log" >&2; die "$mode loader for $case exited"; }
+      sleep 0.05
+    done
+    die "timed out waiting for the $mode loader ($case)"
+  fi
+}
+
+stop_attacher() {
+  [[ -n ${attacher:-} ]] || return 0
+  kill -INT "$attacher" 2>/dev/null || true
+  wait "$attacher" 2>/dev/null || true
+  attacher=
+}
+
+# Our probes must have seen every event of the run: GC pauses, libpq records, commits, block requests.
+check_ours() {
+  local case=$1 n=$2 seen
+  case $case in
+    gc-*) seen=$(sed -n 's/^ours: events .* pauses \([0-9]*\) .*/\1/p' "$attacher_log") ;;
+    pgserver) seen=$(sed -n 's/^ours: events .* commits \([0-9]*\) .*/\1/p' "$attacher_log") ;;
+    *) seen=$(sed -n 's/^ours: events \([0-9]*\) .*/\1/p' "$attacher_log") ;;
+  esac
+  [[ -n $seen ]] || { cat "$attacher_log" >&2; die "ours ($case): no summary from the loader"; }
+  [[ $seen -ge $n ]] || { cat "$attacher_log" >&2; die "ours ($case) saw $seen events of the workload's $n"; }
+}
+
+# run_once CASE MODE: prints "<ns per event>" measured by the workload itself.
+run_once() {
+  local case=$1 mode=$2 n=${count[$1]} tag=$1-$2-$run wl wlog=$work/$1-$2-$run.workload.log ns events
+  local gate=$work/$tag.gate ready=$work/$tag.wready
+  attacher=
+  case $case in
+    gc-*|libpq)
+      if [[ $case == libpq ]]; then
+        "$python" "$workloads" pq "$n" "$gate" "$ready" "$SP_PG_SOCKET_DIR" "$SP_PG_PORT" "$SP_PG_USER" \
+          sp_bench_probes >"$wlog" 2>&1 &
+      else
+        "$python" "$workloads" gc "$n" "$gate" "$ready" >"$wlog" 2>&1 &
+      fi
+      wl=$!
+      pids+=("$wl")
+      wait_file "$ready" ready 30 "the $case workload"
+      [[ $mode == alone ]] || start_attacher "$case" "$mode" "$wl"
+      touch "$gate"
+      wait "$wl" || { cat "$wlog" >&2; die "$case workload failed"; }
+      ;;
+    blockio-*)
+      [[ $mode == alone ]] || start_attacher "$case" "$mode" 0
+      "$python" "$workloads" dio "${case#blockio-}" "$n" "$gate" "$ready" "$dio_file" >"$wlog" 2>&1 &
+      wl=$!
+      pids+=("$wl")
+      wait_file "$ready" ready 30 "the $case workload"
+      touch "$gate"
+      wait "$wl" || { cat "$wlog" >&2; die "$case workload failed"; }
+      ;;
+    pgserver)
+      [[ $mode == alone ]] || start_attacher "$case" "$mode" 0
+      # One client, select-only, simple protocol; the tps excluding connection set-up is pgbench's own clock.
+      "$pgbench" -n -S -c 1 -j 1 -t "$n" "${psql_opts[@]}" sp_bench_probes >"$wlog" 2>&1 ||
+        { cat "$wlog" >&2; die "pgbench failed"; }
+      events=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$wlog")
+      [[ $events == "$n" ]] || { cat "$wlog" >&2; die "pgbench processed ${events:-?} of $n transactions"; }
+      awk '/^tps = .*without initial connection time/ {printf "events=%d ns=%d\n", n, n * 1e9 / $3}' n="$n" \
+        "$wlog" >"$wlog.truth"
+      wlog=$wlog.truth
+      ;;
+  esac
+  stop_attacher
+  [[ $mode == ours ]] && check_ours "$case" "$n"
+  read -r events ns < <(sed -n 's/^events=\([0-9]*\) ns=\([0-9]*\)$/\1 \2/p' "$wlog")
+  [[ ${events:-0} -eq $n && ${ns:-0} -gt 0 ]] || { cat "$wlog" >&2; die "no ground truth from the $case workload"; }
+  awk -v ns="$ns" -v n="$n" 'BEGIN {printf "%.1f\n", ns / n}'
+}
+
+if [[ " ${cases[*]} " == *" gc-methoddef "* ]]; then
+  read -r _ _ _ gc_vaddr _ _ < <("$loader" gc-plan "$python" methoddef) || die "no PyMethodDef plan for $python"
+fi
+
+echo "bench_probes: cases ${cases[*]}; modes ${modes[*]}; $repeat repetition(s); events per run:" \
+  "$(for c in "${cases[@]}"; do printf '%s=%s ' "$c" "${count[$c]}"; done)"
+results=$work/results.txt
+: >"$results"
+for ((run = 1; run <= repeat; run++)); do
+  for c in "${cases[@]}"; do
+    line="run $run $c:"
+    for m in "${modes[@]}"; do
+      v=$(run_once "$c" "$m")
+      echo "$run $c $m $v" >>"$results"
+      line+=" $m=${v}"
+    done
+    echo "$line  (ns per event, workload's own clock)"
+  done
+done
+
+# Per repetition: ns per event above the same repetition's run alone; then median and min-max over repetitions.
+echo
+echo "ns per event above the workload alone: median [min-max] over $repeat repetition(s); ratios of the medians"
+printf '%-14s %10s  %-28s %-28s %-28s %9s %12s\n' case alone floor ours bpftrace ours/floor ours/bpftrace
+for c in "${cases[@]}"; do
+  awk -v c="$c" -v has_bt="$use_bpftrace" '
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function stats(m,   i, n, d, lo, hi) {
+      n = 0
+      for (i in alone) if ((i, m) in v) { d = v[i, m] - alone[i]; n++; arr[n] = d
+        if (n == 1 || d < lo) lo = d; if (n == 1 || d > hi) hi = d }
+      if (n == 0) { med[m] = ""; return "-" }
+      med[m] = median(arr, n)
+      return sprintf("%.0f [%.0f..%.0f]", med[m], lo, hi)
+    }
+    $2 == c && $3 == "alone" { alone[$1] = $4; na++; al[na] = $4 }
+    $2 == c && $3 != "alone" { v[$1, $3] = $4 }
+    END {
+      f = stats("floor"); o = stats("ours"); b = has_bt ? stats("bpftrace") : "skipped"
+      rf = (med["floor"] > 0 && med["ours"] != "") ? sprintf("%.2f", med["ours"] / med["floor"]) : "-"
+      rb = (has_bt && med["bpftrace"] > 0 && med["ours"] != "") ? sprintf("%.2f", med["ours"] / med["bpftrace"]) : "-"
+      printf "%-14s %10.0f  %-28s %-28s %-28s %9s %12s\n", c, median(al, na), f, o, b, rf, rb
+    }' "$results"
+done
+echo "(alone: ns per event of the workload by itself, median. Machine shared and noisy: medians of paired runs.)"
