@@ -13,11 +13,15 @@
 # through the gc module's PyMethodDef table, which is what the agent uses for a USDT-less, stripped CPython),
 # libpq (psycopg2 SELECT 1 loop), pgserver (pgbench -S, one client), blockio-read / blockio-write (O_DIRECT 4 KiB).
 # Events come from the workload's own record (loop counters, pgbench's transactions, requests issued) and time from
-# its own clock. Reported: ns per event above the workload alone, paired within each repetition (median, min-max),
-# and the ratios ours/floor and ours/bpftrace of the medians.
+# its own clock: the process's CPU time (user + system: the traps and the BPF programs of uprobes/USDT run in its
+# context, and other engineers' builds on the same CPUs do not inflate it), or with --clock wall its elapsed time;
+# pgserver always uses pgbench's elapsed time (the probes run in the backend, not in pgbench). Reported: ns per event
+# above the workload alone, paired within each repetition (median, min-max), and ours/floor and ours/bpftrace of the
+# medians. --bpf-stats also turns kernel.bpf_stats_enabled on (it slows every program: a separate run) and reports
+# each attacher's BPF run time per workload event, from bpftool (programs owned by the attacher's PID).
 #
 #   sudo scripts/bench_probes.sh [--family gc|libpq|pgserver|blockio|all] [--repeat 5] [--scale 1] [--smoke]
-#                                [--no-bpftrace] [--keep]
+#                                [--clock cpu|wall] [--bpf-stats] [--no-bpftrace] [--keep]
 # --scale X   multiplies every loop's event count; --smoke: repeat 1 with tiny counts (checks that the benchmark
 # works and that our probes saw every event; numbers meaningless). bpftrace (Debian package bpftrace) is used when
 # installed; without it the bpftrace column is skipped with a message. --keep leaves the work directory.
@@ -25,16 +29,18 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-family=all repeat=5 scale=1 smoke=0 use_bpftrace=1 keep=0
+family=all repeat=5 scale=1 smoke=0 use_bpftrace=1 keep=0 clock=cpu bpf_stats=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --family) family=$2; shift ;;
     --repeat) repeat=$2; shift ;;
     --scale) scale=$2; shift ;;
     --smoke) smoke=1 repeat=1 ;;
+    --clock) clock=$2; shift ;;
+    --bpf-stats) bpf_stats=1 ;;
     --no-bpftrace) use_bpftrace=0 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -49,6 +55,7 @@ case $family in
 esac
 [[ $repeat =~ ^[1-9][0-9]*$ ]] || { echo "--repeat: expected a positive integer" >&2; exit 2; }
 [[ $scale =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--scale: expected a positive number" >&2; exit 2; }
+[[ $clock == cpu || $clock == wall ]] || { echo "--clock: expected cpu or wall" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "needs root (loads BPF programs, attaches uprobes)" >&2; exit 1; }
 
 build=${SP_BUILD_DIR:-$SP_ROOT/build}
@@ -80,7 +87,9 @@ work=$(mktemp -d /tmp/sp-bench-probes.XXXXXX)
 chmod 0755 "$work"
 own_pg=0
 pids=()
+stats_before=$(cat /proc/sys/kernel/bpf_stats_enabled)
 cleanup() {
+  [[ $bpf_stats -eq 1 ]] && echo "$stats_before" >/proc/sys/kernel/bpf_stats_enabled
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [[ -n ${SP_PG_PORT:-} ]]; then
@@ -153,9 +162,9 @@ start_attacher() {
   if [[ $mode == bpftrace ]]; then
     script=$work/$tag.bt
     case $case in
-      gc-usdt) sed "s|@PYTHON@|$python|g" "$bt_dir/gc_usdt.bt" >"$script" ;;
-      gc-methoddef) sed -e "s|@PYTHON@|$python|g" -e "s|@ADDR@|$gc_vaddr|g" "$bt_dir/gc_methoddef.bt" >"$script" ;;
-      libpq) sed "s|@LIBPQ@|$binary|g" "$bt_dir/libpq.bt" >"$script" ;;
+      gc-usdt) sed -e "s|@PYTHON@|$python|g" -e "s|@PID@|$pid|g" "$bt_dir/gc_usdt.bt" >"$script" ;;
+      gc-methoddef) sed -e "s|@PYTHON@|$python|g" -e "s|@ADDR@|$gc_vaddr|g" -e "s|@PID@|$pid|g" "$bt_dir/gc_methoddef.bt" >"$script" ;;
+      libpq) sed -e "s|@LIBPQ@|$binary|g" -e "s|@PID@|$pid|g" "$bt_dir/libpq.bt" >"$script" ;;
       pgserver) sed "s|@POSTGRES@|$postgres|g" "$bt_dir/pgserver.bt" >"$script" ;;
       blockio-*) cp "$bt_dir/blockio.bt" "$script" ;;
     esac
@@ -182,8 +191,20 @@ start_attacher() {
   fi
 }
 
+# BPF run time of the attacher's own programs, per workload event: every BPF program fd the attacher holds
+# (/proc/PID/fdinfo shows prog_id, run_time_ns and run_cnt), each program counted once.
+bpf_time() {  # bpf_time N -> writes "bpf <ns per event> <runs per event>" to $attacher_log.bpf
+  local f
+  for f in /proc/"$attacher"/fdinfo/*; do
+    awk '/^prog_id:/ {id = $2} /^run_time_ns:/ {t = $2} /^run_cnt:/ {c = $2} END {if (c != "") print id, t, c}' "$f" \
+      2>/dev/null || true
+  done | sort -u -k1,1n | awk -v n="$1" '{t += $2; c += $3} END {printf "bpf %.1f %.2f\n", t / n, c / n}' \
+    >"$attacher_log.bpf"
+}
+
 stop_attacher() {
   [[ -n ${attacher:-} ]] || return 0
+  [[ $bpf_stats -eq 1 ]] && bpf_time "$1"
   kill -INT "$attacher" 2>/dev/null || true
   wait "$attacher" 2>/dev/null || true
   attacher=
@@ -242,9 +263,16 @@ run_once() {
       wlog=$wlog.truth
       ;;
   esac
-  stop_attacher
+  stop_attacher "$n"
   [[ $mode == ours ]] && check_ours "$case" "$n"
-  read -r events ns < <(sed -n 's/^events=\([0-9]*\) ns=\([0-9]*\)$/\1 \2/p' "$wlog")
+  if [[ $bpf_stats -eq 1 && $mode != alone ]]; then
+    bpf=$(sed -n 's/^bpf \([0-9.]*\) \([0-9.]*\)$/\1 \2/p' "$work/$case-$mode-$run.attacher.log.bpf")
+    echo "$run $case $mode ${bpf:-? ?}" >>"$work/bpf-stats.txt"
+  fi
+  local field=ns
+  [[ $clock == cpu && $case != pgserver ]] && field=cpu_ns
+  events=$(sed -n 's/^events=\([0-9]*\) .*/\1/p' "$wlog")
+  ns=$(sed -n "s/^events=.* $field=\([0-9]*\).*/\1/p" "$wlog")
   [[ ${events:-0} -eq $n && ${ns:-0} -gt 0 ]] || { cat "$wlog" >&2; die "no ground truth from the $case workload"; }
   awk -v ns="$ns" -v n="$n" 'BEGIN {printf "%.1f\n", ns / n}'
 }
@@ -253,6 +281,7 @@ if [[ " ${cases[*]} " == *" gc-methoddef "* ]]; then
   read -r _ _ _ gc_vaddr _ _ < <("$loader" gc-plan "$python" methoddef) || die "no PyMethodDef plan for $python"
 fi
 
+[[ $bpf_stats -eq 1 ]] && echo 1 >/proc/sys/kernel/bpf_stats_enabled
 echo "bench_probes: cases ${cases[*]}; modes ${modes[*]}; $repeat repetition(s); events per run:" \
   "$(for c in "${cases[@]}"; do printf '%s=%s ' "$c" "${count[$c]}"; done)"
 results=$work/results.txt
@@ -265,7 +294,7 @@ for ((run = 1; run <= repeat; run++)); do
       echo "$run $c $m $v" >>"$results"
       line+=" $m=${v}"
     done
-    echo "$line  (ns per event, workload's own clock)"
+    echo "$line  (ns per event, workload's own clock: $([[ $clock == cpu && $c != pgserver ]] && echo "process CPU" || echo "elapsed"))"
   done
 done
 
@@ -297,3 +326,15 @@ for c in "${cases[@]}"; do
     }' "$results"
 done
 echo "(alone: ns per event of the workload by itself, median. Machine shared and noisy: medians of paired runs.)"
+if [[ $bpf_stats -eq 1 ]]; then
+  echo
+  echo "BPF run time per workload event (bpf_stats, medians over repetitions): ns, program runs per event"
+  for c in "${cases[@]}"; do
+    for m in "${modes[@]}"; do
+      [[ $m == alone ]] && continue
+      awk -v c="$c" -v m="$m" '$2 == c && $3 == m {print $4, $5}' "$work/bpf-stats.txt" | sort -n |
+        awk -v c="$c" -v m="$m" '{t[NR] = $1; r[NR] = $2}
+          END {if (!NR) exit; i = int((NR + 1) / 2); printf "%-14s %-9s %8.0f ns  %.2f runs\n", c, m, t[i], r[i]}'
+    done
+  done
+fi
