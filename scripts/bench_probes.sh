@@ -75,7 +75,7 @@ fi
 [[ $use_bpftrace -eq 1 ]] || modes=(alone floor ours)
 
 # Events per run: long enough that a run lasts about 0.3-2 s here; --smoke only checks that everything works.
-declare -A count=([gc-usdt]=20000 [gc-methoddef]=20000 [libpq]=8000 [pgserver]=20000 [blockio-read]=4000
+declare -A count=([gc-usdt]=20000 [gc-methoddef]=20000 [libpq]=8000 [pgserver]=6000 [blockio-read]=4000
                   [blockio-write]=4000)
 if [[ $smoke -eq 1 ]]; then
   for c in "${!count[@]}"; do count[$c]=200; done
@@ -236,6 +236,7 @@ check_ours() {
   case $case in
     gc-*) seen=$(sed -n 's/^ours: events .* pauses \([0-9]*\) .*/\1/p' "$attacher_log") ;;
     pgserver) seen=$(sed -n 's/^ours: events .* commits \([0-9]*\) .*/\1/p' "$attacher_log") ;;
+    blockio-*) seen=$(sed -n "s/^ours: process $wl requests \([0-9]*\)$/\1/p" "$attacher_log") ;;
     *) seen=$(sed -n 's/^ours: events \([0-9]*\) .*/\1/p' "$attacher_log") ;;
   esac
   [[ -n $seen ]] || { cat "$attacher_log" >&2; die "ours ($case): no summary from the loader"; }

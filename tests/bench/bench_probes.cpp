@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -247,8 +248,10 @@ int run_ours(const Args& a) {
     if (!probe) die(error);
     fmt::print("ours: {}\n", probe->hooks());
     mark_ready(a);
-    hold([&] { events += probe->drain([](const sp_io_event&) {}); });
+    std::map<std::uint32_t, std::uint64_t> per_process;  // the workload starts after the attach: no PID filter
+    hold([&] { events += probe->drain([&](const sp_io_event& e) { ++per_process[e.tgid]; }); });
     fmt::print("ours: events {} lost {}\n", events, probe->events_lost());
+    for (const auto& [tgid, n] : per_process) fmt::print("ours: process {} requests {}\n", tgid, n);
   } else {
     die("unknown family " + a.family);
   }
