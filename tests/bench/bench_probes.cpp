@@ -89,7 +89,8 @@ FloorSkel load_floor(const std::string& mode) {
   bpf_program* prog = nullptr;
   bpf_object__for_each_program(prog, skel->obj) {
     std::string sec = bpf_program__section_name(prog);
-    bool want = mode == "uprobe" ? !sec.starts_with("tp_btf/") && !sec.starts_with("raw_tp/") : sec.starts_with(mode + "/");
+    bool want =
+        mode == "uprobe" ? !sec.starts_with("tp_btf/") && !sec.starts_with("raw_tp/") : sec.starts_with(mode + "/");
     if (sec.ends_with("/block_io_start") && !io_start) want = false;
     bpf_program__set_autoload(prog, want);
   }
@@ -208,8 +209,8 @@ int run_ours(const Args& a) {
     spec.func_offset = plan->func_offset;
     spec.target.gen_source = static_cast<__u32>(plan->generation);
     spec.target.ret_source = static_cast<__u32>(plan->collected);
-    spec.target.long_layout = static_cast<__u32>(plan->long_layout ? plan->long_layout->kind
-                                                                    : sp::PyLongLayoutKind::SizeSigned);
+    spec.target.long_layout =
+        static_cast<__u32>(plan->long_layout ? plan->long_layout->kind : sp::PyLongLayoutKind::SizeSigned);
     spec.description = fmt::format("benchmark workload (pid {})", a.pid);
     if (!probe->attach(spec, error)) die(error);
     fmt::print("ours: gc by {} ({})\n", sp::gc_method_name(plan->method), plan->detail);
