@@ -17,12 +17,12 @@
 # its own clock: the process's CPU time (user + system: the traps and the BPF programs of uprobes/USDT run in its
 # context, and other engineers' builds on the same CPUs do not inflate it; for pgserver the CPU time of the backends,
 # where those probes run, from the postmaster's reaped-children times), or with --clock wall the elapsed time (for
-# pgserver pgbench's own tps). Reported: ns per event
-# above the workload alone, paired within each repetition (median, min-max), and ours/floor and ours/bpftrace of the
-# medians. --bpf-stats also turns kernel.bpf_stats_enabled on (it slows every program: a separate run) and reports
-# each attacher's BPF run time per workload event, from bpftool (programs owned by the attacher's PID).
+# pgserver pgbench's own tps). Reported: ns per event above the workload alone, paired within each repetition
+# (median, min-max), and ours/floor and ours/bpftrace of the medians. --bpf-stats also turns
+# kernel.bpf_stats_enabled on (it slows every program: a separate run) and reports each attacher's BPF run time per
+# workload event (the programs whose fds the attacher holds, from /proc/PID/fdinfo).
 #
-#   sudo scripts/bench_probes.sh [--family gc|libpq|pgserver|blockio|all] [--repeat 5] [--scale 1] [--smoke]
+#   sudo scripts/bench_probes.sh [--family gc|libpq|pgserver|blockio|all] [--repeat 3] [--scale 1] [--smoke]
 #                                [--clock cpu|wall] [--bpf-stats] [--no-bpftrace] [--keep]
 # --scale X   multiplies every loop's event count; --smoke: repeat 1 with tiny counts (checks that the benchmark
 # works and that our probes saw every event; numbers meaningless). bpftrace (Debian package bpftrace) is used when
@@ -31,7 +31,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-family=all repeat=5 scale=1 smoke=0 use_bpftrace=1 keep=0 clock=cpu bpf_stats=0
+family=all repeat=3 scale=1 smoke=0 use_bpftrace=1 keep=0 clock=cpu bpf_stats=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --family) family=$2; shift ;;
@@ -42,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --bpf-stats) bpf_stats=1 ;;
     --no-bpftrace) use_bpftrace=0 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -76,9 +76,10 @@ if [[ $use_bpftrace -eq 1 ]] && ! command -v bpftrace >/dev/null; then
 fi
 [[ $use_bpftrace -eq 1 ]] || modes=(alone floor ours)
 
-# Events per run: long enough that a run lasts about 0.3-2 s here; --smoke only checks that everything works.
-declare -A count=([gc-usdt]=20000 [gc-methoddef]=20000 [libpq]=8000 [pgserver]=6000 [blockio-read]=4000
-                  [blockio-write]=4000)
+# Events per run: a sub-run lasts about 0.1-1 s of CPU here, and the whole default run stays near 10 minutes even
+# on this busy shared machine (2 repetitions took 7.5 min); --smoke only checks that everything works.
+declare -A count=([gc-usdt]=10000 [gc-methoddef]=10000 [libpq]=4000 [pgserver]=3000 [blockio-read]=2000
+                  [blockio-write]=2000)
 if [[ $smoke -eq 1 ]]; then
   for c in "${!count[@]}"; do count[$c]=200; done
 fi
