@@ -1,0 +1,46 @@
+// The floor of the per-event cost benchmark (scripts/bench_probes.sh): programs that do nothing, attached by
+// tests/bench/bench_probes.cpp on exactly the hooks our probe families use (same USDT notes, same uprobe/uretprobe
+// addresses, same block tracepoints, same attach type). What a run with them costs above the bare workload is what
+// the kernel charges for the hook itself; what our probes cost above that is ours.
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h> /* libbpf's USDT attach needs its spec maps, as our USDT programs have */
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SEC("usdt")
+int floor_usdt(struct pt_regs *ctx) { return 0; }
+
+SEC("uprobe")
+int floor_uprobe(struct pt_regs *ctx) { return 0; }
+
+SEC("uretprobe")
+int floor_uretprobe(struct pt_regs *ctx) { return 0; }
+
+// The block family's hooks, in both of its variants (it uses tp_btf where the kernel takes it, raw_tp otherwise).
+SEC("tp_btf/block_io_start")
+int BPF_PROG(floor_io_start_btf, struct request *rq) { return 0; }
+SEC("tp_btf/block_rq_insert")
+int BPF_PROG(floor_rq_insert_btf, struct request *rq) { return 0; }
+SEC("tp_btf/block_rq_issue")
+int BPF_PROG(floor_rq_issue_btf, struct request *rq) { return 0; }
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(floor_rq_complete_btf, struct request *rq) { return 0; }
+SEC("tp_btf/block_rq_merge")
+int BPF_PROG(floor_rq_merge_btf, struct request *rq) { return 0; }
+SEC("tp_btf/block_rq_requeue")
+int BPF_PROG(floor_rq_requeue_btf, struct request *rq) { return 0; }
+
+SEC("raw_tp/block_io_start")
+int floor_io_start_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
+SEC("raw_tp/block_rq_insert")
+int floor_rq_insert_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
+SEC("raw_tp/block_rq_issue")
+int floor_rq_issue_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
+SEC("raw_tp/block_rq_complete")
+int floor_rq_complete_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
+SEC("raw_tp/block_rq_merge")
+int floor_rq_merge_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
+SEC("raw_tp/block_rq_requeue")
+int floor_rq_requeue_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }

@@ -1,0 +1,304 @@
+// Loader for the per-event cost benchmark (scripts/bench_probes.sh). Attaches ONE probe family to the benchmark's
+// workload, in one of two modes, and holds it until SIGTERM/SIGINT:
+//   ours   the family's real BPF object through the same classes and attach specs the agent uses (GcProbe with the
+//          plan of core/gc_locator, LibpqProbe with the synchronous probes the agent uses for psycopg2, PgServerProbe
+//          on the postgres binary for every process, BlockIoProbe system-wide), ring buffers drained every 250 ms
+//          like the agent does;
+//   floor  bpf/bench/probe_floor.bpf.c's empty programs on exactly the same hooks (same USDT notes, same uprobe and
+//          uretprobe addresses, same PID filter, same tracepoints and attach type).
+// It writes "attached" to --ready FILE once every hook is in place, and on exit prints what the family recorded
+// (events drained, and for GC the pauses in its histogram) so the script can check that the hooks really fired.
+//
+//   sp_bench_probes attach FAMILY MODE [--pid PID] [--binary PATH] [--gc-method usdt|methoddef] [--ready FILE]
+//   sp_bench_probes gc-plan BINARY usdt|methoddef    prints the plan: method, link-time address, file offset
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bpf/blockio_probe.h"
+#include "bpf/gc_probe.h"
+#include "bpf/handles.h"
+#include "bpf/libbpf_setup.h"
+#include "bpf/libpq_probe.h"
+#include "bpf/pgserver_probe.h"
+#include "core/elf_file.h"
+#include "core/gc_locator.h"
+#include "probe_floor.skel.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+struct Args {
+  std::string family, mode, binary, gc_method = "usdt", ready;
+  int pid = -1;
+};
+
+[[noreturn]] void die(const std::string& msg) {
+  fmt::print(stderr, "sp_bench_probes: {}\n", msg);
+  std::exit(1);
+}
+
+std::optional<sp::GcProbePlan> gc_plan(const std::string& path, const std::string& method_name) {
+  auto method = sp::parse_gc_method(method_name);
+  if (!method) die("unknown GC method " + method_name + " (usdt, symbol, methoddef)");
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die("open " + path + ": " + std::strerror(errno));
+  std::string error;
+  auto elf = sp::ElfFile::from_fd(fd, error);
+  close(fd);
+  if (!elf) die("parse " + path + ": " + error);
+  std::string name = path.substr(path.rfind('/') + 1);
+  auto plan = sp::plan_gc_probe(*elf, name, error, method);
+  if (!plan) die("no " + method_name + " GC plan for " + path + ": " + error);
+  return plan;
+}
+
+using FloorSkel = sp::bpf::Skeleton<probe_floor_bpf, probe_floor_bpf__destroy>;
+
+// block_io_start/done appeared in 6.5; the block family attaches it only where it exists (same test as its own).
+bool kernel_has_block_io_start() {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  bool has = btf__find_by_name_kind(vmlinux, "btf_trace_block_io_start", BTF_KIND_TYPEDEF) >= 0;
+  btf__free(vmlinux);
+  return has;
+}
+
+// Loads the floor object with only the programs `mode` needs: "uprobe" (usdt/uprobe/uretprobe), "tp_btf", "raw_tp".
+FloorSkel load_floor(const std::string& mode) {
+  FloorSkel skel(probe_floor_bpf__open());
+  if (!skel) die(std::string("open probe_floor: ") + std::strerror(errno));
+  const bool io_start = kernel_has_block_io_start();
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, skel->obj) {
+    std::string sec = bpf_program__section_name(prog);
+    bool want =
+        mode == "uprobe" ? !sec.starts_with("tp_btf/") && !sec.starts_with("raw_tp/") : sec.starts_with(mode + "/");
+    if (sec.ends_with("/block_io_start") && !io_start) want = false;
+    bpf_program__set_autoload(prog, want);
+  }
+  if (int err = probe_floor_bpf__load(skel.get())) die("load probe_floor (" + mode + "): " + std::strerror(-err));
+  return skel;
+}
+
+sp::bpf::Link must(bpf_link* link, const std::string& what) {
+  if (!link) die("attach " + what + ": " + std::strerror(errno));
+  return sp::bpf::Link(link);
+}
+
+sp::bpf::Link floor_usdt(probe_floor_bpf* skel, int pid, const std::string& path, const char* provider,
+                         const char* name) {
+  return must(bpf_program__attach_usdt(skel->progs.floor_usdt, pid, path.c_str(), provider, name, nullptr),
+              fmt::format("usdt {}:{}:{}", path, provider, name));
+}
+
+sp::bpf::Link floor_uprobe(probe_floor_bpf* skel, int pid, const std::string& path, bool ret, const char* func,
+                           std::uint64_t offset) {
+  bpf_uprobe_opts opts{};
+  opts.sz = sizeof opts;
+  opts.retprobe = ret;
+  opts.func_name = func;
+  return must(bpf_program__attach_uprobe_opts(ret ? skel->progs.floor_uretprobe : skel->progs.floor_uprobe, pid,
+                                              path.c_str(), func ? 0 : offset, &opts),
+              fmt::format("{} {}:{}", ret ? "uretprobe" : "uprobe", path, func ? func : fmt::format("{:#x}", offset)));
+}
+
+std::string target_path(const Args& a, const std::string& binary) {
+  if (a.pid > 0) return fmt::format("/proc/{}/root{}", a.pid, binary);
+  return binary;
+}
+
+void mark_ready(const Args& a) {
+  if (a.ready.empty()) return;
+  std::ofstream(a.ready) << "attached\n";
+}
+
+void hold(const std::function<void()>& drain) {
+  while (!g_stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    drain();
+  }
+  drain();
+}
+
+int run_floor(const Args& a) {
+  std::vector<sp::bpf::Link> links;
+  FloorSkel skel;
+  if (a.family == "blockio") {
+    for (const char* variant : {"tp_btf", "raw_tp"}) {
+      skel = load_floor(variant);
+      bpf_program* prog = nullptr;
+      bool ok = true;
+      bpf_object__for_each_program(prog, skel->obj) {
+        if (!bpf_program__autoload(prog)) continue;
+        bpf_link* l = bpf_program__attach(prog);
+        if (!l) {
+          ok = false;
+          break;
+        }
+        links.emplace_back(l);
+      }
+      if (ok) {
+        fmt::print("floor: {} block tracepoints ({} programs)\n", variant, links.size());
+        break;
+      }
+      links.clear();
+    }
+    if (links.empty()) die("attach the block floor programs (tp_btf and raw_tp)");
+  } else {
+    skel = load_floor("uprobe");
+    if (a.family == "gc") {
+      std::string path = target_path(a, a.binary);
+      auto plan = gc_plan(path, a.gc_method);
+      if (plan->method == sp::GcMethod::Usdt) {
+        links.push_back(floor_usdt(skel.get(), a.pid, path, "python", "gc__start"));
+        links.push_back(floor_usdt(skel.get(), a.pid, path, "python", "gc__done"));
+      } else {
+        links.push_back(floor_uprobe(skel.get(), a.pid, path, false, nullptr, plan->func_offset));
+        links.push_back(floor_uprobe(skel.get(), a.pid, path, true, nullptr, plan->func_offset));
+      }
+    } else if (a.family == "libpq") {
+      std::string path = target_path(a, a.binary);
+      for (const char* f : {"PQexec", "PQexecParams", "PQexecPrepared", "PQprepare"}) {
+        links.push_back(floor_uprobe(skel.get(), a.pid, path, false, f, 0));
+        links.push_back(floor_uprobe(skel.get(), a.pid, path, true, f, 0));
+      }
+    } else if (a.family == "pgserver") {
+      for (const char* n : {"query__start", "query__done", "lock__wait__start", "lock__wait__done",
+                            "transaction__commit", "transaction__abort"})
+        links.push_back(floor_usdt(skel.get(), -1, a.binary, "postgresql", n));
+    } else {
+      die("unknown family " + a.family);
+    }
+  }
+  mark_ready(a);
+  hold([] {});
+  fmt::print("floor: {} links released\n", links.size());
+  return 0;
+}
+
+int run_ours(const Args& a) {
+  std::string error;
+  std::uint64_t events = 0;
+  if (a.family == "gc") {
+    auto probe = sp::bpf::GcProbe::create(error);
+    if (!probe) die(error);
+    std::string path = target_path(a, a.binary);
+    auto plan = gc_plan(path, a.gc_method);
+    sp::bpf::GcAttachSpec spec;
+    spec.host_pid = a.pid;
+    spec.binary_path = path;
+    spec.method = plan->method == sp::GcMethod::Usdt ? sp::bpf::GcAttachMethod::Usdt : sp::bpf::GcAttachMethod::Uprobe;
+    spec.func_offset = plan->func_offset;
+    spec.target.gen_source = static_cast<__u32>(plan->generation);
+    spec.target.ret_source = static_cast<__u32>(plan->collected);
+    spec.target.long_layout =
+        static_cast<__u32>(plan->long_layout ? plan->long_layout->kind : sp::PyLongLayoutKind::SizeSigned);
+    spec.description = fmt::format("benchmark workload (pid {})", a.pid);
+    if (!probe->attach(spec, error)) die(error);
+    fmt::print("ours: gc by {} ({})\n", sp::gc_method_name(plan->method), plan->detail);
+    mark_ready(a);
+    hold([&] { events += probe->drain([](const gc_event&) {}); });
+    std::uint64_t pauses = 0;
+    for (const auto& h : probe->read_hist())
+      if (static_cast<int>(h.key.tgid) == a.pid) pauses += h.value.count;
+    fmt::print("ours: events {} pauses {} lost {}\n", events, pauses, probe->events_lost());
+  } else if (a.family == "libpq") {
+    auto probe = sp::bpf::LibpqProbe::create(error);
+    if (!probe) die(error);
+    sp::bpf::LibpqAttachSpec spec;
+    spec.host_pid = a.pid;
+    spec.libpq_path = target_path(a, a.binary);
+    spec.async = false;  // what the agent's --libpq-async auto picks for psycopg2
+    spec.description = fmt::format("benchmark workload (pid {})", a.pid);
+    if (!probe->attach(spec, error)) die(error);
+    mark_ready(a);
+    hold([&] { events += probe->drain([](const pq_event&) {}); });
+    fmt::print("ours: events {} lost {}\n", events, probe->events_lost());
+  } else if (a.family == "pgserver") {
+    auto probe = sp::bpf::PgServerProbe::create(error);
+    if (!probe) die(error);
+    if (!probe->attach("bench", a.binary, error)) die(error);
+    mark_ready(a);
+    hold([&] {
+      events += probe->drain([](const pgs_query_event&) {});
+      events += probe->drain_locks([](const pgs_lock_event&) {});
+    });
+    std::uint64_t commits = 0;
+    for (const auto& [tgid, s] : probe->read_backends()) commits += s.commits;
+    fmt::print("ours: events {} commits {} lost {}\n", events, commits, probe->events_lost());
+  } else if (a.family == "blockio") {
+    auto probe = sp::bpf::BlockIoProbe::create(error);
+    if (!probe) die(error);
+    fmt::print("ours: {}\n", probe->hooks());
+    mark_ready(a);
+    std::map<std::uint32_t, std::uint64_t> per_process;  // the workload starts after the attach: no PID filter
+    hold([&] { events += probe->drain([&](const sp_io_event& e) { ++per_process[e.tgid]; }); });
+    fmt::print("ours: events {} lost {}\n", events, probe->events_lost());
+    for (const auto& [tgid, n] : per_process) fmt::print("ours: process {} requests {}\n", tgid, n);
+  } else {
+    die("unknown family " + a.family);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 3 && args[0] == "gc-plan") {
+    auto plan = gc_plan(args[1], args[2]);
+    fmt::print("method {} vaddr {:#x} offset {:#x}\n", sp::gc_method_name(plan->method), plan->func_vaddr,
+               plan->func_offset);
+    return 0;
+  }
+  if (args.size() < 3 || args[0] != "attach") {
+    fmt::print(stderr,
+               "usage: sp_bench_probes attach gc|libpq|pgserver|blockio ours|floor [--pid PID] [--binary PATH]\n"
+               "                       [--gc-method usdt|methoddef] [--ready FILE]\n"
+               "       sp_bench_probes gc-plan BINARY usdt|methoddef\n");
+    return 2;
+  }
+  Args a;
+  a.family = args[1];
+  a.mode = args[2];
+  for (std::size_t i = 3; i + 1 < args.size(); i += 2) {
+    if (args[i] == "--pid") {
+      a.pid = std::atoi(args[i + 1].c_str());
+    } else if (args[i] == "--binary") {
+      a.binary = args[i + 1];
+    } else if (args[i] == "--gc-method") {
+      a.gc_method = args[i + 1];
+    } else if (args[i] == "--ready") {
+      a.ready = args[i + 1];
+    } else {
+      die("unknown option " + args[i]);
+    }
+  }
+  if ((a.family == "gc" || a.family == "libpq") && (a.pid <= 0 || a.binary.empty()))
+    die(a.family + " needs --pid and --binary (the path inside the process's root)");
+  if (a.family == "pgserver" && a.binary.empty()) die("pgserver needs --binary (the postgres executable)");
+  sp::bpf::init_libbpf(false);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  if (a.mode == "ours") return run_ours(a);
+  if (a.mode == "floor") return run_floor(a);
+  die("unknown mode " + a.mode + " (ours, floor)");
+}
