@@ -29,6 +29,7 @@
 #include "core/desc_ratio.h"
 #include "core/log.h"
 #include "core/overlap.h"
+#include "core/pid_namespace.h"
 #include "core/recording.h"
 #include "core/scraper.h"
 #include "exporter/families.h"
@@ -302,6 +303,8 @@ class Agent {
       return false;
     }
     bpf::init_libbpf(options_.verbose);
+    // BPF reports ids of the agent's own PID namespace; PIDs read under another namespace's /proc would never match.
+    if (auto mismatch = proc_root_pid_ns_mismatch(options_.proc_root); !mismatch.empty()) log::warn("{}", mismatch);
     std::string first_error;
     auto started = [&](bool ok, const char* what, const std::string& error) {
       if (!ok) {
