@@ -12,6 +12,8 @@ PACKAGES=(
   # tests and the demo workload (Debian's python3.11 has the USDT GC probes; PostgreSQL 15 has its USDT probes)
   python3.11 python3-psycopg2 python3-prometheus-client python3-yaml python3.11-dev python3.11-dbg
   postgresql postgresql-client curl jq procps iproute2 util-linux binutils
+  # the simulated pod of the deployment tests (its own Debian root filesystem)
+  mmdebstrap
   # record: report.html rendered in a real browser, screenshot checked
   chromium python3-pil
 )
