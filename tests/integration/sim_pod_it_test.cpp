@@ -6,7 +6,8 @@
 //    only the capabilities k8s/sidecar grants; it names the worker from its config, attaches through /proc/PID/root,
 //    and every count it exports (GC pauses, client and server queries, the worker's direct I/O) equals the workload's
 //    own record. PostgreSQL runs as its own user, as it does everywhere: mapping its backends to the worker needs
-//    CAP_DAC_READ_SEARCH (their /proc/PID/fd), which the manifests therefore grant. All of those are keyed by PIDs of the pod's namespace, which BPF must translate.
+//    CAP_DAC_READ_SEARCH (their /proc/PID/fd), which the manifests therefore grant. All of those are keyed by PIDs
+//    of the pod's namespace, which BPF must translate.
 //  - DaemonSet: the agent on the host (hostPID) profiles the same kind of pod whose worker sits in a kubepods-style
 //    cgroup v2 path, with the same counts, and its series carry the pod UID and container id read from that path.
 // Nothing is left behind, even when a test fails: the pod's mounts live in its own mount namespace, every process
