@@ -44,7 +44,7 @@ void BlockIoFamily::update(const ScanResult& current) {
   poll();
   std::lock_guard lock(mutex_);
   workers_.clear();
-  for (const auto& w : current.workers) workers_[w.host_pid] = {w.worker_name, w.worker_app};
+  for (const auto& w : current.workers) workers_[w.host_pid] = labels_of(w);
   // A tracked process that is neither a worker nor a backend serving one any more has exited: keep its totals.
   auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
   std::set<int> gone;
