@@ -87,7 +87,7 @@ static __always_inline struct rq_info *track_new(struct request *rq, __u64 now) 
   __u64 key = (__u64)rq;
   struct rq_info fresh = {
       .start_ns = now,
-      .tgid = bpf_get_current_pid_tgid() >> 32,
+      .tgid = sp_current_pid_tgid() >> 32,
       .dev = rq_dev(rq),
       .op = rq_op(rq),
       .bytes = BPF_CORE_READ(rq, __data_len),

@@ -15,6 +15,22 @@ static __always_inline __u32 sp_lat_bucket(__u64 ns) {
   return SP_LAT_BOUNDS;
 }
 
+/* The PID namespace whose ids the agent uses (its own: the one its /proc shows and the attach API takes), set by
+ * userspace between open and load from /proc/self/ns/pid. sp_pidns_ino == 0 means the initial namespace (host mode,
+ * hostPID): the kernel's global ids are the agent's ids and the plain helper is used. */
+const volatile __u64 sp_pidns_dev = 0;
+const volatile __u64 sp_pidns_ino = 0;
+
+/* bpf_get_current_pid_tgid() as the agent sees it: in a sidecar (the agent in the pod's PID namespace) the host's
+ * TGID would never match a PID read from /proc. 0 for a task outside that namespace (a host task, or one in a nested
+ * namespace below it): such a task is never a target, and its I/O is nobody's. */
+static __always_inline __u64 sp_current_pid_tgid(void) {
+  if (!sp_pidns_ino) return bpf_get_current_pid_tgid();
+  struct bpf_pidns_info ns = {};
+  if (bpf_get_ns_current_pid_tgid(sp_pidns_dev, sp_pidns_ino, &ns, sizeof ns)) return 0;
+  return ((__u64)ns.tgid << 32) | ns.pid;
+}
+
 /* Adds one to slot `idx` of a per-CPU array of __u64 counters. */
 static __always_inline void sp_percpu_inc(void *map, __u32 idx) {
   __u64 *v = bpf_map_lookup_elem(map, &idx);

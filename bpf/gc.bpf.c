@@ -24,7 +24,7 @@ struct gc_start {
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 4096);
-  __type(key, __u32); /* host TGID */
+  __type(key, __u32); /* TGID in the agent's PID namespace (sp_current_pid_tgid) */
   __type(value, struct gc_target);
 } gc_targets SEC(".maps");
 
@@ -80,7 +80,7 @@ static __always_inline __s64 read_pylong(const void *obj, __u32 layout) {
 }
 
 static __always_inline void gc_begin(__s32 generation) {
-  __u64 id = bpf_get_current_pid_tgid();
+  __u64 id = sp_current_pid_tgid();
   struct gc_start *cur = bpf_map_lookup_elem(&gc_starts, &id);
   if (cur) {
     cur->depth++;
@@ -92,7 +92,7 @@ static __always_inline void gc_begin(__s32 generation) {
 
 static __always_inline void gc_end(__s64 collected) {
   __u64 now = bpf_ktime_get_ns();
-  __u64 id = bpf_get_current_pid_tgid();
+  __u64 id = sp_current_pid_tgid();
   struct gc_start *s = bpf_map_lookup_elem(&gc_starts, &id);
   if (!s) {
     stat_inc(SP_GC_STAT_UNMATCHED);
@@ -141,7 +141,7 @@ static __always_inline void gc_end(__s64 collected) {
 }
 
 static __always_inline struct gc_target *target(void) {
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  __u32 tgid = sp_current_pid_tgid() >> 32;
   return bpf_map_lookup_elem(&gc_targets, &tgid);
 }
 

@@ -30,7 +30,8 @@ enum sp_pylong_layout {
 #define SP_GC_GEN_UNKNOWN (-1)
 #define SP_GC_COLLECTED_UNKNOWN (-1)
 
-/* Per traced process (key: host TGID): how to read this process's interpreter. */
+/* Per traced process (key: its TGID as the agent sees it, see sp_current_pid_tgid): how to read this process's
+ * interpreter. */
 struct gc_target {
   __u32 gen_source;
   __u32 ret_source;

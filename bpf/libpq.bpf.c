@@ -265,7 +265,8 @@ static __always_inline struct pq_event *reserve(__u64 id, __u64 start, __u64 end
 
 static __always_inline void sync_enter(void *conn, const void *text, __u32 kind) {
   __u64 start = bpf_ktime_get_ns();
-  __u64 id = bpf_get_current_pid_tgid();
+  __u64 id = sp_current_pid_tgid();
+  if (!id) return;  // outside the agent's PID namespace: not a process it attached to
   struct pq_call c = {.start_ns = start, .text = (__u64)text, .conn = (__u64)conn, .kind = kind};
   py_desc(id >> 32, &c.desc_status, &c.desc_len, c.desc);
   bpf_map_update_elem(&pq_calls, &id, &c, BPF_ANY);
@@ -279,7 +280,7 @@ static __always_inline void copy_desc(struct pq_event *e, __u32 status, __u32 le
 
 static __always_inline void sync_exit(void) {
   __u64 end = bpf_ktime_get_ns();
-  __u64 id = bpf_get_current_pid_tgid();
+  __u64 id = sp_current_pid_tgid();
   struct pq_call *c = bpf_map_lookup_elem(&pq_calls, &id);
   if (!c) {
     stat_inc(SP_PQ_STAT_UNMATCHED);
@@ -297,7 +298,8 @@ static __always_inline void sync_exit(void) {
 }
 
 static __always_inline void async_enter(void *conn, const void *text, __u32 kind) {
-  __u64 id = bpf_get_current_pid_tgid();
+  __u64 id = sp_current_pid_tgid();
+  if (!id) return;
   if (bpf_map_lookup_elem(&pq_calls, &id)) return;  // inside PQexec & co.: the synchronous probes time it
   __u32 zero = 0;
   struct pq_async_call *a = bpf_map_lookup_elem(&pq_scratch, &zero);
@@ -361,7 +363,7 @@ int BPF_KPROBE(pq_send_query_prepared, void *conn, const char *stmt_name) {
 
 SEC("uretprobe")
 int BPF_KRETPROBE(pq_get_result_return, void *result) {
-  __u64 id = bpf_get_current_pid_tgid();
+  __u64 id = sp_current_pid_tgid();
   if (result) return 0;                               // more results to come
   if (bpf_map_lookup_elem(&pq_calls, &id)) return 0;  // PQexecFinish inside a synchronous call
   struct pq_async_call *a = bpf_map_lookup_elem(&pq_async, &id);

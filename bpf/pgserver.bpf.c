@@ -68,7 +68,8 @@ static __always_inline struct pgs_backend_stats *backend_stats(__u32 tgid) {
 
 SEC("usdt")
 int BPF_USDT(pgs_query_start, const char *query) {
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  __u32 tgid = sp_current_pid_tgid() >> 32;
+  if (!tgid) return 0;  // outside the agent's PID namespace
   struct pgs_start s = {.start_ns = bpf_ktime_get_ns(), .text = (__u64)query};
   bpf_map_update_elem(&pgs_query, &tgid, &s, BPF_ANY);
   return 0;
@@ -77,7 +78,7 @@ int BPF_USDT(pgs_query_start, const char *query) {
 SEC("usdt")
 int BPF_USDT(pgs_query_done, const char *query) {
   __u64 end = bpf_ktime_get_ns();
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  __u32 tgid = sp_current_pid_tgid() >> 32;
   struct pgs_start *s = bpf_map_lookup_elem(&pgs_query, &tgid);
   if (!s) {
     stat_inc(SP_PGS_STAT_UNMATCHED);
@@ -108,7 +109,8 @@ int BPF_USDT(pgs_query_done, const char *query) {
 
 SEC("usdt")
 int BPF_USDT(pgs_lock_wait_start) {
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  __u32 tgid = sp_current_pid_tgid() >> 32;
+  if (!tgid) return 0;
   __u64 now = bpf_ktime_get_ns();
   bpf_map_update_elem(&pgs_lock, &tgid, &now, BPF_ANY);
   return 0;
@@ -117,7 +119,7 @@ int BPF_USDT(pgs_lock_wait_start) {
 SEC("usdt")
 int BPF_USDT(pgs_lock_wait_done) {
   __u64 end = bpf_ktime_get_ns();
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  __u32 tgid = sp_current_pid_tgid() >> 32;
   __u64 *start = bpf_map_lookup_elem(&pgs_lock, &tgid);
   if (!start) return 0;
   __u64 dur = end - *start;
@@ -143,14 +145,14 @@ int BPF_USDT(pgs_lock_wait_done) {
 
 SEC("usdt")
 int BPF_USDT(pgs_txn_commit) {
-  struct pgs_backend_stats *b = backend_stats(bpf_get_current_pid_tgid() >> 32);
+  struct pgs_backend_stats *b = backend_stats(sp_current_pid_tgid() >> 32);
   if (b) __sync_fetch_and_add(&b->commits, 1);
   return 0;
 }
 
 SEC("usdt")
 int BPF_USDT(pgs_txn_abort) {
-  struct pgs_backend_stats *b = backend_stats(bpf_get_current_pid_tgid() >> 32);
+  struct pgs_backend_stats *b = backend_stats(sp_current_pid_tgid() >> 32);
   if (b) __sync_fetch_and_add(&b->aborts, 1);
   return 0;
 }

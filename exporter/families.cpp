@@ -26,6 +26,14 @@ prometheus::MetricFamily family(std::string name, std::string help, prometheus::
 
 }  // namespace
 
+LabelList worker_label_list(const WorkerLabels& w) {
+  LabelList l = {{"worker", w.worker}, {"worker_app", w.worker_app}};
+  if (w.pod) {
+    l.insert(l.end(), {{"pod", w.pod->pod}, {"namespace", w.pod->namespace_name}, {"container", w.pod->container}});
+  }
+  return l;
+}
+
 prometheus::ClientMetric gauge_point(const LabelList& labels, double value) {
   auto m = labelled(labels);
   m.gauge.value = value;

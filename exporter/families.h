@@ -8,9 +8,15 @@
 #include <utility>
 #include <vector>
 
+#include "core/process_book.h"
+
 namespace sp::exporter {
 
 using LabelList = std::vector<std::pair<std::string, std::string>>;
+
+// `worker`, `worker_app` and, for a worker in a Kubernetes pod, `pod`, `namespace`, `container`: the labels every
+// per-worker series starts with.
+LabelList worker_label_list(const WorkerLabels& w);
 
 prometheus::ClientMetric gauge_point(const LabelList& labels, double value);
 prometheus::ClientMetric counter_point(const LabelList& labels, double value);

@@ -11,13 +11,18 @@ namespace {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
-// worker/worker_app first, the scraped labels after, renamed when they clash; `drop` (le, quantile) left out.
-std::vector<prometheus::ClientMetric::Label> relabel(const std::string& worker, const std::string& worker_app,
-                                                     const Labels& scraped, const char* drop = nullptr) {
-  std::vector<prometheus::ClientMetric::Label> out = {{"worker", worker}, {"worker_app", worker_app}};
+// The worker's labels first (worker, worker_app, in a pod also pod/namespace/container), the scraped labels after,
+// renamed when they clash with one we add; `drop` (le, quantile) left out.
+std::vector<prometheus::ClientMetric::Label> relabel(const WorkerLabels& worker, const Labels& scraped,
+                                                     const char* drop = nullptr) {
+  std::vector<prometheus::ClientMetric::Label> out;
+  for (auto& [k, v] : worker_label_list(worker)) out.push_back({std::move(k), std::move(v)});
+  const std::size_t ours = out.size();
   for (const auto& [k, v] : scraped) {
     if (drop && k == drop) continue;
-    out.push_back({k == "worker" || k == "worker_app" ? "exported_" + k : k, v});
+    bool clash = false;
+    for (std::size_t i = 0; i < ours; ++i) clash = clash || out[i].name == k;
+    out.push_back({clash ? "exported_" + k : k, v});
   }
   return out;
 }
@@ -53,14 +58,13 @@ prometheus::MetricType type_of(const std::string& t) {
 
 // Histograms and summaries arrive as separate samples (_bucket/_sum/_count, quantiles): prometheus-cpp wants one
 // structured point per label set, so group them.
-void add_grouped(const prom::Family& f, const std::string& worker, const std::string& app,
-                 std::vector<prometheus::ClientMetric>& out) {
+void add_grouped(const prom::Family& f, const WorkerLabels& worker, std::vector<prometheus::ClientMetric>& out) {
   const bool histogram = f.type == "histogram";
   const char* key_label = histogram ? "le" : "quantile";
   std::map<std::vector<prometheus::ClientMetric::Label>, std::size_t> index;  // label set -> its point
   std::vector<prometheus::ClientMetric> points;
   for (const auto& s : f.samples) {
-    auto labels = relabel(worker, app, s.labels, key_label);
+    auto labels = relabel(worker, s.labels, key_label);
     auto [it, fresh] = index.try_emplace(labels, points.size());
     if (fresh) {
       prometheus::ClientMetric m;
@@ -114,13 +118,14 @@ std::vector<prometheus::MetricFamily> passthrough_families(const std::map<std::s
         log::debug("pass-through: {} of worker {} is a {}, another worker's is not: skipped", f.name, worker, f.type);
         continue;
       }
+      const WorkerLabels labels{worker, result.worker_app, result.pod};
       if (f.type == "histogram" || f.type == "summary") {
-        add_grouped(f, worker, result.worker_app, out.metric);
+        add_grouped(f, labels, out.metric);
         continue;
       }
       for (const auto& s : f.samples) {
         prometheus::ClientMetric m;
-        m.label = relabel(worker, result.worker_app, s.labels);
+        m.label = relabel(labels, s.labels);
         switch (out.type) {
           case prometheus::MetricType::Counter: m.counter.value = s.value; break;
           case prometheus::MetricType::Gauge: m.gauge.value = s.value; break;
@@ -138,7 +143,7 @@ std::vector<prometheus::MetricFamily> passthrough_families(const std::map<std::s
 std::vector<prometheus::MetricFamily> scrape_status_families(const std::map<std::string, ScrapeResult>& latest) {
   std::vector<prometheus::ClientMetric> up, duration;
   for (const auto& [worker, r] : latest) {
-    LabelList l = {{"worker", worker}, {"worker_app", r.worker_app}};
+    const LabelList l = worker_label_list({worker, r.worker_app, r.pod});
     up.push_back(gauge_point(l, r.up ? 1 : 0));
     duration.push_back(gauge_point(l, r.duration_seconds));
   }

@@ -49,7 +49,8 @@ std::vector<prometheus::MetricFamily> gc_families(const GcSnapshot& snap) {
   std::vector<prometheus::ClientMetric> collected;
   for (const auto& [key, s] : snap.series) {
     const auto& [labels, gen] = key;
-    LabelList l = {{"worker", labels.worker}, {"worker_app", labels.worker_app}, {"generation", generation_label(gen)}};
+    LabelList l = worker_label_list(labels);
+    l.emplace_back("generation", generation_label(gen));
     pauses.push_back(bucket_point(l, s.pauses));
     collected.push_back(counter_point(l, static_cast<double>(s.collected)));
   }
@@ -86,8 +87,10 @@ std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot&
   std::vector<prometheus::ClientMetric> points;
   for (const auto& [key, h] : merged) {
     const auto& [labels, verb, table] = key;
-    points.push_back(bucket_point(
-        {{"worker", labels.worker}, {"worker_app", labels.worker_app}, {"verb", verb}, {"table", table}}, h));
+    LabelList l = worker_label_list(labels);
+    l.emplace_back("verb", verb);
+    l.emplace_back("table", table);
+    points.push_back(bucket_point(l, h));
   }
   std::vector<prometheus::MetricFamily> out;
   out.push_back(histogram_family("synapse_profiler_db_client_query_seconds",
@@ -121,7 +124,9 @@ std::vector<prometheus::MetricFamily> db_desc_families(
   for (const auto& [key, t] : snap.desc) merged[{key.first, label_of(key.second)}].add(t);
 
   auto labels = [](const WorkerLabels& w, const char* name, const std::string& value) -> LabelList {
-    return {{"worker", w.worker}, {"worker_app", w.worker_app}, {name, value}};
+    LabelList l = worker_label_list(w);
+    l.emplace_back(name, value);
+    return l;
   };
   std::vector<prometheus::ClientMetric> count, seconds, lookups, ratio;
   for (const auto& [key, t] : merged) {
@@ -186,10 +191,12 @@ std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot&
   std::vector<prometheus::ClientMetric> queries, locks, txns;
   for (const auto& [key, h] : snap.queries) {
     const auto& [labels, verb] = key;
-    queries.push_back(bucket_point({{"worker", labels.worker}, {"worker_app", labels.worker_app}, {"verb", verb}}, h));
+    LabelList l = worker_label_list(labels);
+    l.emplace_back("verb", verb);
+    queries.push_back(bucket_point(l, h));
   }
   for (const auto& [labels, t] : snap.backends) {
-    LabelList l = {{"worker", labels.worker}, {"worker_app", labels.worker_app}};
+    const LabelList l = worker_label_list(labels);
     locks.push_back(bucket_point(l, t.lock_waits));
     auto with_outcome = [&](const char* outcome) {
       LabelList lo = l;
@@ -219,20 +226,13 @@ std::vector<prometheus::MetricFamily> disk_io_families(const IoSnapshot& snap) {
     const auto& [labels, io] = key;
     for (const auto* stage : {"queue", "device"}) {
       const IoHistogram& h = std::string(stage) == "queue" ? s.queue : s.device;
-      times.push_back(bucket_point({{"worker", labels.worker},
-                                    {"worker_app", labels.worker_app},
-                                    {"device", io.device},
-                                    {"op", io.op},
-                                    {"stage", stage},
-                                    {"via", io.via}},
-                                   h));
+      LabelList l = worker_label_list(labels);
+      l.insert(l.end(), {{"device", io.device}, {"op", io.op}, {"stage", stage}, {"via", io.via}});
+      times.push_back(bucket_point(l, h));
     }
-    bytes.push_back(counter_point({{"worker", labels.worker},
-                                   {"worker_app", labels.worker_app},
-                                   {"device", io.device},
-                                   {"op", io.op},
-                                   {"via", io.via}},
-                                  static_cast<double>(s.bytes)));
+    LabelList l = worker_label_list(labels);
+    l.insert(l.end(), {{"device", io.device}, {"op", io.op}, {"via", io.via}});
+    bytes.push_back(counter_point(l, static_cast<double>(s.bytes)));
   }
   std::vector<prometheus::MetricFamily> out;
   out.push_back(histogram_family("synapse_profiler_disk_io_seconds",
@@ -273,7 +273,7 @@ std::vector<prometheus::MetricFamily> nvme_families(const NvmeSnapshot& snap) {
 
 std::vector<prometheus::MetricFamily> correlation_families(const std::map<WorkerLabels, WorkerCorrelation>& corr,
                                                            const std::map<WorkerLabels, std::uint64_t>& overlap_ns) {
-  auto labels = [](const WorkerLabels& w) -> LabelList { return {{"worker", w.worker}, {"worker_app", w.worker_app}}; };
+  auto labels = [](const WorkerLabels& w) { return worker_label_list(w); };
   std::vector<prometheus::ClientMetric> overlap, overhead, coverage, share, window;
   for (const auto& [w, ns] : overlap_ns) overlap.push_back(counter_point(labels(w), static_cast<double>(ns) / 1e9));
   for (const auto& [w, c] : corr) {
@@ -317,11 +317,9 @@ std::vector<prometheus::MetricFamily> correlation_families(const std::map<Worker
 prometheus::MetricFamily probe_attached_family(const std::vector<ProbeStatus>& status) {
   std::vector<prometheus::ClientMetric> points;
   for (const auto& s : status) {
-    points.push_back(gauge_point({{"worker", s.labels.worker},
-                                  {"worker_app", s.labels.worker_app},
-                                  {"probe", s.probe},
-                                  {"method", s.method}},
-                                 s.attached ? 1 : 0));
+    LabelList l = worker_label_list(s.labels);
+    l.insert(l.end(), {{"probe", s.probe}, {"method", s.method}});
+    points.push_back(gauge_point(l, s.attached ? 1 : 0));
   }
   return gauge_family("synapse_profiler_probe_attached",
                       "1 when the probe family is attached to the worker by this method, 0 when attaching failed.",

@@ -11,11 +11,11 @@ std::vector<prometheus::MetricFamily> self_families(const SelfSnapshot& snap) {
 
   std::vector<prometheus::ClientMetric> info;
   for (const auto& w : snap.workers) {
-    info.push_back(gauge_point({{"worker", w.worker_name},
-                                {"worker_app", w.worker_app},
-                                {"pid", std::to_string(w.host_pid)},
-                                {"metrics_url", w.metrics_url.value_or("")}},
-                               1));
+    LabelList l = worker_label_list(labels_of(w));
+    l.insert(l.end(), {{"pid", std::to_string(w.host_pid)}, {"metrics_url", w.metrics_url.value_or("")}});
+    // In a pod, the identifiers too (pod/container hold names once the kubelet's log directories resolve them).
+    if (w.pod) l.insert(l.end(), {{"pod_uid", w.pod->pod_uid}, {"container_id", w.pod->container_id}});
+    info.push_back(gauge_point(l, 1));
   }
   out.push_back(gauge_family("synapse_profiler_worker_info",
                              "A discovered Synapse process (main or worker); value is always 1.", std::move(info)));

@@ -1,7 +1,8 @@
 // libFuzzer target for the /proc parsers (core/proc_parse.h): every file they read belongs to another process (or is
 // served by the kernel on its behalf, like a comm with parentheses and spaces), so each parser gets every input.
 // Properties: no crash; split arguments hold no NUL; stat's comm is at most 64 bytes and its state one printable
-// character; TCP ports stay in 0..65535; parsed integers print back as the digits they came from.
+// character; TCP ports stay in 0..65535; parsed integers print back as the digits they came from; a pod found in a
+// cgroup file has a UID of 32 or 36 characters and a container id of 64 lowercase hex digits.
 // Built as a real fuzzer with -DSP_FUZZ=ON (clang), otherwise as sp_fuzz_proc_regress over tests/data/fuzz/proc and
 // the /proc fixture trees of the discovery tests.
 #include <cctype>
@@ -12,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/pod_identity.h"
 #include "core/proc_parse.h"
 
 namespace {
@@ -47,6 +49,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     (void)sp::proc::format_ip(s.local_addr);
     (void)sp::proc::is_loopback(s.remote_addr);
+  }
+  if (auto pod = sp::pod_from_cgroup_file(input)) {
+    if (pod->pod_uid.size() != 32 && pod->pod_uid.size() != 36) fail("pod UID of odd length", pod->pod_uid);
+    if (pod->container_id.size() != 64 ||
+        pod->container_id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      fail("container id is not 64 lowercase hex digits", pod->container_id);
+    }
+    const auto labels = sp::pod_labels(*pod);
+    if (labels.pod.size() > sp::kMaxPodLabelBytes || labels.container.size() > sp::kMaxPodLabelBytes) {
+      fail("pod label too long", labels.pod);
+    }
   }
   (void)sp::proc::socket_inode(input);
   (void)sp::proc::namespace_inode(input, "pid");

@@ -1,5 +1,6 @@
 // The capabilities the Kubernetes manifests grant are enough, and the one they rely on is needed: the agent, started
-// with a bounding set of exactly CAP_SYS_ADMIN + CAP_SYS_PTRACE (what k8s/ adds after dropping ALL), attaches every
+// with a bounding set of exactly CAP_SYS_ADMIN + CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH (what k8s/ adds after dropping
+// ALL; the last one is measured by the simulated-pod test, sim_pod_it_test.cpp), attaches every
 // family and counts a worker's GC pauses; with CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE instead (no CAP_SYS_ADMIN) the
 // tracepoint families still load but the uprobe-based GC probe cannot attach, and says so.
 #include <algorithm>
@@ -51,7 +52,7 @@ TEST(CapabilitiesIT, TheManifestsCapabilitiesAreEnoughAndSysAdminIsNeeded) {
     return std::make_pair(m, sp::test::read_text(dir + "/agent-" + bounding + ".log"));
   };
 
-  auto [enough, enough_log] = run_with("-all,+sys_admin,+sys_ptrace");
+  auto [enough, enough_log] = run_with("-all,+sys_admin,+sys_ptrace,+dac_read_search");
   EXPECT_EQ(sp::test::metric_value(enough, "synapse_profiler_probe_attached", {{"worker", "caps_worker"}, {"probe", "gc"}}),
             1.0)
       << enough_log;
@@ -63,7 +64,7 @@ TEST(CapabilitiesIT, TheManifestsCapabilitiesAreEnoughAndSysAdminIsNeeded) {
   EXPECT_EQ(enough_log.find("unavailable"), std::string::npos) << "every family loads: " << enough_log;
 
   // doctor agrees: with the manifests' set every needed check passes.
-  auto doctor = sp::test::run_command(with_caps("-all,+sys_admin,+sys_ptrace", {"doctor"}));
+  auto doctor = sp::test::run_command(with_caps("-all,+sys_admin,+sys_ptrace,+dac_read_search", {"doctor"}));
   EXPECT_EQ(doctor.status, 0) << doctor.out;
   EXPECT_NE(doctor.out.find("implied by CAP_SYS_ADMIN"), std::string::npos) << doctor.out;
 

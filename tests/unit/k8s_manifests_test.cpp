@@ -90,7 +90,8 @@ TEST(K8sManifests, ProfilerContainersAreLeastPrivilegeAndRunValidCommands) {
       EXPECT_FALSE(sc["allowPrivilegeEscalation"].as<bool>()) << d.file;
       EXPECT_EQ(strings(sc["capabilities"]["drop"]), (std::set<std::string>{"ALL"})) << d.file;
       // Exactly what the agent needs on this kernel (docs/deploy.md; CapabilitiesIT runs the agent with this set).
-      EXPECT_EQ(strings(sc["capabilities"]["add"]), (std::set<std::string>{"SYS_ADMIN", "SYS_PTRACE"}))
+      EXPECT_EQ(strings(sc["capabilities"]["add"]),
+                (std::set<std::string>{"SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"}))
           << d.file;
       // The arguments are a command line the binary accepts, listening on the declared port.
       std::vector<std::string> args = {"synapse-profiler"};

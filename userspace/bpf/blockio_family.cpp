@@ -49,12 +49,12 @@ void BlockIoFamily::update(const ScanResult& current) {
   if (!probe_) return;
   {
     std::lock_guard lock(mutex_);
-    for (const auto& w : current.workers) workers_[w.host_pid] = {w.worker_name, w.worker_app};
+    for (const auto& w : current.workers) workers_[w.host_pid] = labels_of(w);
   }
   poll();
   std::lock_guard lock(mutex_);
   workers_.clear();
-  for (const auto& w : current.workers) workers_[w.host_pid] = {w.worker_name, w.worker_app};
+  for (const auto& w : current.workers) workers_[w.host_pid] = labels_of(w);
   auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
   auto undecided = pgserver_ ? pgserver_->undecided_backends() : std::set<int>{};
   auto serves_worker = [&](int pid) {

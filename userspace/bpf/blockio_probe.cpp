@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include "bpf/pid_namespace_config.h"
 #include "blockio.skel.h"
 #include "core/log.h"
 
@@ -57,6 +58,7 @@ std::unique_ptr<BlockIoProbe> BlockIoProbe::create(std::string& error, const std
         {progs->rq_requeue_btf, true, false},  {progs->rq_requeue_raw, false, false},
     };
     for (const auto& v : variants) bpf_program__set_autoload(v.prog, v.btf == btf && (io_start || !v.needs_io_start));
+    configure_pid_ns(p->skel_.get());
     if (int err = blockio_bpf__load(p->skel_.get())) {
       last_error = fmt::format("load BPF object blockio ({}): {}", btf ? "tp_btf" : "raw_tp", errno_text(err));
       log::debug("{}", last_error);

@@ -7,8 +7,6 @@
 namespace sp::bpf {
 namespace {
 
-WorkerLabels labels_of(const WorkerInfo& w) { return {w.worker_name, w.worker_app}; }
-
 std::string who(const WorkerInfo& w) { return fmt::format("worker {} (pid {})", w.worker_name, w.host_pid); }
 
 gc_target target_of(const GcProbePlan& plan) {

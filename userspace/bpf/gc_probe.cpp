@@ -9,6 +9,7 @@
 #include <fmt/core.h>
 
 #include "bpf/map_util.h"
+#include "bpf/pid_namespace_config.h"
 #include "core/log.h"
 #include "gc.skel.h"
 
@@ -31,6 +32,7 @@ std::unique_ptr<GcProbe> GcProbe::create(std::string& error) {
     error = "open BPF object gc: " + errno_text(errno);
     return nullptr;
   }
+  configure_pid_ns(p->skel_.get());
   if (int err = gc_bpf__load(p->skel_.get())) {
     error = "load BPF object gc: " + errno_text(err);
     return nullptr;

@@ -77,7 +77,7 @@ bool LibpqFamily::wants_async(const WorkerInfo& w) const {
 
 void LibpqFamily::attach(const WorkerInfo& w) {
   ProbeStatus st;
-  st.labels = {w.worker_name, w.worker_app};
+  st.labels = labels_of(w);
   st.host_pid = w.host_pid;
   st.probe = "libpq";
   LibpqAttachSpec spec;
@@ -107,7 +107,7 @@ void LibpqFamily::attach(const WorkerInfo& w) {
 
 DescAttributionStatus LibpqFamily::attach_python(const WorkerInfo& w) {
   DescAttributionStatus d;
-  d.labels = {w.worker_name, w.worker_app};
+  d.labels = labels_of(w);
   d.host_pid = w.host_pid;
   std::string why_not;
   auto plan = desc_planner_.plan(w, why_not);

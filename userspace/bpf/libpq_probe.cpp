@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "bpf/pid_namespace_config.h"
 #include "libpq.skel.h"
 
 static_assert(sizeof(pq_event) == 48 + SP_PY_DESC_MAX + SP_PQ_TEXT_MAX);
@@ -24,6 +25,7 @@ std::unique_ptr<LibpqProbe> LibpqProbe::create(std::string& error) {
     error = "open BPF object libpq: " + errno_text(errno);
     return nullptr;
   }
+  configure_pid_ns(p->skel_.get());
   if (int err = libpq_bpf__load(p->skel_.get())) {
     error = "load BPF object libpq: " + errno_text(err);
     return nullptr;

@@ -115,7 +115,7 @@ void PgServerFamily::update(const ScanResult& current) {
   binaries_ = std::move(binaries);
 
   worker_labels_.clear();
-  for (const auto& w : current.workers) worker_labels_[w.key.pid] = {w.worker_name, w.worker_app};
+  for (const auto& w : current.workers) worker_labels_[w.key.pid] = sp::labels_of(w);
 
   std::set<int> live;
   for (const auto& p : current.postgres) {

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "bpf/pid_namespace_config.h"
 #include "pgserver.skel.h"
 
 static_assert(sizeof(pgs_query_event) == 24 + SP_PGS_TEXT_MAX);
@@ -24,6 +25,7 @@ std::unique_ptr<PgServerProbe> PgServerProbe::create(std::string& error) {
     error = "open BPF object pgserver: " + errno_text(errno);
     return nullptr;
   }
+  configure_pid_ns(p->skel_.get());
   if (int err = pgserver_bpf__load(p->skel_.get())) {
     error = "load BPF object pgserver: " + errno_text(err);
     return nullptr;

@@ -33,6 +33,7 @@
 #include "core/log.h"
 #include "core/overlap.h"
 #include "core/proc_parse.h"
+#include "core/pid_namespace.h"
 #include "core/recording.h"
 #include "core/scraper.h"
 #include "exporter/families.h"
@@ -314,6 +315,8 @@ class Agent {
                  why);
       return false;
     }
+    // BPF reports ids of the agent's own PID namespace; PIDs read under another namespace's /proc would never match.
+    if (auto mismatch = proc_root_pid_ns_mismatch(options_.proc_root); !mismatch.empty()) log::warn("{}", mismatch);
     std::string first_error;
     auto started = [&](bool ok, const char* what, const std::string& error) {
       if (!ok) {
@@ -442,11 +445,10 @@ class Agent {
       if (r.started <= seen) continue;
       seen = r.started;
       SynapseCounters counters = synapse_counters(*r.families);
-      correlator_.add_scrape({worker, r.worker_app}, monotonic_ns(r.started), counters);
-      desc_ratio_.add_scrape({worker, r.worker_app}, monotonic_ns(r.started), transaction_seconds_by_desc(*r.families));
-      if (recording({worker, r.worker_app})) {
-        recording_->add_scrape({{worker, r.worker_app}, monotonic_ns(r.started), counters});
-      }
+      const WorkerLabels labels{worker, r.worker_app, r.pod};
+      correlator_.add_scrape(labels, monotonic_ns(r.started), counters);
+      desc_ratio_.add_scrape(labels, monotonic_ns(r.started), transaction_seconds_by_desc(*r.families));
+      if (recording(labels)) recording_->add_scrape({labels, monotonic_ns(r.started), counters});
     }
   }
 
@@ -474,14 +476,14 @@ class Agent {
     }
     std::vector<ScrapeTarget> targets;
     for (const auto& w : result.workers) {
-      if (w.metrics_url) targets.push_back({w.worker_name, w.worker_app, *w.metrics_url});
+      if (w.metrics_url) targets.push_back({w.worker_name, w.worker_app, *w.metrics_url, labels_of(w).pod});
     }
     scraper_.set_targets(std::move(targets));
     for (const auto& w : diff.removed) {
       worker_of_.erase(w.host_pid);
       overlap_.forget(static_cast<std::uint32_t>(w.host_pid));
     }
-    for (const auto& w : result.workers) worker_of_[w.host_pid] = {w.worker_name, w.worker_app};
+    for (const auto& w : result.workers) worker_of_[w.host_pid] = labels_of(w);
     {
       // A worker whose every process has gone stops being correlated (a restart under the same name continues).
       std::set<WorkerLabels> present;
@@ -489,7 +491,7 @@ class Agent {
       const std::uint64_t now = monotonic_ns(std::chrono::steady_clock::now());
       std::lock_guard lock(correlator_mutex_);
       for (const auto& w : diff.removed) {
-        WorkerLabels labels{w.worker_name, w.worker_app};
+        const WorkerLabels labels = labels_of(w);
         if (!present.count(labels)) {
           correlator_.forget(labels);
           desc_matcher_.forget(labels);
@@ -626,6 +628,7 @@ class Agent {
 DiscoveryOptions discovery_options(const CliOptions& o) {
   DiscoveryOptions d;
   d.proc_root = o.proc_root;
+  d.pod_log_dirs = o.pod_log_dirs;
   d.pids = o.pids;
   d.worker_name = o.worker_name;
   d.metrics_urls = o.metrics_urls;

@@ -19,6 +19,7 @@
 #include "core/gc_planner.h"
 #include "core/safe_file.h"
 #include "core/log.h"
+#include "core/pid_namespace.h"
 #include "core/scraper.h"
 
 namespace sp::cli {
@@ -161,6 +162,20 @@ void check_process(Report& r, GcPlanner& planner, const WorkerInfo& w) {
   if (w.metrics_url) check_synapse_metrics(r, w, who);
 }
 
+// The ids BPF reports must be the ones /proc shows (see core/pid_namespace.h).
+void check_pid_namespace(Report& r, const std::string& proc_root) {
+  std::string error;
+  auto ns = own_pid_ns_filter(error);
+  if (!ns) {
+    r.line(Verdict::Warn, "PID namespace", error);
+  } else if (auto mismatch = proc_root_pid_ns_mismatch(proc_root); !mismatch.empty()) {
+    r.line(Verdict::Fail, "PID namespace: " + proc_root + " is another namespace's", mismatch);
+  } else {
+    r.line(Verdict::Ok,
+           ns->initial() ? "PID namespace: the host's" : "PID namespace: a container's (BPF translates ids)");
+  }
+}
+
 }  // namespace
 
 int run_doctor(const CliOptions& options) {
@@ -168,6 +183,7 @@ int run_doctor(const CliOptions& options) {
   Report r;
   check_privileges(r);
   check_kernel(r);
+  check_pid_namespace(r, options.proc_root);
   ScanResult scan_result = scan(discovery_options(options));
   for (const auto& w : scan_result.warnings) r.line(Verdict::Warn, "discovery", w);
   r.line(scan_result.workers.empty() ? Verdict::Warn : Verdict::Ok,

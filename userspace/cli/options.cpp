@@ -33,6 +33,8 @@ struct Raw {
   std::string worker_name;
   std::vector<std::string> metrics_urls;
   std::string proc_root;
+  std::string pod_log_dir;
+  std::string container_log_dir;
   std::string rescan;
   std::string listen;
   std::string config;
@@ -56,7 +58,12 @@ po::options_description target_options(Raw& raw) {
       ("rescan-interval", po::value(&raw.rescan)->default_value("5s"),
        "how often to look for new and exited processes (e.g. 2s, 500ms)")
       ("proc-root", po::value(&raw.proc_root)->default_value("/proc"),
-       "where /proc is mounted (a host /proc bind-mounted into a container, or a test tree)");
+       "where /proc is mounted (a host /proc bind-mounted into a container, or a test tree)")
+      ("pod-log-dir", po::value(&raw.pod_log_dir)->default_value("/var/log/pods"),
+       "the kubelet's pod log directory (NAMESPACE_POD_UID/CONTAINER/): names the pod and namespace of a worker "
+       "whose cgroup is a Kubernetes pod's (node-wide mode); only entry names are read")
+      ("container-log-dir", po::value(&raw.container_log_dir)->default_value("/var/log/containers"),
+       "the kubelet's container log links (POD_NAMESPACE_CONTAINER-ID.log): name the container of such a worker");
   return d;
 }
 
@@ -249,6 +256,8 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
     return usage_error(fmt::format("--libpq-async '{}': expected auto, on or off", o.libpq_async));
   }
   o.proc_root = raw.proc_root;
+  o.pod_log_dirs.pods = raw.pod_log_dir;
+  o.pod_log_dirs.containers = raw.container_log_dir;
   auto rescan = parse_duration(raw.rescan);
   if (!rescan || rescan->count() < 100'000'000) {
     return usage_error(fmt::format("--rescan-interval '{}': expected a duration of at least 100ms (e.g. 5s)", raw.rescan));

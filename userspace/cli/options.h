@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/pod_identity.h"
+
 namespace sp::cli {
 
 enum class Command { Run, Workers, Doctor, Record };
@@ -19,6 +21,7 @@ struct CliOptions {
   std::optional<std::string> worker_name;
   std::map<std::string, std::string> metrics_urls;
   std::string proc_root = "/proc";
+  PodLogDirs pod_log_dirs;  // --pod-log-dir, --container-log-dir
   std::chrono::nanoseconds rescan_interval = std::chrono::seconds(5);
   // run
   std::string listen = "0.0.0.0:9477";

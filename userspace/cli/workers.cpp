@@ -47,19 +47,28 @@ DescView desc_view(DescPlanner& planner, const WorkerInfo& w) {
   return plan ? DescView{true, plan->detail} : DescView{false, why_not};
 }
 
+std::string pod_json(const WorkerInfo& w) {
+  if (!w.pod) return "null";
+  const PodIdentity& p = *w.pod;
+  return fmt::format("{{\"pod_uid\": {}, \"container_id\": {}, \"namespace\": {}, \"pod\": {}, \"container\": {}}}",
+                     json_quote(p.pod_uid), json_quote(p.container_id), json_quote(p.namespace_name),
+                     json_quote(p.pod_name), json_quote(p.container_name));
+}
+
 std::string worker_json(const WorkerInfo& w, const GcView& gc, const DescView& desc) {
   std::string ns;
   for (std::size_t i = 0; i < w.ns_pids.size(); ++i) ns += (i ? ", " : "") + std::to_string(w.ns_pids[i]);
   return fmt::format(
       "  {{\"pid\": {}, \"worker\": {}, \"worker_app\": {}, \"name_source\": {}, \"main\": {}, \"config_files\": {}, "
       "\"metrics_url\": {}, \"metrics_port_confirmed\": {}, \"python\": {}, \"gc_method\": {}, \"gc_detail\": {}, "
-      "\"libpq\": {}, \"desc_attribution\": {}, \"desc_detail\": {}, \"ns_pids\": [{}], \"warnings\": {}}}",
+      "\"libpq\": {}, \"desc_attribution\": {}, \"desc_detail\": {}, \"ns_pids\": [{}], \"pod\": {}, "
+      "\"warnings\": {}}}",
       w.host_pid, json_quote(w.worker_name), json_quote(w.worker_app), json_quote(w.name_source),
       w.is_main ? "true" : "false", json_string_array(w.config_files),
       w.metrics_url ? json_quote(*w.metrics_url) : "null", w.metrics_port_confirmed ? "true" : "false",
       json_quote(w.python_path), gc.method.empty() ? "null" : json_quote(gc.method), json_quote(gc.detail),
       json_quote(w.libpq_path), desc.active ? "true" : "false", json_quote(desc.detail), ns,
-      json_string_array(w.warnings));
+      pod_json(w), json_string_array(w.warnings));
 }
 
 void print_text(const ScanResult& r, GcPlanner& planner, DescPlanner& desc_planner) {
@@ -70,6 +79,12 @@ void print_text(const ScanResult& r, GcPlanner& planner, DescPlanner& desc_plann
   for (const auto& w : r.workers) {
     fmt::print("{} (pid {}, {}{})\n", w.worker_name, w.host_pid, w.worker_app, w.is_main ? ", main process" : "");
     fmt::print("  name from:   {}\n", w.name_source);
+    if (w.pod) {
+      const PodLabels l = pod_labels(*w.pod);
+      fmt::print("  pod:         namespace {} pod {} container {} (uid {}, container id {})\n",
+                 l.namespace_name.empty() ? "(unknown)" : l.namespace_name, l.pod, l.container, w.pod->pod_uid,
+                 w.pod->container_id);
+    }
     fmt::print("  configs:     {}\n", w.config_files.empty() ? "(none)" : fmt::format("{}", w.config_files.front()));
     for (std::size_t i = 1; i < w.config_files.size(); ++i) fmt::print("               {}\n", w.config_files[i]);
     fmt::print("  metrics:     {}{}\n", w.metrics_url.value_or("(none: enable_metrics and a metrics listener needed)"),

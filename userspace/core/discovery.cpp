@@ -433,6 +433,8 @@ Target analyze_worker(const DiscoveryOptions& options, int pid, const ProcessFil
   } else {
     reporter.warn("{}: {}", files.path("status"), errno_text(error));
   }
+  // No cgroup file (fixtures, kernels without cgroups) simply means no pod.
+  if (const auto cgroup = files.read("cgroup", error)) info.pod = pod_from_cgroup_file(*cgroup);
 
   // A pinned process we do not recognise may still be Synapse behind a wrapper: read whatever -c it has.
   const auto config_paths = config_args_from(args, command ? command->args_begin : 1);
@@ -630,6 +632,12 @@ class Scanner {
                                                *options_.worker_name, targets_.size()));
       }
     }
+    std::optional<PodNameIndex> pod_names;  // listed only when some worker runs in a pod
+    for (auto& target : targets_) {
+      if (!target.info.pod) continue;
+      if (!pod_names) pod_names = PodNameIndex::load(options_.pod_log_dirs);
+      pod_names->resolve(*target.info.pod);
+    }
     for (auto& target : targets_) {
       choose_metrics_url(options_, target);
       result_.workers.push_back(std::move(target.info));
@@ -662,6 +670,12 @@ std::optional<std::string> synapse_app_from_cmdline(const std::vector<std::strin
 std::vector<std::string> synapse_config_args(const std::vector<std::string>& cmdline) {
   const auto command = classify_cmdline(cmdline);
   return config_args_from(cmdline, command ? command->args_begin : 1);
+}
+
+WorkerLabels labels_of(const WorkerInfo& w) {
+  WorkerLabels labels{w.worker_name, w.worker_app};
+  if (w.pod) labels.pod = pod_labels(*w.pod);
+  return labels;
 }
 
 ScanResult scan(const DiscoveryOptions& options) {

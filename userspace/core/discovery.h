@@ -13,6 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "core/pod_identity.h"
+#include "core/process_book.h"
+
 namespace sp {
 
 // A process identity that survives PID reuse: the start time (field 22 of /proc/PID/stat, clock ticks since boot)
@@ -39,8 +42,12 @@ struct WorkerInfo {
                                           // from DiscoveryOptions::metrics_urls, which is not checked)
   std::string python_path;          // Python executable or libpython mapped by the process (path inside its root)
   std::string libpq_path;           // libpq mapped by the process (path inside its root), empty if none yet
+  std::optional<PodIdentity> pod;   // set when /proc/PID/cgroup is a Kubernetes pod's (node-wide mode)
   std::vector<std::string> warnings;  // "pid N: ..." problems of this process
 };
+
+// The labels every series of this worker carries: worker, worker_app and, in a pod, pod/namespace/container.
+WorkerLabels labels_of(const WorkerInfo& w);
 
 struct PostgresProcess {
   ProcessKey key;
@@ -56,6 +63,7 @@ struct DiscoveryOptions {
   std::optional<std::string> worker_name;            // with exactly one target: its name
   std::map<std::string, std::string> metrics_urls;   // worker name -> URL, overrides what the config says
   std::size_t max_file_bytes = 4 << 20;              // cap for any single config or /proc file read
+  PodLogDirs pod_log_dirs;                           // where the kubelet's log directories name pods and containers
   bool log_warnings = false;                         // also log each warning; off by default because callers
                                                      // report them (a rescan loop only DiscoveryState's
                                                      // new_warnings, so problems are not repeated every scan)

@@ -6,15 +6,19 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
+
+#include "core/pod_identity.h"
 
 namespace sp {
 
 struct WorkerLabels {
   std::string worker;
   std::string worker_app;
+  std::optional<PodLabels> pod = std::nullopt;  // node-wide mode, a worker in a Kubernetes pod
   auto operator<=>(const WorkerLabels&) const = default;
 };
 

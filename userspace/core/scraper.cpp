@@ -94,6 +94,7 @@ ScrapeResult scrape_target(const ScrapeTarget& target, const ScrapeOptions& opti
                            const std::atomic<bool>* cancel) {
   ScrapeResult result;
   result.worker_app = target.worker_app;
+  result.pod = target.pod;
   result.url = target.url;
   result.when = std::chrono::system_clock::now();
   result.started = std::chrono::steady_clock::now();

@@ -28,10 +28,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/pod_identity.h"
 #include "core/prom_text.h"
 
 namespace sp {
@@ -40,6 +42,7 @@ struct ScrapeTarget {
   std::string worker;      // key of the results; unique among the targets
   std::string worker_app;
   std::string url;         // http:// or https://
+  std::optional<PodLabels> pod = std::nullopt;  // the worker's pod labels (node-wide mode), for labelling
   bool operator==(const ScrapeTarget&) const = default;
 };
 
@@ -53,6 +56,7 @@ struct ScrapeOptions {
 
 struct ScrapeResult {
   std::string worker_app;  // the target's, for labelling
+  std::optional<PodLabels> pod = std::nullopt;  // likewise
   std::string url;
   bool up = false;
   std::string error;  // empty when up: "GET http://...: HTTP 500", "parse http://...: line 42: ..."

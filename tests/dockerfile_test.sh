@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The container image's Dockerfile (top of the repository), checked without building it: two stages on Debian
+# bookworm, the build stage uses the same set-up script and CMake, the runtime stage holds no compiler and installs a
+# package for every shared library the binary in BUILD_DIR links (direct ones named explicitly; each library `ldd`
+# lists is in a named package or in one they depend on, mapped with dpkg -S), the entry point is the copied binary
+# and the exposed port is the binary's default, the image name is the one the k8s manifests use.
+set -euo pipefail
+build=${1:?usage: dockerfile_test.sh BUILD_DIR}
+root=$(cd "$(dirname "$0")/.." && pwd)
+df=$root/Dockerfile
+bin=$build/synapse-profiler
+fail() { echo "Dockerfile: $*" >&2; exit 1; }
+[[ -f $df ]] || fail "missing at $df"
+[[ -x $bin ]] || fail "no binary at $bin (build the synapse-profiler target)"
+
+# Instructions with continuation lines joined, comments dropped.
+instructions=$(sed -e '/^[[:space:]]*#/d' "$df" | sed -e ':a' -e '/\\$/N; s/\\\n/ /; ta' | sed -e '/^[[:space:]]*$/d')
+froms=$(grep -E '^FROM ' <<<"$instructions")
+[[ $(wc -l <<<"$froms") -eq 2 ]] || fail "expected two stages: $froms"
+[[ $(sed -n 1p <<<"$froms") == "FROM debian:bookworm AS build" ]] || fail "build stage: $(sed -n 1p <<<"$froms")"
+runtime_from=$(sed -n 2p <<<"$froms")
+[[ $runtime_from =~ ^FROM\ debian:bookworm(-slim)?\ AS\ runtime$ ]] || fail "runtime stage: $runtime_from"
+build_stage=$(awk '/^FROM .* AS build$/{s=1} /^FROM .* AS runtime$/{s=0} s' <<<"$instructions")
+runtime_stage=$(awk '/^FROM .* AS runtime$/{s=1} s' <<<"$instructions")
+grep -qE '^RUN .*scripts/setup\.sh --build-only' <<<"$build_stage" || fail "build stage does not run scripts/setup.sh"
+grep -qE '^RUN .*cmake -S \. -B /build .*cmake --build /build .*--target synapse-profiler' <<<"$build_stage" \
+  || fail "build stage does not build with CMake"
+grep -qxF 'COPY --from=build /build/synapse-profiler /usr/bin/synapse-profiler' <<<"$runtime_stage" \
+  || fail "runtime stage does not copy the binary from the build stage"
+grep -qxF 'ENTRYPOINT ["/usr/bin/synapse-profiler"]' <<<"$runtime_stage" || fail "entry point is not the binary"
+default_port=$("$bin" run --help | sed -n 's/.*--listen arg (=.*:\([0-9]*\)).*/\1/p')
+[[ -n $default_port ]] || fail "cannot read the binary's default port"
+grep -qxF "EXPOSE $default_port" <<<"$runtime_stage" || fail "EXPOSE is not the default port $default_port"
+for image in $(grep -rhoE 'image: *[^ ]*synapse-profiler[^ ]*' "$root/k8s" | awk '{print $2}' | sort -u); do
+  grep -qF -- "-t $image" "$df" || fail "k8s image $image is not the tag the Dockerfile documents"
+done
+
+# The runtime stage's packages: the words after `apt-get install` (options dropped) up to the next `&&`.
+runtime_packages=$(grep -E '^RUN .*apt-get install' <<<"$runtime_stage" \
+  | sed -e 's/.*apt-get install//' -e 's/&&.*//' | tr ' ' '\n' | grep -vE '^(-.*)?$' | sort -u)
+[[ -n $runtime_packages ]] || fail "runtime stage installs no packages"
+for tool in g++ gcc clang cmake make llvm; do
+  grep -qx "$tool" <<<"$runtime_packages" && fail "runtime stage installs the build tool $tool"
+done
+
+# Every package the named ones pull in (Depends and Pre-Depends, all alternatives), from the installed dpkg database.
+declare -A closure=()
+queue=($runtime_packages)
+while [[ ${#queue[@]} -gt 0 ]]; do
+  p=${queue[0]}; queue=("${queue[@]:1}")
+  [[ -n ${closure[$p]:-} ]] && continue
+  closure[$p]=1
+  deps=$(dpkg-query -W -f='${Depends}, ${Pre-Depends}' "$p" 2>/dev/null) \
+    || fail "$p is not a Debian package installed here"
+  for d in $(tr ',|' '\n\n' <<<"$deps" | sed -e 's/(.*)//' -e 's/:any//' | tr -d ' ' | sort -u); do
+    [[ -z ${closure[$d]:-} ]] && queue+=("$d")
+  done
+done
+
+package_of() {  # the package owning a library path (/lib is /usr/lib on a merged-/usr system)
+  local p=$1 out
+  for candidate in "$p" "$(realpath "$p")" "/usr$p" "${p#/usr}"; do
+    out=$(dpkg -S "$candidate" 2>/dev/null | head -n 1) && [[ -n $out ]] && { echo "${out%%:*}"; return 0; }
+  done
+  return 1
+}
+
+needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+[[ -n $needed ]] || fail "the binary links no shared library?"
+checked=0
+while read -r lib arrow path _; do
+  [[ $arrow == "=>" && $path == /* ]] || continue
+  pkg=$(package_of "$path") || fail "no package owns $path ($lib)"
+  if grep -qxF "$lib" <<<"$needed"; then
+    grep -qx "$pkg" <<<"$runtime_packages" || fail "$lib ($pkg) is linked directly but not installed by name"
+  else
+    [[ -n ${closure[$pkg]:-} ]] || fail "$lib ($pkg) is not installed by any package of the runtime stage"
+  fi
+  checked=$((checked + 1))
+done < <(ldd "$bin")
+[[ $checked -ge $(wc -l <<<"$needed") ]] || fail "ldd resolved only $checked libraries"
+echo "Dockerfile: 2 stages on bookworm; $checked libraries of the binary covered by:" $runtime_packages
