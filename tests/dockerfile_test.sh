@@ -43,22 +43,35 @@ for tool in g++ gcc clang cmake make llvm; do
   grep -qx "$tool" <<<"$runtime_packages" && fail "runtime stage installs the build tool $tool"
 done
 
-# Every package the named ones pull in (Depends and Pre-Depends, all alternatives), from the installed dpkg database.
+# Every package the named ones pull in (Depends and Pre-Depends, all alternatives), from the installed dpkg database
+# (read once).
+declare -A depends_of=()
+while IFS=$'\t' read -r name deps; do
+  depends_of[$name]=$deps
+done < <(dpkg-query -W -f='${Package}\t${Depends}, ${Pre-Depends}\n')
 declare -A closure=()
 queue=($runtime_packages)
 while [[ ${#queue[@]} -gt 0 ]]; do
   p=${queue[0]}; queue=("${queue[@]:1}")
   [[ -n ${closure[$p]:-} ]] && continue
   closure[$p]=1
-  deps=$(dpkg-query -W -f='${Depends}, ${Pre-Depends}' "$p" 2>/dev/null) \
-    || fail "$p is not a Debian package installed here"
+  [[ -v depends_of[$p] ]] || fail "$p is not a Debian package installed here"
+  deps=${depends_of[$p]}
   for d in $(tr ',|' '\n\n' <<<"$deps" | sed -e 's/(.*)//' -e 's/:any//' | tr -d ' ' | sort -u); do
     [[ -z ${closure[$d]:-} ]] && queue+=("$d")
   done
 done
 
+# One dpkg -S for every library (it reads every package's file list, so once is much faster); the stragglers one by one.
+declare -A owner=()
+mapfile -t lib_paths < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3}')
+while IFS= read -r line; do
+  [[ $line == *": "* ]] && owner[${line#*: }]=${line%%:*}
+done < <(dpkg -S "${lib_paths[@]}" 2>/dev/null || true)
+
 package_of() {  # the package owning a library path (/lib is /usr/lib on a merged-/usr system)
   local p=$1 out
+  [[ -n ${owner[$p]:-} ]] && { echo "${owner[$p]}"; return 0; }
   for candidate in "$p" "$(realpath "$p")" "/usr$p" "${p#/usr}"; do
     out=$(dpkg -S "$candidate" 2>/dev/null | head -n 1) && [[ -n $out ]] && { echo "${out%%:*}"; return 0; }
   done

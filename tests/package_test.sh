@@ -39,5 +39,6 @@ printf 'rescan-interval = 2s\n' >"$work/extra.conf"
 if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify /usr/lib/systemd/system/synapse-profiler.service
 fi
-grep -q '^CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH$' /usr/lib/systemd/system/synapse-profiler.service
+grep -q '^CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH$' \
+  /usr/lib/systemd/system/synapse-profiler.service
 echo "package ok: $(basename "$deb")"

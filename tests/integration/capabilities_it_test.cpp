@@ -3,7 +3,12 @@
 // ALL; the last one is measured by the simulated-pod test, sim_pod_it_test.cpp), attaches every
 // family and counts a worker's GC pauses; with CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE instead (no CAP_SYS_ADMIN) the
 // tracepoint families still load but the uprobe-based GC probe cannot attach, and says so.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -126,4 +131,65 @@ TEST(CapabilitiesIT, AgentDropsWhatItDoesNotNeedAndStillAttachesNewWorkers) {
       10s))
       << agent.log();
   EXPECT_TRUE(agent.stop());
+}
+
+// Synapse's official image runs as uid 991 and a worker's config may be private to it (0600 in a 0700 directory).
+// Root without CAP_DAC_READ_SEARCH (or CAP_DAC_OVERRIDE) is just "other" to such a file: the agent then cannot read
+// the config and cannot name the worker. Measured here with the agent as root and exactly the manifests' bounding
+// set, with and without CAP_DAC_READ_SEARCH; the manifests grant it because of this test.
+TEST(CapabilitiesIT, PrivateConfigOfAnotherUserNeedsDacReadSearch) {
+  if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+  namespace fs = std::filesystem;
+  const std::string dir = sp::test::make_temp_dir("sp-caps-dac-it");
+  ::chmod(dir.c_str(), 0755);
+  const std::string conf = dir + "/conf";  // the worker's own directory: 0700, uid 991
+  fs::create_directories(conf);
+  const int metrics_port = sp::test::free_port();
+  const std::string config = conf + "/private_worker.yaml";
+  {
+    std::ofstream cfg(config);
+    cfg << "worker_name: private_worker\nworker_app: synapse.app.generic_worker\nenable_metrics: true\n"
+        << "worker_listeners:\n  - type: metrics\n    port: " << metrics_port
+        << "\n    bind_addresses: ['127.0.0.1']\nmedia_store_path: '" << conf << "/media'\n";
+  }
+  ASSERT_EQ(::chown(conf.c_str(), 991, 991), 0);
+  ASSERT_EQ(::chown(config.c_str(), 991, 991), 0);
+  ASSERT_EQ(::chmod(conf.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(config.c_str(), 0600), 0);
+  sp::test::Process worker({"/usr/bin/setpriv", "--reuid", "991", "--regid", "991", "--clear-groups",
+                            "/usr/bin/python3.11", "-m", "synapse.app.generic_worker", "-c", config, "--duration", "60",
+                            "--truth", conf + "/truth.jsonl", "--no-db", "--gc-schedule", "0:20", "--io-rate", "0"},
+                           dir + "/worker.log", SP_WORKLOAD_DIR);
+  ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::port_listening(metrics_port) || !worker.running(); }, 20s) &&
+              worker.running())
+      << sp::test::read_text(dir + "/worker.log");
+
+  auto names_with = [&](const std::string& bounding) {
+    const int port = sp::test::free_port();
+    auto agent = agent_with_caps(dir, bounding, port);
+    std::string m;
+    sp::test::wait_for(
+        [&] {
+          m = sp::test::http_get(port, "/metrics").value_or("");
+          return m.find("synapse_profiler_worker_info{") != std::string::npos &&
+                 m.find("pid=\"" + std::to_string(worker.pid()) + "\"") != std::string::npos;
+        },
+        10s);
+    agent.stop(SIGTERM);
+    return std::make_pair(m, sp::test::read_text(dir + "/agent-" + bounding + ".log"));
+  };
+  const std::string pid = std::to_string(worker.pid());
+  auto [manifest, manifest_log] = names_with("-all,+sys_admin,+sys_ptrace,+dac_read_search");
+  EXPECT_EQ(
+      sp::test::metric_value(manifest, "synapse_profiler_worker_info", {{"worker", "private_worker"}, {"pid", pid}}),
+      1.0)
+      << manifest_log;
+  const std::string denied = "pid " + pid + ": config " + config + ": Permission denied";
+  EXPECT_EQ(manifest_log.find(denied), std::string::npos) << manifest_log;
+
+  auto [without, without_log] = names_with("-all,+sys_admin,+sys_ptrace");
+  ASSERT_TRUE(sp::test::metric_value(without, "synapse_profiler_worker_info", {{"pid", pid}})) << without_log;
+  EXPECT_FALSE(sp::test::metric_value(without, "synapse_profiler_worker_info", {{"worker", "private_worker"}}))
+      << "read a 0600 file of uid 991 without CAP_DAC_READ_SEARCH?\n" << without_log;
+  EXPECT_NE(without_log.find(denied), std::string::npos) << without_log;
 }

@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -89,7 +90,8 @@ TEST(K8sManifests, ProfilerContainersAreLeastPrivilegeAndRunValidCommands) {
       EXPECT_FALSE(sc["privileged"].as<bool>()) << d.file;
       EXPECT_FALSE(sc["allowPrivilegeEscalation"].as<bool>()) << d.file;
       EXPECT_EQ(strings(sc["capabilities"]["drop"]), (std::set<std::string>{"ALL"})) << d.file;
-      // Exactly what the agent needs on this kernel (docs/deploy.md; CapabilitiesIT runs the agent with this set).
+      // Exactly what the agent needs on this kernel (docs/deploy.md; CapabilitiesIT runs the agent with this set, and
+      // without DAC_READ_SEARCH shows a worker's private config unreadable).
       EXPECT_EQ(strings(sc["capabilities"]["add"]),
                 (std::set<std::string>{"SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"}))
           << d.file;
@@ -112,9 +114,24 @@ TEST(K8sManifests, ProfilerContainersAreLeastPrivilegeAndRunValidCommands) {
         EXPECT_EQ(c[probe]["httpGet"]["path"].as<std::string>(), "/healthz") << d.file << " " << probe;
         EXPECT_TRUE(port_names.count(c[probe]["httpGet"]["port"].as<std::string>())) << d.file << " " << probe;
       }
+      std::map<std::string, std::string> mounted;  // mount path -> volume name
       for (const auto& m : c["volumeMounts"]) {
         EXPECT_TRUE(volumes.count(m["name"].as<std::string>())) << d.file;
         EXPECT_TRUE(m["readOnly"].as<bool>()) << d.file << ": host paths are mounted read-only";
+        mounted[m["mountPath"].as<std::string>()] = m["name"].as<std::string>();
+      }
+      if (kind == "DaemonSet") {
+        // Node-wide pod names: the kubelet's log directories, the same host path where the options look for them.
+        for (const auto& path : {parsed.options->pod_log_dirs.pods, parsed.options->pod_log_dirs.containers}) {
+          ASSERT_TRUE(mounted.count(path)) << d.file << ": " << path << " not mounted";
+          bool from_host = false;
+          for (const auto& v : spec["volumes"]) {
+            if (v["name"].as<std::string>() == mounted[path] && v["hostPath"]) {
+              from_host = v["hostPath"]["path"].as<std::string>() == path;
+            }
+          }
+          EXPECT_TRUE(from_host) << d.file << ": " << path << " is not the host's";
+        }
       }
     }
   }

@@ -69,6 +69,12 @@ void check_privileges(Report& r) {
     r.line(has ? Verdict::Ok : Verdict::Fail, fmt::format("{} ({})", cap_name(n.cap), n.why),
            has ? "" : "missing: run as root, or grant it (systemd AmbientCapabilities=, Kubernetes securityContext)");
   }
+  // Not needed for workers running as our own user; needed for a worker of another user whose config is private
+  // (Synapse's image runs as uid 991): its /proc/PID/fd (metrics port check) and environ are private to it as well.
+  const bool dac = has_cap(*caps, Cap::DacReadSearch);
+  r.line(dac ? Verdict::Ok : Verdict::Warn,
+         "CAP_DAC_READ_SEARCH (read config files, /proc/PID/fd and environ private to another user's worker)",
+         dac ? "" : "missing: such workers are not named from their config and their metrics port is not confirmed");
 }
 
 void check_kernel(Report& r) {
