@@ -173,9 +173,13 @@ TEST_F(BlockIoAgentIT, DirectIoIsChargedToTheWorkerWithItsOwnByteCounts) {
       EXPECT_GE(measured, truth - misses * per_miss) << what;
     }
   };
-  // O_DIRECT reads go straight to the device: exactly the workload's bytes.
-  expect_exact(delta(with_op(self, "read"), "synapse_profiler_disk_io_bytes_total"), read_bytes, 1 << 20,
-               "the worker's reads");
+  // O_DIRECT reads go straight to the device: every byte the workload read, plus what the file system reads for it
+  // when it creates the files (a bitmap or inode block not in the cache: a few 4 KiB blocks, never a whole request).
+  const double worker_reads = delta(with_op(self, "read"), "synapse_profiler_disk_io_bytes_total");
+  if (misses == 0) {
+    EXPECT_GE(worker_reads, read_bytes) << "the worker's reads";
+  }
+  EXPECT_LE(worker_reads, read_bytes + (64 << 10)) << "the worker's reads";
   // O_DIRECT writes are synchronous; the file system adds a little metadata the worker's fsync writes too.
   double written = delta(with_op(self, "write_sync"), "synapse_profiler_disk_io_bytes_total");
   EXPECT_GE(written, write_bytes);
@@ -263,8 +267,10 @@ TEST_F(BlockIoAgentIT, BufferedWritesFlushedByWritebackAreOther) {
   double other_writes = sum_of(after, "synapse_profiler_disk_io_bytes_total", {{"worker", "other"}, {"device", disk_}}) -
                         sum_of(before, "synapse_profiler_disk_io_bytes_total", {{"worker", "other"}, {"device", disk_}});
   EXPECT_GE(other_writes, 8 << 20);
-  double worker_io = sum_of(after, "synapse_profiler_disk_io_bytes_total", {{"worker", "io_buffered"}});
-  EXPECT_EQ(worker_io, 0) << "the idle worker did no I/O";
+  // The worker's own start-up reads (Python modules not in the page cache) are its own; the writeback is not.
+  double worker_io = sum_of(after, "synapse_profiler_disk_io_bytes_total", {{"worker", "io_buffered"}}) -
+                     sum_of(before, "synapse_profiler_disk_io_bytes_total", {{"worker", "io_buffered"}});
+  EXPECT_EQ(worker_io, 0) << "the idle worker did no I/O while the file was written back";
   std::ofstream(dir_ + "/gate").put('\n');
 }
 
@@ -281,6 +287,7 @@ conn.autocommit = True
 cur = conn.cursor()
 cur.execute("DROP TABLE IF EXISTS sp_cold_scan")
 cur.execute("CREATE TABLE sp_cold_scan AS SELECT g, repeat('x', 400) AS pad FROM generate_series(1, 80000) g")
+cur.execute("ALTER TABLE sp_cold_scan SET (parallel_workers = 0)")
 cur.execute("CHECKPOINT")
 cur.execute("SELECT pg_relation_size('sp_cold_scan')")
 print(cur.fetchone()[0])
@@ -329,9 +336,9 @@ print(cur.fetchone()[0])
     return sum_of(after, "synapse_profiler_disk_io_bytes_total", f) -
            sum_of(before, "synapse_profiler_disk_io_bytes_total", f);
   };
-  // The first scan after the cache drop reads the whole table from disk; later scans may hit the cache. PostgreSQL
-  // runs part of a big scan in parallel workers: separate processes with no client socket, whose reads count as
-  // worker="other" (a known limit), so the worker's own backend reads a large part, not all of it.
+  // The first scan after the cache drop reads the whole table from disk; later scans may hit the cache. The table
+  // has parallel_workers = 0: PostgreSQL's parallel workers are separate processes with no client socket whose reads
+  // count as worker="other" (a known limit), and with them the backend itself read as little as a third of it.
   EXPECT_GE(reads("io_scanner"), 0.5 * table_bytes);
   EXPECT_LT(reads("io_bystander"), 0.1 * table_bytes);
 }
