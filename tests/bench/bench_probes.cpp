@@ -72,20 +72,11 @@ std::optional<sp::GcProbePlan> gc_plan(const std::string& path, const std::strin
 
 using FloorSkel = sp::bpf::Skeleton<probe_floor_bpf, probe_floor_bpf__destroy>;
 
-// block_io_start/done appeared in 6.5; the block family attaches it only where it exists (same test as its own).
-bool kernel_has_block_io_start() {
-  btf* vmlinux = btf__load_vmlinux_btf();
-  if (!vmlinux) return false;
-  bool has = btf__find_by_name_kind(vmlinux, "btf_trace_block_io_start", BTF_KIND_TYPEDEF) >= 0;
-  btf__free(vmlinux);
-  return has;
-}
-
 // Loads the floor object with only the programs `mode` needs: "uprobe" (usdt/uprobe/uretprobe), "tp_btf", "raw_tp".
 FloorSkel load_floor(const std::string& mode) {
   FloorSkel skel(probe_floor_bpf__open());
   if (!skel) die(std::string("open probe_floor: ") + std::strerror(errno));
-  const bool io_start = kernel_has_block_io_start();
+  const bool io_start = sp::bpf::kernel_has_block_io_start();  // the block family attaches it only where it exists
   bpf_program* prog = nullptr;
   bpf_object__for_each_program(prog, skel->obj) {
     std::string sec = bpf_program__section_name(prog);

@@ -19,6 +19,7 @@
 #include "truth.h"
 
 using namespace std::chrono_literals;
+using sp::test::sum_of;
 using sp::test::Workload;
 using sp::test::WorkloadSpec;
 
@@ -46,22 +47,6 @@ DiskStat disk_stat(const std::string& disk) {
   double f[11] = {};
   for (double& v : f) in >> v;
   return {f[0], f[2] * 512, f[4], f[6] * 512};
-}
-
-// Sum of a per-series value over samples matching `filter` (label=value pairs).
-double sum_of(const std::string& metrics, const std::string& name, const std::map<std::string, std::string>& filter) {
-  double total = 0;
-  std::istringstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.starts_with(name + "{")) continue;
-    bool ok = true;
-    for (const auto& [k, v] : filter) {
-      if (line.find(k + "=\"" + v + "\"") == std::string::npos) ok = false;
-    }
-    if (ok) total += std::stod(line.substr(line.rfind(' ') + 1));
-  }
-  return total;
 }
 
 // The agent's metrics and the kernel's disk statistics at a quiet moment: no request completed on the disk between

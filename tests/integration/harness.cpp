@@ -298,6 +298,22 @@ bool Workload::wait_ready(std::chrono::milliseconds timeout) {
 
 namespace sp::test {
 
+double sum_of(const std::string& metrics, const std::string& name,
+              const std::map<std::string, std::string>& filter) {
+  double total = 0;
+  std::istringstream in(metrics);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with(name + "{")) continue;
+    bool ok = true;
+    for (const auto& [k, v] : filter) {
+      if (line.find(k + "=\"" + v + "\"") == std::string::npos) ok = false;
+    }
+    if (ok) total += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return total;
+}
+
 std::optional<double> metric_value(const std::string& text, const std::string& name,
                                    const std::map<std::string, std::string>& labels) {
   std::istringstream in(text);

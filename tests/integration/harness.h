@@ -118,6 +118,9 @@ class Workload {
 namespace sp::test {
 
 // The value of the first sample of `name` in Prometheus text whose labels include all of `labels`.
+// Sum over the samples of `name` whose labels include every pair of `filter` (0 when none does).
+double sum_of(const std::string& metrics, const std::string& name, const std::map<std::string, std::string>& filter);
+
 std::optional<double> metric_value(const std::string& text, const std::string& name,
                                    const std::map<std::string, std::string>& labels);
 

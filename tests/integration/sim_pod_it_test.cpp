@@ -36,6 +36,7 @@
 #include "truth.h"
 
 using namespace std::chrono_literals;
+using sp::test::sum_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -93,22 +94,6 @@ std::string cgroup2_root() {
     if (root == "/") return mount_point;
   }
   return {};
-}
-
-// Sum over the samples of `name` whose labels include every pair of `filter`.
-double sum_of(const std::string& metrics, const std::string& name, const std::map<std::string, std::string>& filter) {
-  double total = 0;
-  std::istringstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.starts_with(name + "{")) continue;
-    bool ok = true;
-    for (const auto& [k, v] : filter) {
-      if (line.find(k + "=\"" + v + "\"") == std::string::npos) ok = false;
-    }
-    if (ok) total += std::stod(line.substr(line.rfind(' ') + 1));
-  }
-  return total;
 }
 
 // Every sample line of `name` carrying worker="WORKER".

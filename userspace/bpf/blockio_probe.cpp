@@ -16,7 +16,9 @@ static_assert(sizeof(sp_io_event) == 40);
 namespace sp::bpf {
 namespace {
 
-// block_io_start/done appeared in 6.5; older kernels attribute at insert or issue.
+
+}  // namespace
+
 bool kernel_has_block_io_start() {
   btf* vmlinux = btf__load_vmlinux_btf();
   if (!vmlinux) return false;
@@ -24,8 +26,6 @@ bool kernel_has_block_io_start() {
   btf__free(vmlinux);
   return has;
 }
-
-}  // namespace
 
 void BlockIoProbe::SkelDelete::operator()(blockio_bpf* s) const { blockio_bpf__destroy(s); }
 
@@ -86,7 +86,6 @@ bool BlockIoProbe::take(const sp_io_key& key, sp_io_hist& out) {
   return bpf_map_lookup_and_delete_elem(bpf_map__fd(skel_->maps.io_hist), &key, &out) == 0;
 }
 
-void BlockIoProbe::erase(const sp_io_key& key) { bpf_map__delete_elem(skel_->maps.io_hist, &key, sizeof key, 0); }
 
 std::uint64_t BlockIoProbe::events_lost() const { return percpu_sum(skel_->maps.io_stats, SP_IO_STAT_EVENTS_LOST); }
 

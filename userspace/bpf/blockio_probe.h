@@ -17,6 +17,10 @@ struct blockio_bpf;
 
 namespace sp::bpf {
 
+// Whether the kernel has the block_io_start/done tracepoints (6.5+, where a request is created); older kernels
+// attribute a request at insert or issue.
+bool kernel_has_block_io_start();
+
 class BlockIoProbe {
  public:
   // Loads and attaches (system-wide: the block layer has no per-process attach). `hooks` describes what was used,
@@ -31,7 +35,6 @@ class BlockIoProbe {
   std::vector<std::pair<sp_io_key, sp_io_hist>> read() const;
   // Atomically reads and removes one entry (for processes that are not ours: folded into "other" in userspace).
   bool take(const sp_io_key& key, sp_io_hist& out);
-  void erase(const sp_io_key& key);
   int drain(const std::function<void(const sp_io_event&)>& fn) { return ring_.drain(fn); }
   std::uint64_t events_lost() const;
   std::uint64_t hook_misses() const;  // see recursion_misses()
