@@ -263,6 +263,23 @@ TEST(Correlator, TimeShareOfANewWorkerCoversOnlyTheTimeItWasWatched) {
   EXPECT_DOUBLE_EQ(snap.at(kW).window_seconds, 4.0);
 }
 
+// A scan finds a worker between two ticks: it is watched from the scan, not from the tick before it, so what it did
+// before it was found (its start-up reads, drained in the same round) adds nothing to its shares.
+TEST(Correlator, AWorkerFoundBetweenTicksIsWatchedFromTheScan) {
+  sp::CorrelationOptions o;
+  o.window_ns = 60 * kSec;
+  sp::Correlator c(o);
+  c.tick(100 * kSec);
+  c.watch(kW, 100 * kSec + 200 * kMs);
+  c.add_disk(kW, 100 * kSec + 50 * kMs, 100 * kSec + 150 * kMs);  // before the scan found it
+  c.add_disk(kW, 100 * kSec + 150 * kMs, 100 * kSec + 400 * kMs);  // its watched part: 200 ms
+  c.tick(102 * kSec + 200 * kMs);
+  auto snap = c.snapshot();
+  ASSERT_TRUE(snap.at(kW).time_share);
+  EXPECT_NEAR((*snap.at(kW).time_share)[static_cast<std::size_t>(sp::Cause::Disk)], 0.1, 1e-9);
+  EXPECT_DOUBLE_EQ(snap.at(kW).window_seconds, 2.0);
+}
+
 TEST(Correlator, ForgottenWorkersDisappear) {
   sp::Correlator c;
   c.watch(kW, 0);

@@ -110,7 +110,8 @@ Correlator::Worker& Correlator::worker(const WorkerLabels& w, std::uint64_t seen
   auto it = workers_.find(w);
   if (it != workers_.end()) return it->second;
   Worker& n = workers_[w];
-  n.first_seen_ns = now_ns_ != 0 ? now_ns_ : seen_ns;
+  // Watched from the later of the last tick and the moment given (watch(): when a scan found the worker).
+  n.first_seen_ns = std::max(now_ns_, seen_ns);
   const std::size_t m = options_.max_intervals;
   n.busy = {IntervalUnion(m), IntervalUnion(m), IntervalUnion(m), IntervalUnion(m)};
   return n;
