@@ -57,13 +57,9 @@ void BlockIoFamily::update(const ScanResult& current) {
   for (const auto& w : current.workers) workers_[w.host_pid] = labels_of(w);
   auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
   auto undecided = pgserver_ ? pgserver_->undecided_backends() : std::set<int>{};
-  auto serves_worker = [&](int pid) {
-    auto d = decisions.find(pid);
-    return d != decisions.end() && !(d->second == kOtherWorker);
-  };
   std::set<int> gone;
   for (const auto& [pid, owner] : owners_) {
-    if (!workers_.count(pid) && !serves_worker(pid)) gone.insert(pid);
+    if (!owner_of(pid, decisions)) gone.insert(pid);
   }
   others_.clear();
   for (const auto& [key, value] : probe_->read()) {
@@ -75,7 +71,7 @@ void BlockIoFamily::update(const ScanResult& current) {
         book_.set_live(pid, owner.labels, {device_name(key.dev), io_op_name(key.op), owner.via},
                        series_of(final_value));
       }
-    } else if (!workers_.count(pid) && !serves_worker(pid) && !undecided.count(pid)) {
+    } else if (!owner_of(pid, decisions) && !undecided.count(pid)) {
       others_.insert(pid);
       fold_into_other(key);
     }
@@ -84,6 +80,15 @@ void BlockIoFamily::update(const ScanResult& current) {
     book_.retire(pid);
     owners_.erase(pid);
   }
+}
+
+std::optional<BlockIoFamily::Owner> BlockIoFamily::owner_of(int pid,
+                                                            const std::map<int, WorkerLabels>& decisions) const {
+  if (auto w = workers_.find(pid); w != workers_.end()) return Owner{w->second, "self"};
+  if (auto d = decisions.find(pid); d != decisions.end() && !(d->second == kOtherWorker)) {
+    return Owner{d->second, "postgres"};
+  }
+  return std::nullopt;
 }
 
 void BlockIoFamily::fold_into_other(const sp_io_key& key) {
@@ -102,16 +107,11 @@ void BlockIoFamily::poll() {
   std::unique_lock lock(mutex_);
   for (const auto& e : requests) {
     int pid = static_cast<int>(e.tgid);
+    auto owner = owner_of(pid, decisions);
+    if (!owner) continue;
     IoEvent out;
-    if (auto w = workers_.find(pid); w != workers_.end()) {
-      out.worker = w->second;
-      out.via = "self";
-    } else if (auto d = decisions.find(pid); d != decisions.end() && !(d->second == kOtherWorker)) {
-      out.worker = d->second;
-      out.via = "postgres";
-    } else {
-      continue;
-    }
+    out.worker = owner->labels;
+    out.via = owner->via;
     out.device = device_name(e.dev);
     if (!wanted(out.device)) continue;
     out.op = io_op_name(e.op);
@@ -123,20 +123,16 @@ void BlockIoFamily::poll() {
   }
   for (const auto& [key, value] : probe_->read()) {
     const int pid = static_cast<int>(key.tgid);
-    Owner owner;
-    if (auto w = workers_.find(pid); w != workers_.end()) {
-      owner = {w->second, "self"};
-    } else if (auto d = decisions.find(pid); d != decisions.end() && !(d->second == kOtherWorker)) {
-      owner = {d->second, "postgres"};
-    } else {
+    auto owner = owner_of(pid, decisions);
+    if (!owner) {
       // Nobody we profile, as of the last scan: fold into "other" and free the kernel entry (writeback threads,
       // other programs). A process the last scan did not see yet (maybe a worker that has just started, maybe a
       // backend whose worker is not decided yet) keeps its counts in the kernel until the next scan decides.
       if (others_.count(pid)) fold_into_other(key);
       continue;
     }
-    book_.set_live(pid, owner.labels, {device_name(key.dev), io_op_name(key.op), owner.via}, series_of(value));
-    owners_[pid] = owner;
+    book_.set_live(pid, owner->labels, {device_name(key.dev), io_op_name(key.op), owner->via}, series_of(value));
+    owners_[pid] = *owner;
   }
   lock.unlock();
   for (const auto& e : charged) on_event_(e);

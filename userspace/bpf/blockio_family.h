@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -44,6 +45,9 @@ class BlockIoFamily {
   std::string device_name(std::uint32_t dev);  // caller holds mutex_
   bool wanted(const std::string& device) const;
   void fold_into_other(const sp_io_key& key);  // caller holds mutex_
+  // Whose `pid`'s requests are: a worker's own, or a backend's serving one; nobody's (nullopt) otherwise. Caller
+  // holds mutex_.
+  std::optional<Owner> owner_of(int pid, const std::map<int, WorkerLabels>& decisions) const;
 
   std::string sys_root_;
   std::vector<std::string> device_globs_;
