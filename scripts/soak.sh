@@ -73,7 +73,7 @@ start_worker() {
 }
 
 port=$(sp_free_port 19500 19599)
-"$bin" run --listen "127.0.0.1:$port" --rescan-interval 2s --scrape-interval 5s >"$out/agent.log" 2>&1 &
+"$bin" run --listen "127.0.0.1:$port" --rescan-interval 2s --scrape-interval 5s --forget-after 2m >"$out/agent.log" 2>&1 &
 agent=$!
 pids+=("$agent")
 for _ in $(seq 100); do curl -fs "127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -88,14 +88,18 @@ for i in 1 2; do
   pids+=("$!")
 done
 # Churn: one worker restarted every few seconds (a new PID each time, sometimes killed, sometimes exiting itself).
-worker_config soak_churn "$(sp_free_port 19700 19799)"
+# Each life has a new name, as workers named after their pods do: soak_churn_1, soak_churn_2, ... The agent forgets a
+# name --forget-after (2 min) after its last process went, so its memory must stay flat even though the names don't
+# repeat.
+churn_port=$(sp_free_port 19700 19799)
 (
   n=0
   trap 'kill $w 2>/dev/null; exit 0' TERM
   while true; do
     n=$((n + 1))
     echo "$n" >"$work/churn.count"
-    start_worker soak_churn $((3 + RANDOM % 8)) --query-rate 20 --gc-schedule 0:10 --io-rate 0
+    worker_config "soak_churn_$n" "$churn_port"
+    start_worker "soak_churn_$n" $((3 + RANDOM % 8)) --query-rate 20 --gc-schedule 0:10 --io-rate 0
     w=$!
     if ((n % 3 == 0)); then sleep $((1 + RANDOM % 4)); kill -KILL "$w" 2>/dev/null || true; fi
     wait "$w" || true
@@ -151,8 +155,11 @@ fd_warm=$(median_of 3 $((tenth + 1)) $((2 * tenth)))
 fd_end=$(median_of 3 $((samples - tenth + 1)) "$samples")
 rss_max=$(tail -n +2 "$out/samples.csv" | cut -d, -f2 | sort -n | tail -1)
 fd_max=$(tail -n +2 "$out/samples.csv" | cut -d, -f3 | sort -n | tail -1)
-found=$(grep -c 'found Synapse process pid .* worker soak_churn' "$out/agent.log" || true)
-attached=$(grep -c 'gc: attached to worker soak_churn' "$out/agent.log" || true)
+found=$(grep -c 'found Synapse process pid .* worker soak_churn_' "$out/agent.log" || true)
+attached=$(grep -c 'gc: attached to worker soak_churn_' "$out/agent.log" || true)
+forgotten=$(grep -c 'worker soak_churn_[0-9]* has been gone for' "$out/agent.log" || true)
+bytes_warm=$(median_of 5 $((tenth + 1)) $((2 * tenth)))
+bytes_end=$(median_of 5 $((samples - tenth + 1)) "$samples")
 
 verdict=PASS
 problems=()
@@ -168,7 +175,8 @@ fd_allowed=$((fd_bound + (workers_end > workers_warm ? 16 * (workers_end - worke
 ((${#problems[@]} == 0)) || verdict=FAIL
 {
   echo "soak: $((seconds / 60)) min $((seconds % 60)) s, $samples samples every $interval s, agent $bin"
-  echo "churn worker starts: $restarts; agent found $found of them, attached GC to $attached"
+  echo "churn worker starts: $restarts; agent found $found of them, attached GC to $attached, forgot $forgotten names"
+  echo "/metrics bytes (median): 2nd tenth $bytes_warm, last tenth $bytes_end"
   echo "RSS kB: median of the 2nd tenth $rss_warm, final median $rss_end, max $rss_max (growth bound $rss_bound_kb kB)"
   echo "open fds: median of the 2nd tenth $fd_warm, final median $fd_end, max $fd_max (growth bound $fd_allowed)"
   echo "workers on the host (median): 2nd tenth $workers_warm, last tenth $workers_end"

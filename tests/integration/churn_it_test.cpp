@@ -252,6 +252,87 @@ os._exit(3)
 
 }  // namespace
 
+// A worker whose processes have all been gone for --forget-after loses every series, so that the agent's memory and
+// its exposition follow the workers of the recent past (a churning deployment names workers after pods); until then
+// its totals stay, and another worker is untouched.
+TEST_F(ChurnIT, WorkerGoneLongerThanForgetAfterLosesEverySeries) {
+  if (!sp::test::test_postgres()) SP_SKIP_UNLESS_BPF_REQUIRED("no test PostgreSQL: run through scripts/test.sh");
+  const auto forget_after = 5s;
+  sp::test::AgentProcess agent(dir_, "1s", {"--forget-after", "5s"});
+  ASSERT_TRUE(agent.running()) << agent.log();
+  auto start = [&](const std::string& name) {
+    WorkloadSpec spec;
+    spec.name = name;
+    spec.duration_s = 60;
+    spec.use_db = true;
+    spec.extra_args = {"--gc-schedule", "0:20", "--io-rate", "5", "--direct-io", "--query-rate", "20"};
+    auto w = std::make_unique<Workload>(spec, dir_);
+    EXPECT_TRUE(w->wait_ready()) << sp::test::read_text(w->log_path());
+    return w;
+  };
+  auto stays = start("churn_stays");
+  auto leaves = start("churn_leaves");
+  // One series of each probe family (and the scrape) per worker.
+  const std::vector<std::pair<std::string, std::map<std::string, std::string>>> series = {
+      {"synapse_profiler_gc_pause_seconds_count", {}},
+      {"synapse_profiler_db_client_query_seconds_count", {}},
+      {"synapse_profiler_db_server_query_seconds_count", {}},
+      {"synapse_profiler_disk_io_bytes_total", {{"via", "self"}}},
+      {"synapse_profiler_synapse_up", {}},
+  };
+  auto counted = [&](const std::string& m, const std::string& worker) {
+    for (auto [name, filter] : series) {
+      filter["worker"] = worker;
+      if (sp::test::sum_of(m, name, filter) <= 0) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(sp::test::wait_for(
+      [&] {
+        const std::string m = agent.metrics();
+        return counted(m, "churn_stays") && counted(m, "churn_leaves");
+      },
+      30s))
+      << agent.metrics() << agent.log();
+
+  const pid_t leaver = leaves->pid();
+  leaves->process().stop(SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  leaves.reset();
+  const std::string tag = "worker=\"churn_leaves\"";
+  // Gone from worker_info at the next rescan, but its totals stay until --forget-after has passed.
+  ASSERT_TRUE(sp::test::wait_for(
+      [&] {
+        return !sp::test::metric_value(agent.metrics(), "synapse_profiler_worker_info", {{"worker", "churn_leaves"}});
+      },
+      3s))
+      << "pid " << leaver << " still listed\n" << agent.log();
+  const double gc_kept = sp::test::sum_of(agent.metrics(), "synapse_profiler_gc_pause_seconds_count",
+                                          {{"worker", "churn_leaves"}});
+  EXPECT_GT(gc_kept, 0) << "the totals of a worker gone for less than --forget-after are kept";
+
+  ASSERT_TRUE(sp::test::wait_for([&] { return agent.metrics().find(tag) == std::string::npos; },
+                                 forget_after + 2s + 1500ms, 100ms))
+      << "series of the gone worker remain:\n" << agent.metrics() << agent.log();
+  const auto forgotten_after = std::chrono::steady_clock::now() - killed;
+  EXPECT_GE(forgotten_after, forget_after) << "forgotten too early";
+  EXPECT_NE(agent.log().find("worker churn_leaves has been gone for 5s: its series are dropped"), std::string::npos)
+      << agent.log();
+
+  // The worker that stayed keeps every series, and keeps counting.
+  const std::string before = agent.metrics();
+  EXPECT_TRUE(counted(before, "churn_stays")) << before;
+  const double gc_before = sp::test::sum_of(before, "synapse_profiler_gc_pause_seconds_count", {{"worker", "churn_stays"}});
+  EXPECT_TRUE(sp::test::wait_for(
+      [&] {
+        return sp::test::sum_of(agent.metrics(), "synapse_profiler_gc_pause_seconds_count",
+                                {{"worker", "churn_stays"}}) > gc_before;
+      },
+      5s));
+  stays->process().stop(SIGTERM);
+  EXPECT_TRUE(agent.stop()) << agent.log();
+}
+
 // Processes that exit between discovery and attach, one after another: each is skipped with exactly one warning
 // naming its PID (no per-family failures), the agent stays healthy, and a steady worker and a worker started after
 // the churn are attached and counted.

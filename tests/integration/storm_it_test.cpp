@@ -1,7 +1,7 @@
 // Event storms through the agent binary: while the agent is stopped (SIGSTOP: its consumer drains nothing), a worker
-// collects garbage as fast as it can, far more often than the ring buffer holds. The per-event records overflow and
-// each drop is counted in events_lost_total{probe="gc"}, while the in-kernel histogram still counts every pause:
-// _count and the +Inf bucket equal the number of collections the worker made by its own count.
+// collects garbage, or sends queries, as fast as it can, far more often than the ring buffer holds. The per-event
+// records overflow and each drop is counted in events_lost_total{probe=...}, while the in-kernel histograms still count
+// every pause and every query: the exported counts equal what the worker made by its own count.
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "harness.h"
+#include "libpq.h"
+#include "pgserver.h"
 
 using namespace std::chrono_literals;
 
@@ -34,8 +36,59 @@ os.rename(count_path + ".tmp", count_path)
 time.sleep(300)
 )PY";
 
-// Records the gc ring buffer holds (bpf/gc.bpf.c: 256 KiB of 40-byte records, each with an 8-byte header).
+// Once GATE exists, sends N `SELECT 1` back to back on one autocommit connection (no BEGIN/COMMIT: one statement each,
+// client and server side), writes how many it sent to COUNT, then idles. Before that, once GATE.warm exists (the
+// agent has attached), WARM statements, so that the test sees both sides count; "READY" goes to COUNT.warm after them.
+constexpr const char* kQueryStormModule = R"PY(
+import gc
+gc.disable()
+import os, sys, time
+import psycopg2
+gate, count_path, n, warm = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+conn = psycopg2.connect(host=os.environ["STORM_PG_HOST"], port=int(os.environ["STORM_PG_PORT"]),
+                        user=os.environ["STORM_PG_USER"], dbname=os.environ["STORM_PG_DB"])
+conn.autocommit = True
+cur = conn.cursor()
+while not os.path.exists(gate + ".warm"):
+    time.sleep(0.01)
+for _ in range(warm):
+    cur.execute("SELECT 1")
+with open(count_path + ".warm", "w") as f:
+    f.write("READY")
+while not os.path.exists(gate):
+    time.sleep(0.01)
+done = 0
+for _ in range(n):
+    cur.execute("SELECT 1")
+    done += 1
+with open(count_path + ".tmp", "w") as f:
+    f.write(str(done))
+os.rename(count_path + ".tmp", count_path)
+time.sleep(300)
+)PY";
+
+// Records each ring buffer holds: its size over one record plus the ring's 8-byte header (bpf/gc.bpf.c: 256 KiB of
+// 40-byte records; bpf/libpq.bpf.c: 4 MiB of struct pq_event; bpf/pgserver.bpf.c: 2 MiB of struct pgs_query_event).
 constexpr double kGcRingRecords = 256.0 * 1024 / 48;
+constexpr double kLibpqRingRecords = 4.0 * 1024 * 1024 / (sizeof(pq_event) + 8);
+constexpr double kPgServerRingRecords = 2.0 * 1024 * 1024 / (sizeof(pgs_query_event) + 8);
+
+// A directory holding a package `synapse.app.generic_worker` whose module is `code`, and a config naming the worker.
+std::string fake_worker(const std::string& dir, const std::string& worker, const char* code) {
+  namespace fs = std::filesystem;
+  const std::string app = dir + "/" + worker;
+  fs::create_directories(app + "/synapse/app");
+  std::ofstream(app + "/synapse/__init__.py");
+  std::ofstream(app + "/synapse/app/__init__.py");
+  std::ofstream(app + "/synapse/app/generic_worker.py") << code;
+  std::ofstream(app + "/worker.yaml") << "worker_name: " << worker << "\nworker_app: synapse.app.generic_worker\n";
+  return app;
+}
+
+// Sum over verbs of a worker's query counts (db_client or db_server; verb "unknown" holds the lost records' queries).
+double query_count(const std::string& metrics, const std::string& family, const std::string& worker) {
+  return sp::test::sum_of(metrics, "synapse_profiler_" + family + "_query_seconds_count", {{"worker", worker}});
+}
 
 }  // namespace
 
@@ -43,15 +96,10 @@ TEST(StormIT, GcStormWithTheConsumerStoppedLosesRecordsButNoCounts) {
   namespace fs = std::filesystem;
   if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
   const std::string dir = sp::test::make_temp_dir("sp-storm-it");
-  const std::string app = dir + "/storm";
-  fs::create_directories(app + "/synapse/app");
-  std::ofstream(app + "/synapse/__init__.py");
-  std::ofstream(app + "/synapse/app/__init__.py");
-  std::ofstream(app + "/synapse/app/generic_worker.py") << kStormModule;
-  std::ofstream(app + "/storm.yaml") << "worker_name: gc_storm\nworker_app: synapse.app.generic_worker\n";
+  const std::string app = fake_worker(dir, "gc_storm", kStormModule);
   const std::string gate = dir + "/gate", count_path = dir + "/count";
   constexpr int kCollections = 100000;
-  sp::test::Process storm({"/usr/bin/python3.11", "-m", "synapse.app.generic_worker", "-c", app + "/storm.yaml", gate,
+  sp::test::Process storm({"/usr/bin/python3.11", "-m", "synapse.app.generic_worker", "-c", app + "/worker.yaml", gate,
                            count_path, std::to_string(kCollections)},
                           dir + "/storm.log", app);
   // The agent watches only the storm (--pid): other Synapse processes on the machine add nothing to the counters.
@@ -96,4 +144,74 @@ TEST(StormIT, GcStormWithTheConsumerStoppedLosesRecordsButNoCounts) {
   std::cout << made << " collections; " << lost - lost_before << " records dropped and counted\n";
   EXPECT_TRUE(agent.running()) << agent_log();
   EXPECT_TRUE(agent.stop()) << agent_log();
+}
+
+// The same for queries: both the libpq (client) and the PostgreSQL (server) records overflow while the agent is
+// stopped; their lost records are counted, and each side's query count still equals what the worker sent.
+TEST(StormIT, QueryStormWithTheConsumerStoppedLosesRecordsButNoCounts) {
+  namespace fs = std::filesystem;
+  if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+  const auto pg = sp::test::test_postgres();
+  if (!pg) SP_SKIP_UNLESS_BPF_REQUIRED("no test PostgreSQL: run through scripts/test.sh");
+  const std::string dir = sp::test::make_temp_dir("sp-storm-it");
+  const std::string worker = "query_storm";
+  const std::string app = fake_worker(dir, worker, kQueryStormModule);
+  const std::string gate = dir + "/gate", count_path = dir + "/count";
+  constexpr int kQueries = 20000;
+  sp::test::Process storm({"/usr/bin/env", "STORM_PG_HOST=" + pg->host, "STORM_PG_PORT=" + std::to_string(pg->port),
+                           "STORM_PG_USER=" + pg->user, "STORM_PG_DB=" + pg->db, "/usr/bin/python3.11", "-m",
+                           "synapse.app.generic_worker", "-c", app + "/worker.yaml", gate, count_path,
+                           std::to_string(kQueries), "50"},
+                          dir + "/storm.log", app);
+  sp::test::AgentProcess agent(dir, "500ms", {"--pid", std::to_string(storm.pid())});
+  ASSERT_TRUE(agent.running()) << agent.log();
+  ASSERT_TRUE(sp::test::wait_for(
+      [&] {
+        return sp::test::metric_value(agent.metrics(), "synapse_profiler_probe_attached",
+                                      {{"worker", worker}, {"probe", "libpq"}}) == 1.0;
+      },
+      15s))
+      << agent.log();
+  std::ofstream(gate + ".warm").put('\n');
+  // Both sides count the warm-up queries: libpq is attached and the backend is mapped to the worker.
+  ASSERT_TRUE(sp::test::wait_for(
+      [&] {
+        const std::string m = agent.metrics();
+        return fs::exists(count_path + ".warm") && query_count(m, "db_client", worker) >= 50 &&
+               query_count(m, "db_server", worker) >= 50;
+      },
+      20s))
+      << agent.metrics() << agent.log() << sp::test::read_text(dir + "/storm.log");
+  std::this_thread::sleep_for(600ms);  // past one kernel poll
+  const std::string m0 = agent.metrics();
+  const double client_before = query_count(m0, "db_client", worker);
+  const double server_before = query_count(m0, "db_server", worker);
+  auto lost = [](const std::string& m, const char* probe) {
+    return sp::test::metric_value(m, "synapse_profiler_events_lost_total", {{"probe", probe}}).value_or(0);
+  };
+  const double client_lost_before = lost(m0, "libpq"), server_lost_before = lost(m0, "postgres");
+
+  ASSERT_EQ(kill(agent.pid(), SIGSTOP), 0);
+  std::ofstream(gate).put('\n');
+  const bool finished = sp::test::wait_for([&] { return fs::exists(count_path); }, 120s);
+  ASSERT_EQ(kill(agent.pid(), SIGCONT), 0);
+  ASSERT_TRUE(finished) << sp::test::read_text(dir + "/storm.log");
+  const double sent = std::stod(sp::test::read_text(count_path));
+  ASSERT_EQ(sent, kQueries);
+
+  std::this_thread::sleep_for(1500ms);  // a few kernel polls of the agent, now running again
+  const std::string m = agent.metrics();
+  EXPECT_EQ(query_count(m, "db_client", worker) - client_before, sent) << "libpq side: every query counted\n" << m;
+  EXPECT_EQ(query_count(m, "db_server", worker) - server_before, sent) << "server side: every statement counted\n" << m;
+  const double client_lost = lost(m, "libpq") - client_lost_before;
+  const double server_lost = lost(m, "postgres") - server_lost_before;
+  EXPECT_GE(client_lost, sent - kLibpqRingRecords) << m;
+  EXPECT_GE(server_lost, sent - kPgServerRingRecords) << m;
+  // The lost records' queries are kept under verb "unknown": at least the ones the ring could not hold.
+  EXPECT_GE(sp::test::sum_of(m, "synapse_profiler_db_client_query_seconds_count", {{"worker", worker}, {"verb", "unknown"}}),
+            client_lost);
+  std::cout << sent << " queries; records dropped and counted: libpq " << client_lost << ", postgres " << server_lost
+            << "\n";
+  EXPECT_TRUE(agent.running()) << agent.log();
+  EXPECT_TRUE(agent.stop()) << agent.log();
 }

@@ -52,6 +52,13 @@ TEST(CliOptions, SubcommandsAndTheirOptions) {
   auto windowed = parse({"run", "--window", "5m"});
   ASSERT_TRUE(windowed.options) << windowed.message;
   EXPECT_EQ(windowed.options->window, std::chrono::minutes(5));
+  EXPECT_EQ(run.options->forget_after, std::chrono::hours(1));
+  auto forget = parse({"run", "--forget-after", "10m"});
+  ASSERT_TRUE(forget.options) << forget.message;
+  EXPECT_EQ(forget.options->forget_after, std::chrono::minutes(10));
+  auto never = parse({"record", "-o", "/tmp/x", "--forget-after", "never"});
+  ASSERT_TRUE(never.options) << never.message;
+  EXPECT_FALSE(never.options->forget_after);
 }
 
 TEST(CliOptions, OptionOfAnotherCommandIsAUsageError) {
@@ -72,6 +79,8 @@ TEST(CliOptions, BadValuesAreUsageErrors) {
            {"--rescan-interval", "soon"},
            {"--window", "500ms"},
            {"--window", "forever"},
+           {"--forget-after", "500ms"},
+           {"--forget-after", "forever"},
            {"--verbose", "--quiet"},
            {"--config", "/nonexistent/synapse-profiler.conf"},
        }) {

@@ -4,6 +4,7 @@
 #include "core/capabilities.h"
 #include "core/duration.h"
 #include "core/json.h"
+#include "core/process_book.h"
 
 using namespace std::chrono_literals;
 
@@ -48,4 +49,24 @@ TEST(Json, QuotesAndEscapesEverythingUnsafe) {
   EXPECT_EQ(sp::json_quote("plain"), "\"plain\"");
   EXPECT_EQ(sp::json_quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
   EXPECT_EQ(sp::json_quote(std::string("\x01\xff", 2)), "\"\\u0001\\u00ff\"");
+}
+
+TEST(ProcessBook, ForgettingAWorkerDropsItsRetiredTotalsButNotALiveProcess) {
+  struct Count {
+    int n = 0;
+    void add(const Count& o) { n += o.n; }
+  };
+  const sp::WorkerLabels a{"a", "synapse.app.generic_worker"}, b{"b", "synapse.app.generic_worker"};
+  sp::ProcessBook<int, Count> book;
+  book.set_live(10, a, 0, {3});
+  book.retire(10);
+  book.set_live(11, b, 0, {5});
+  book.retire(11);
+  book.set_live(12, b, 0, {7});  // b restarted: live again under the same labels
+  book.forget(a);
+  book.forget(b);
+  auto totals = book.totals();
+  EXPECT_EQ(totals.count({a, 0}), 0u);
+  ASSERT_EQ(totals.count({b, 0}), 1u);
+  EXPECT_EQ(totals.at({b, 0}).n, 7);  // the retired 5 went, the live 7 stays
 }

@@ -138,6 +138,11 @@ void BlockIoFamily::poll() {
   for (const auto& e : charged) on_event_(e);
 }
 
+void BlockIoFamily::forget_worker(const WorkerLabels& w) {
+  std::lock_guard lock(mutex_);
+  book_.forget(w);
+}
+
 IoSnapshot BlockIoFamily::snapshot() const {
   IoSnapshot snap;
   std::lock_guard lock(mutex_);

@@ -32,6 +32,9 @@ class BlockIoFamily {
   void update(const ScanResult& current);
   void poll();
   IoSnapshot snapshot() const;
+  // Drops the totals of worker `w`, gone for longer than --forget-after (ProcessBook::forget): memory stays bounded
+  // by the workers of the recent past, not by every name the agent has ever seen.
+  void forget_worker(const WorkerLabels& w);
   std::uint64_t hook_misses() const { return probe_ ? probe_->hook_misses() : 0; }
   // Called from poll() for each drained request charged to a worker (requests of nobody we profile, of devices not
   // selected, and of backends whose worker is not decided yet are not passed on).

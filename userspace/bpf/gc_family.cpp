@@ -105,6 +105,11 @@ void GcFamily::poll() {
   refresh_counts();
 }
 
+void GcFamily::forget_worker(const WorkerLabels& w) {
+  std::lock_guard lock(mutex_);
+  book_.forget(w);
+}
+
 GcSnapshot GcFamily::snapshot() const {
   GcSnapshot snap;
   std::lock_guard lock(mutex_);

@@ -33,6 +33,9 @@ class GcFamily {
   // Drain per-pause events (each passed to `on_event`, if set) and refresh the per-process counts.
   void poll();
   GcSnapshot snapshot() const;
+  // Drops the totals of worker `w`, gone for longer than --forget-after (ProcessBook::forget): memory stays bounded
+  // by the workers of the recent past, not by every name the agent has ever seen.
+  void forget_worker(const WorkerLabels& w);
   std::uint64_t hook_misses() const { return probe_ ? probe_->hook_misses() : 0; }
 
   void set_event_sink(std::function<void(const gc_event&)> sink) { on_event_ = std::move(sink); }

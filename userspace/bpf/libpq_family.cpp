@@ -193,6 +193,14 @@ void LibpqFamily::poll() {
   }
 }
 
+void LibpqFamily::forget_worker(const WorkerLabels& w) {
+  std::lock_guard lock(mutex_);
+  erase_worker(series_, w);
+  erase_worker(desc_, w);
+  erase_worker(desc_walks_, w);
+  lost_.forget(w);
+}
+
 DbClientSnapshot LibpqFamily::snapshot() const {
   DbClientSnapshot snap;
   std::lock_guard lock(mutex_);

@@ -109,8 +109,22 @@ void PgServerFamily::update(const ScanResult& current) {
       attach_errors_.push_back(error);
     }
   }
+  // A binary no postmaster runs any more is let go only after a while: a restart (pg_ctl restart, a crash and
+  // restart by systemd) leaves no postmaster for a moment, and its new backends would run unprobed until the next
+  // rescan attached again. An upgraded binary (a new inode) is released kUnusedBinaryGrace after its last user.
+  const auto now = std::chrono::steady_clock::now();
   for (const auto& [key, postmasters] : binaries_) {
-    if (!binaries.count(key)) probe_->detach(key);
+    if (!binaries.count(key)) unused_since_.try_emplace(key, now);
+  }
+  for (auto it = unused_since_.begin(); it != unused_since_.end();) {
+    if (binaries.count(it->first)) {
+      it = unused_since_.erase(it);
+    } else if (now - it->second >= kUnusedBinaryGrace) {
+      probe_->detach(it->first);
+      it = unused_since_.erase(it);
+    } else {
+      ++it;
+    }
   }
   binaries_ = std::move(binaries);
 
@@ -177,6 +191,12 @@ void PgServerFamily::poll() {
     t.aborts = s.aborts;
     backends_.set_live(pid, labels_of(pid), 0, t);
   }
+}
+
+void PgServerFamily::forget_worker(const WorkerLabels& w) {
+  std::lock_guard lock(mutex_);
+  erase_worker(queries_, w);
+  backends_.forget(w);
 }
 
 DbServerSnapshot PgServerFamily::snapshot() const {

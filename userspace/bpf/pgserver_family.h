@@ -9,6 +9,7 @@
 // worker owns the other end then, the backend is decided "other".
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -35,6 +36,9 @@ class PgServerFamily {
   void update(const ScanResult& current);
   void poll();
   DbServerSnapshot snapshot() const;
+  // Drops the totals of worker `w`, gone for longer than --forget-after (ProcessBook::forget): memory stays bounded
+  // by the workers of the recent past, not by every name the agent has ever seen.
+  void forget_worker(const WorkerLabels& w);
   std::uint64_t hook_misses() const { return probe_ ? probe_->hook_misses() : 0; }
 
   // Backends decided so far (PID as in proc_root -> the worker served, or kOtherWorker), and the backends of the
@@ -68,6 +72,9 @@ class PgServerFamily {
   std::map<int, WorkerLabels> backend_labels_;  // decided backends -> the worker they serve (or "other")
   std::set<int> live_backends_;                 // backends of the last scan
   std::map<std::string, std::set<int>> binaries_;  // attached binary key -> postmasters using it
+  // Attached binaries no postmaster uses now -> since when; detached after kUnusedBinaryGrace.
+  std::map<std::string, std::chrono::steady_clock::time_point> unused_since_;
+  static constexpr std::chrono::seconds kUnusedBinaryGrace{60};
   std::vector<std::string> attach_errors_;
   std::map<std::pair<WorkerLabels, std::string>, LatencyHistogram> queries_;
   ProcessBook<int, BackendTotals> backends_;  // by backend PID; key unused (0)

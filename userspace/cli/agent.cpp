@@ -30,6 +30,7 @@
 #include "core/correlator.h"
 #include "core/desc_matcher.h"
 #include "core/desc_ratio.h"
+#include "core/duration.h"
 #include "core/log.h"
 #include "core/overlap.h"
 #include "core/pid_namespace.h"
@@ -497,13 +498,49 @@ class Agent {
           desc_matcher_.forget(labels);
           desc_ratio_.forget(labels);
           last_scrape_.erase(w.worker_name);
+          gone_since_.emplace(labels, now);
         }
       }
-      for (const auto& labels : present) correlator_.watch(labels, now);
+      for (const auto& labels : present) {
+        correlator_.watch(labels, now);
+        gone_since_.erase(labels);
+      }
     }
+    forget_long_gone(monotonic_ns(std::chrono::steady_clock::now()));
     std::lock_guard lock(mutex_);
     latest_ = std::move(result);
     ++scans_;
+  }
+
+  // A worker whose processes have all been gone for --forget-after loses every series, so that the agent's memory and
+  // its exposition follow the workers of the recent past, not every name seen since it started (a churning
+  // deployment names workers after pods). Scanning thread only.
+  void forget_long_gone(std::uint64_t now) {
+    if (!options_.forget_after) return;
+    const auto limit = static_cast<std::uint64_t>(options_.forget_after->count());
+    std::vector<WorkerLabels> expired;
+    for (auto it = gone_since_.begin(); it != gone_since_.end();) {
+      if (now - it->second < limit) {
+        ++it;
+        continue;
+      }
+      expired.push_back(it->first);
+      it = gone_since_.erase(it);
+    }
+    for (const auto& w : expired) {
+      log::info("worker {} has been gone for {}: its series are dropped", w.worker,
+                format_duration(*options_.forget_after));
+      gc_.forget_worker(w);
+      libpq_.forget_worker(w);
+      pgserver_.forget_worker(w);
+      blockio_.forget_worker(w);
+      {
+        std::lock_guard lock(correlator_mutex_);
+        desc_matcher_.forget_totals(w);
+      }
+      std::lock_guard lock(mutex_);
+      overlap_ns_.erase(w);
+    }
   }
 
   void add_overlap(const WorkerLabels& worker, std::uint64_t ns) {
@@ -604,6 +641,7 @@ class Agent {
   std::vector<QueryEvent> client_batch_, server_batch_;
   std::vector<RecordedLockWait> lock_batch_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_scrape_;  // scanning thread only
+  std::map<WorkerLabels, std::uint64_t> gone_since_;  // workers with no process left -> when; scanning thread only
   std::uint64_t scrape_generation_ = 0;  // scraper_.generation() at the last copy; scanning thread only
   std::mutex correlator_mutex_;
   Correlator correlator_;  // guarded by correlator_mutex_

@@ -41,6 +41,7 @@ struct Raw {
   std::string scrape_interval;
   std::string scrape_timeout;
   std::string window;
+  std::string forget_after;
   std::string duration;
   std::vector<std::string> workers;
 };
@@ -150,6 +151,10 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
           ("window", po::value(&raw.window)->default_value("60s"),
            "how far back synapse_profiler_time_share and synapse_profiler_gc_coverage_ratio look (at least 1s; "
            "the coverage ratio needs two scrapes inside it, so keep it above twice --scrape-interval)")
+          ("forget-after", po::value(&raw.forget_after)->default_value("1h"),
+           "drop every series of a worker whose processes have all been gone this long (a restart within it "
+           "continues the worker's counters; after it they start again from zero); 'never' keeps every worker name "
+           "ever seen, so memory grows with them")
           ("synapse-metrics-include", po::value(&o.metrics_include),
            "re-expose only the scraped metric families whose name matches this regular expression (default: all)")
           ("synapse-metrics-exclude", po::value(&o.metrics_exclude),
@@ -244,6 +249,16 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
       return usage_error(fmt::format("--window '{}': expected a duration of at least 1s", raw.window));
     }
     o.window = *window;
+    if (raw.forget_after == "never") {
+      o.forget_after = std::nullopt;
+    } else {
+      auto forget = parse_duration(raw.forget_after);
+      if (!forget || forget->count() < 1'000'000'000) {
+        return usage_error(
+            fmt::format("--forget-after '{}': expected a duration of at least 1s (e.g. 1h) or never", raw.forget_after));
+      }
+      o.forget_after = *forget;
+    }
     for (const auto* re : {&o.metrics_include, &o.metrics_exclude}) {
       try {
         if (!re->empty()) std::regex check(*re);

@@ -34,6 +34,8 @@ struct CliOptions {
   std::string metrics_include;  // regex over family names; empty: everything
   std::string metrics_exclude;  // regex; empty: nothing
   std::chrono::nanoseconds window = std::chrono::seconds(60);  // time_share and gc_coverage_ratio look this far back
+  // A worker name gone for this long loses its series (nullopt: never; --forget-after never).
+  std::optional<std::chrono::nanoseconds> forget_after = std::chrono::hours(1);
   // record
   std::chrono::nanoseconds record_duration = std::chrono::seconds(60);
   std::string output_dir;

@@ -59,6 +59,8 @@ class DescMatcher {
 
   // The worker has gone: its pending intervals are decided now, then its calls are dropped (totals stay).
   void forget(const WorkerLabels& w);
+  // The worker has been gone for longer than --forget-after: its totals go too.
+  void forget_totals(const WorkerLabels& w) { erase_worker(totals_, w); }
 
  private:
   struct Call {

@@ -5,6 +5,7 @@
 // Key: what a series is split by besides the worker (e.g. the GC generation). Value: anything with add().
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <string>
@@ -21,6 +22,12 @@ struct WorkerLabels {
   std::optional<PodLabels> pod = std::nullopt;  // node-wide mode, a worker in a Kubernetes pod
   auto operator<=>(const WorkerLabels&) const = default;
 };
+
+// Erases every entry of worker `w` from a map keyed by (WorkerLabels, something); returns how many went.
+template <typename Map>
+std::size_t erase_worker(Map& m, const WorkerLabels& w) {
+  return std::erase_if(m, [&](const auto& entry) { return entry.first.first == w; });
+}
 
 template <typename Key, typename Value>
 class ProcessBook {
@@ -41,6 +48,10 @@ class ProcessBook {
     for (const auto& [key, value] : it->second.values) retired_[{it->second.labels, key}].add(value);
     live_.erase(it);
   }
+
+  // A worker gone for good (--forget-after): its retired totals are dropped. A live process under the same labels
+  // keeps its values, so this never takes back what a running process reported.
+  void forget(const WorkerLabels& w) { erase_worker(retired_, w); }
 
   // Retired + live, per (worker labels, key).
   std::map<std::pair<WorkerLabels, Key>, Value> totals() const {
