@@ -59,24 +59,13 @@ struct QuietSnapshot {
   bool quiet = false;
 };
 
-std::pair<double, double> rounds_of(const std::string& metrics) {
-  return {sp::test::metric_value(metrics, "synapse_profiler_probe_polls_total", {}).value_or(-1),
-          sp::test::metric_value(metrics, "synapse_profiler_discovery_scans_total", {}).value_or(-1)};
-}
-
 QuietSnapshot quiet_snapshot(const sp::test::AgentProcess& agent, const std::string& disk) {
   QuietSnapshot snap;
   for (int attempt = 0; attempt < 20; ++attempt) {
     DiskStat s1 = disk_stat(disk);
-    const auto [polls, scans] = rounds_of(agent.metrics());
     std::this_thread::sleep_for(300ms);
-    // On a busy machine a scan (attaching, detaching) can hold the polling loop up for a while: wait for it.
-    const bool polled = sp::test::wait_for(
-        [&, polls = polls, scans = scans] {
-          auto [p, s] = rounds_of(snap.metrics = agent.metrics());
-          return p >= polls + 2 && s >= scans + 2;
-        },
-        20s);
+    const bool polled = agent.wait_rounds(2);
+    snap.metrics = agent.metrics();
     snap.stat = disk_stat(disk);
     if (polled && s1.reads == snap.stat.reads && s1.writes == snap.stat.writes) {
       snap.quiet = true;

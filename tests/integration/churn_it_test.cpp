@@ -194,7 +194,8 @@ TEST_F(ChurnIT, PostgresRestartedMidRunIsRemapped) {
     // Exit 1 is expected: the statements cut off by the restart are failures in the workload's book.
     ASSERT_TRUE(w->process().wait(60s)) << sp::test::read_text(w->log_path());
   }
-  std::this_thread::sleep_for(1500ms);  // the exits are noticed at the next rescan; records of the end are drained
+  // The exits are noticed at the next rescan, and the records of the end drained: two of each, however long they take.
+  ASSERT_TRUE(agent_.wait_rounds(2)) << agent_log();
   for (auto& w : workers) {
     const std::string name = w->spec().name;
     int failed = 0, ok_after = 0;
@@ -210,6 +211,15 @@ TEST_F(ChurnIT, PostgresRestartedMidRunIsRemapped) {
     for (const auto& [verb, n] : server) {
       if (!bounds.count(verb)) {
         EXPECT_EQ(n, 0) << name << ": statements it never sent, verb " << verb;
+      }
+    }
+    if (HasFailure()) {
+      // What the agent decided about each backend (debug log), to tell a missed mapping from a lost record.
+      std::istringstream log(agent_log());
+      for (std::string line; std::getline(log, line);) {
+        if (line.find("postgres: ") != std::string::npos && line.find("libbpf") == std::string::npos) {
+          std::cout << line << "\n";
+        }
       }
     }
     std::cout << name << ": " << failed << " statements cut off by the restart, " << ok_after

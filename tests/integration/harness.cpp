@@ -351,6 +351,22 @@ AgentProcess::AgentProcess(const std::string& dir, const std::string& rescan_int
   healthy_ = wait_for([&] { return http_get(port_, "/healthz").has_value(); }, std::chrono::seconds(120));
 }
 
+bool AgentProcess::wait_rounds(int rounds, std::chrono::milliseconds timeout) const {
+  auto counts = [&] {
+    const std::string m = metrics();
+    return std::pair{metric_value(m, "synapse_profiler_probe_polls_total", {}).value_or(-1),
+                     metric_value(m, "synapse_profiler_discovery_scans_total", {}).value_or(-1)};
+  };
+  const auto [polls, scans] = counts();
+  if (polls < 0 || scans < 0) return false;
+  return wait_for(
+      [&] {
+        const auto [p, s] = counts();
+        return p >= polls + rounds && s >= scans + rounds;
+      },
+      timeout);
+}
+
 bool AgentProcess::stop() {
   if (proc_.pid() <= 0) return false;
   // Detaching from dozens of processes on a loaded machine takes a while; a hang still fails.

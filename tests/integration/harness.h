@@ -141,6 +141,9 @@ class AgentProcess {
   pid_t pid() const { return proc_.pid(); }
   std::string metrics() const { return http_get(port_, "/metrics").value_or(""); }
   std::string log() const { return read_text(log_path_); }
+  // Waits until the agent has completed `rounds` more rescans and kernel polls than now (what happened before this
+  // call has been drained and attributed). On a busy machine one scan can hold the polling loop up for seconds.
+  bool wait_rounds(int rounds = 2, std::chrono::milliseconds timeout = std::chrono::seconds(20)) const;
   // SIGTERM, then true when it exited 0.
   bool stop();
 

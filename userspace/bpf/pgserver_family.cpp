@@ -41,7 +41,11 @@ void PgServerFamily::map_backends(const std::vector<int>& backend_pids, bool fin
     log::debug("postgres: backend {} serves worker {} over {}", link.backend_pid, it->second.worker, link.transport);
   }
   if (!final) return;
-  for (int pid : undecided) backend_labels_.try_emplace(pid, kOtherWorker);
+  for (int pid : undecided) {
+    if (backend_labels_.try_emplace(pid, kOtherWorker).second) {
+      log::debug("postgres: backend {} serves no worker we profile{}", pid, error.empty() ? "" : " (" + error + ")");
+    }
+  }
 }
 
 void PgServerFamily::account(const pgs_query_event& e) {
@@ -145,10 +149,13 @@ void PgServerFamily::update(const ScanResult& current) {
   // to connections that ended unseen by any scan, and count as "other"; the rest wait one more rescan (their
   // backend may have been forked after this scan read /proc).
   std::vector<pgs_query_event> still_waiting;
+  std::set<int> unseen;  // backends whose held records are counted as "other" without a decision
   for (auto* held : {&pending_old_, &pending_}) {
     bool old_round = held == &pending_old_;
     for (const auto& e : *held) {
-      if (backend_labels_.count(static_cast<int>(e.tgid)) || old_round) {
+      const bool decided = backend_labels_.count(static_cast<int>(e.tgid)) != 0;
+      if (decided || old_round) {
+        if (!decided) unseen.insert(static_cast<int>(e.tgid));
         account(e);
       } else {
         still_waiting.push_back(e);
@@ -156,6 +163,7 @@ void PgServerFamily::update(const ScanResult& current) {
     }
     held->clear();
   }
+  for (int pid : unseen) log::debug("postgres: backend {} ended unseen by any rescan; its statements are other", pid);
   pending_old_ = std::move(still_waiting);
   for (int pid : live_backends_) {
     if (live.count(pid)) continue;
