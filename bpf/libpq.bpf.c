@@ -54,12 +54,26 @@ struct {
   __type(value, struct pq_py_proc);
 } pq_py SEC(".maps");
 
+// The synchronous call in flight on a thread (start_ns 0: none). Task-local storage, not a hash keyed by thread id:
+// after the first call of a thread, finding its slot takes no lock, where a hash update and delete per call take
+// two (each one an interrupt-disabling spinlock, which costs a hypervisor exit on paravirtualised guests).
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 16384);
-  __type(key, __u64);  // pid_tgid
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
   __type(value, struct pq_call);
 } pq_calls SEC(".maps");
+
+static __always_inline struct pq_call *call_slot(bool create) {
+  return bpf_task_storage_get(&pq_calls, bpf_get_current_task_btf(), 0,
+                              create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+// True while the calling thread is inside PQexec & co.
+static __always_inline bool in_sync_call(void) {
+  struct pq_call *c = call_slot(false);
+  return c && c->start_ns;
+}
 
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -267,9 +281,13 @@ static __always_inline void sync_enter(void *conn, const void *text, __u32 kind)
   __u64 start = bpf_ktime_get_ns();
   __u64 id = sp_current_pid_tgid();
   if (!id) return;  // outside the agent's PID namespace: not a process it attached to
-  struct pq_call c = {.start_ns = start, .text = (__u64)text, .conn = (__u64)conn, .kind = kind};
-  py_desc(id >> 32, &c.desc_status, &c.desc_len, c.desc);
-  bpf_map_update_elem(&pq_calls, &id, &c, BPF_ANY);
+  struct pq_call *c = call_slot(true);
+  if (!c) return;
+  c->text = (__u64)text;
+  c->conn = (__u64)conn;
+  c->kind = kind;
+  py_desc(id >> 32, &c->desc_status, &c->desc_len, c->desc);
+  c->start_ns = start;
 }
 
 static __always_inline void copy_desc(struct pq_event *e, __u32 status, __u32 len, const char *desc) {
@@ -281,13 +299,13 @@ static __always_inline void copy_desc(struct pq_event *e, __u32 status, __u32 le
 static __always_inline void sync_exit(void) {
   __u64 end = bpf_ktime_get_ns();
   __u64 id = sp_current_pid_tgid();
-  struct pq_call *c = bpf_map_lookup_elem(&pq_calls, &id);
-  if (!c) {
+  struct pq_call *c = call_slot(false);
+  if (!c || !c->start_ns) {
     stat_inc(SP_PQ_STAT_UNMATCHED);
     return;
   }
   struct pq_call call = *c;
-  bpf_map_delete_elem(&pq_calls, &id);
+  c->start_ns = 0;
   struct pq_event *e = reserve(id, call.start_ns, end, call.conn, call.kind);
   if (!e) return;
   copy_desc(e, call.desc_status, call.desc_len, call.desc);
@@ -300,7 +318,7 @@ static __always_inline void sync_exit(void) {
 static __always_inline void async_enter(void *conn, const void *text, __u32 kind) {
   __u64 id = sp_current_pid_tgid();
   if (!id) return;
-  if (bpf_map_lookup_elem(&pq_calls, &id)) return;  // inside PQexec & co.: the synchronous probes time it
+  if (in_sync_call()) return;  // inside PQexec & co.: the synchronous probes time it
   __u32 zero = 0;
   struct pq_async_call *a = bpf_map_lookup_elem(&pq_scratch, &zero);
   if (!a) return;
@@ -365,7 +383,7 @@ SEC("uretprobe")
 int BPF_KRETPROBE(pq_get_result_return, void *result) {
   __u64 id = sp_current_pid_tgid();
   if (result) return 0;                               // more results to come
-  if (bpf_map_lookup_elem(&pq_calls, &id)) return 0;  // PQexecFinish inside a synchronous call
+  if (in_sync_call()) return 0;  // PQexecFinish inside a synchronous call
   struct pq_async_call *a = bpf_map_lookup_elem(&pq_async, &id);
   if (!a) return 0;  // a PQgetResult() with nothing of ours pending (or the NULL after a synchronous call)
   __u64 end = bpf_ktime_get_ns();

@@ -13,24 +13,27 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-struct pgs_start {
-  __u64 start_ns;
+/* What a backend has in flight (0: nothing): the statement and the heavyweight lock wait. Task-local storage, not
+ * hashes keyed by the backend's tgid: after a backend's first statement its slot is found without taking a lock,
+ * where a hash update and delete per statement take two (each an interrupt-disabling spinlock: a hypervisor exit on
+ * paravirtualised guests). Backends are single-threaded, so the task is the backend. */
+struct pgs_task {
+  __u64 query_start_ns;
   __u64 text; /* user pointer, still valid at query__done (the backend owns the string for the whole query) */
+  __u64 lock_start_ns;
 };
 
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 16384);
-  __type(key, __u32); /* backend tgid: backends are single-threaded */
-  __type(value, struct pgs_start);
-} pgs_query SEC(".maps");
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct pgs_task);
+} pgs_tasks SEC(".maps");
 
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 16384);
-  __type(key, __u32);
-  __type(value, __u64);
-} pgs_lock SEC(".maps");
+static __always_inline struct pgs_task *task_slot(bool create) {
+  return bpf_task_storage_get(&pgs_tasks, bpf_get_current_task_btf(), 0,
+                              create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -70,8 +73,10 @@ SEC("usdt")
 int BPF_USDT(pgs_query_start, const char *query) {
   __u32 tgid = sp_current_pid_tgid() >> 32;
   if (!tgid) return 0;  // outside the agent's PID namespace
-  struct pgs_start s = {.start_ns = bpf_ktime_get_ns(), .text = (__u64)query};
-  bpf_map_update_elem(&pgs_query, &tgid, &s, BPF_ANY);
+  struct pgs_task *t = task_slot(true);
+  if (!t) return 0;
+  t->text = (__u64)query;
+  t->query_start_ns = bpf_ktime_get_ns();
   return 0;
 }
 
@@ -79,19 +84,19 @@ SEC("usdt")
 int BPF_USDT(pgs_query_done, const char *query) {
   __u64 end = bpf_ktime_get_ns();
   __u32 tgid = sp_current_pid_tgid() >> 32;
-  struct pgs_start *s = bpf_map_lookup_elem(&pgs_query, &tgid);
-  if (!s) {
+  struct pgs_task *t = task_slot(false);
+  if (!t || !t->query_start_ns) {
     stat_inc(SP_PGS_STAT_UNMATCHED);
     return 0;
   }
-  struct pgs_start start = *s;
-  bpf_map_delete_elem(&pgs_query, &tgid);
+  const __u64 start_ns = t->query_start_ns, text = t->text;
+  t->query_start_ns = 0;
   struct pgs_query_event *e = bpf_ringbuf_reserve(&pgs_events, sizeof *e, 0);
   if (!e) {
     stat_inc(SP_PGS_STAT_EVENTS_LOST);
     struct pgs_backend_stats *b = backend_stats(tgid);
     if (!b) return 0;
-    __u64 dur = end - start.start_ns;
+    __u64 dur = end - start_ns;
     __u32 i = sp_lat_bucket(dur);
     if (i < SP_LAT_BUCKETS) __sync_fetch_and_add(&b->lost_buckets[i], 1);
     __sync_fetch_and_add(&b->lost_count, 1);
@@ -99,9 +104,9 @@ int BPF_USDT(pgs_query_done, const char *query) {
     return 0;
   }
   e->tgid = tgid;
-  e->start_ns = start.start_ns;
+  e->start_ns = start_ns;
   e->end_ns = end;
-  long n = bpf_probe_read_user_str(e->text, sizeof e->text, (const void *)start.text);
+  long n = bpf_probe_read_user_str(e->text, sizeof e->text, (const void *)text);
   e->text_len = n > 0 ? (__u32)(n - 1) : 0;
   bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);  // drained on a timer: no wakeup per query
   return 0;
@@ -111,8 +116,8 @@ SEC("usdt")
 int BPF_USDT(pgs_lock_wait_start) {
   __u32 tgid = sp_current_pid_tgid() >> 32;
   if (!tgid) return 0;
-  __u64 now = bpf_ktime_get_ns();
-  bpf_map_update_elem(&pgs_lock, &tgid, &now, BPF_ANY);
+  struct pgs_task *t = task_slot(true);
+  if (t) t->lock_start_ns = bpf_ktime_get_ns();
   return 0;
 }
 
@@ -120,10 +125,10 @@ SEC("usdt")
 int BPF_USDT(pgs_lock_wait_done) {
   __u64 end = bpf_ktime_get_ns();
   __u32 tgid = sp_current_pid_tgid() >> 32;
-  __u64 *start = bpf_map_lookup_elem(&pgs_lock, &tgid);
-  if (!start) return 0;
-  __u64 dur = end - *start;
-  bpf_map_delete_elem(&pgs_lock, &tgid);
+  struct pgs_task *t = task_slot(false);
+  if (!t || !t->lock_start_ns) return 0;
+  __u64 dur = end - t->lock_start_ns;
+  t->lock_start_ns = 0;
   struct pgs_backend_stats *b = backend_stats(tgid);
   if (!b) return 0;
   __u32 i = sp_lat_bucket(dur);
