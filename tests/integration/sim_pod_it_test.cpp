@@ -543,13 +543,14 @@ class SimPodDaemonSetIT : public SimPodIT {
   const std::string container_id_ = random_hex(64);
 
   // `counts`: a baseline before the worker's gate opens and a read after its run, for exact counts; otherwise the
-  // gate is open from the start and the series are read as soon as they exist.
+  // gate is open from the start and the series are read as soon as they exist. Without `counts` the agent is not
+  // pinned: it finds the pod's worker by scanning the host's /proc, as the DaemonSet does.
   void run(const std::string& worker, DaemonSetRun& out, bool counts) {
     ASSERT_TRUE(pod_->make_cgroup(pod_uid_, container_id_));
     ASSERT_TRUE(pod_->start());
-    // The worker first: the agent is pinned to it (--pid, its host PID) because a host agent would otherwise attach
-    // to every Synapse-like process of this machine, tests running in parallel included, and take its time. The
-    // worker waits at its gate for at most its duration, which leaves the agent time to load and attach.
+    // The worker first. For exact counts the agent is pinned to it (--pid, its host PID): a host agent attaches to
+    // every Synapse-like process of this machine, tests running in parallel included, and that takes its time while
+    // the worker waits at its gate for at most its duration.
     if (!counts) std::ofstream(pod_->config_dir() + "/gate").put('\n');
     const std::string truth_path = pod_->start_worker(worker, workload_args(), 30);
     ASSERT_TRUE(worker_started(truth_path)) << pod_->worker_log();
@@ -559,10 +560,11 @@ class SimPodDaemonSetIT : public SimPodIT {
     ASSERT_GT(out.host_pid, 0);
     const int port = sp::test::free_port();
     const std::string log = pod_->dir() + "/daemonset-agent.log";
-    sp::test::Process agent({"/usr/bin/setpriv", "--bounding-set", manifest_caps("k8s/daemonset/daemonset.yaml"),
-                             "--inh-caps", "-all", SP_BINARY, "run", "--listen", "127.0.0.1:" + std::to_string(port),
-                             "--rescan-interval", "500ms", "--pid", std::to_string(out.host_pid)},
-                            log);
+    std::vector<std::string> argv = {"/usr/bin/setpriv", "--bounding-set", manifest_caps("k8s/daemonset/daemonset.yaml"),
+                                     "--inh-caps", "-all", SP_BINARY, "run", "--listen",
+                                     "127.0.0.1:" + std::to_string(port), "--rescan-interval", "500ms"};
+    if (counts) argv.insert(argv.end(), {"--pid", std::to_string(out.host_pid)});
+    sp::test::Process agent(argv, log);
     ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port, "/healthz").has_value(); }, 60s, 250ms))
         << sp::test::read_text(log);
     auto metrics = [&] { return sp::test::http_get(port, "/metrics").value_or(""); };
@@ -649,4 +651,8 @@ TEST_F(SimPodDaemonSetIT, SeriesCarryThePodUidAndContainerId) {
     }
   }
   EXPECT_GT(checked, 3u);
+  // Found by the host agent's own scan of /proc (not pinned), under its host PID.
+  EXPECT_NE(r.log.find("found Synapse process pid " + std::to_string(r.host_pid) + " worker " + worker),
+            std::string::npos)
+      << r.log;
 }

@@ -67,11 +67,16 @@ os.rename(count_path + ".tmp", count_path)
 time.sleep(300)
 )PY";
 
-// Records each ring buffer holds: its size over one record plus the ring's 8-byte header (bpf/gc.bpf.c: 256 KiB of
-// 40-byte records; bpf/libpq.bpf.c: 4 MiB of struct pq_event; bpf/pgserver.bpf.c: 2 MiB of struct pgs_query_event).
-constexpr double kGcRingRecords = 256.0 * 1024 / 48;
-constexpr double kLibpqRingRecords = 4.0 * 1024 * 1024 / (sizeof(pq_event) + 8);
-constexpr double kPgServerRingRecords = 2.0 * 1024 * 1024 / (sizeof(pgs_query_event) + 8);
+// Records each ring buffer holds: its size over one record's footprint (an 8-byte header plus the record rounded up
+// to 8 bytes). bpf/gc.bpf.c: 256 KiB of 40-byte records. The query rings take records cut to their text:
+// bpf/libpq.bpf.c 2 MiB, bpf/pgserver.bpf.c 1 MiB, here of "SELECT 1" and its NUL.
+constexpr double ring_records(double ring_bytes, std::size_t record) {
+  return ring_bytes / static_cast<double>(8 + (record + 7) / 8 * 8);
+}
+constexpr double kGcRingRecords = ring_records(256.0 * 1024, 40);
+constexpr double kLibpqRingRecords = ring_records(2.0 * 1024 * 1024, offsetof(pq_event, text) + sizeof("SELECT 1"));
+constexpr double kPgServerRingRecords =
+    ring_records(1.0 * 1024 * 1024, offsetof(pgs_query_event, text) + sizeof("SELECT 1"));
 
 // A directory holding a package `synapse.app.generic_worker` whose module is `code`, and a config naming the worker.
 std::string fake_worker(const std::string& dir, const std::string& worker, const char* code) {
@@ -157,7 +162,7 @@ TEST(StormIT, QueryStormWithTheConsumerStoppedLosesRecordsButNoCounts) {
   const std::string worker = "query_storm";
   const std::string app = fake_worker(dir, worker, kQueryStormModule);
   const std::string gate = dir + "/gate", count_path = dir + "/count";
-  constexpr int kQueries = 20000;
+  constexpr int kQueries = 50000;  // more than either ring holds
   sp::test::Process storm({"/usr/bin/env", "STORM_PG_HOST=" + pg->host, "STORM_PG_PORT=" + std::to_string(pg->port),
                            "STORM_PG_USER=" + pg->user, "STORM_PG_DB=" + pg->db, "/usr/bin/python3.11", "-m",
                            "synapse.app.generic_worker", "-c", app + "/worker.yaml", gate, count_path,

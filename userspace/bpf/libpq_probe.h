@@ -3,6 +3,7 @@
 // caller; records the ring buffer could not take are counted per process in the kernel (read_lost()).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -57,7 +58,7 @@ class LibpqProbe {
     void operator()(libpq_bpf* s) const;
   };
   std::unique_ptr<libpq_bpf, SkelDelete> skel_;
-  TypedRing<pq_event> ring_;
+  TypedRing<pq_event, offsetof(pq_event, text)> ring_;  // records end at their text's NUL
   std::map<int, std::vector<Link>> links_;
 };
 

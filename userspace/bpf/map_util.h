@@ -44,9 +44,12 @@ std::vector<std::pair<K, V>> hash_entries(const bpf_map* map) {
   return out;
 }
 
-// A ring buffer delivering records of type T. drain() calls `fn` for each complete record and returns how many.
-template <typename T>
+// A ring buffer delivering records of type T. drain() calls `fn` for each record and returns how many. Records may
+// be cut short to `MinSize` bytes or more (a text field sized to its text): the missing tail reads as zeros.
+template <typename T, std::size_t MinSize = sizeof(T)>
 class TypedRing {
+  static_assert(MinSize <= sizeof(T));
+
  public:
   bool open(const bpf_map* map, std::string& error) {
     ring_.reset(ring_buffer__new(bpf_map__fd(map), &TypedRing::on_record, this, nullptr));
@@ -63,7 +66,14 @@ class TypedRing {
  private:
   static int on_record(void* ctx, void* data, size_t size) {
     auto* self = static_cast<TypedRing*>(ctx);
-    if (size >= sizeof(T) && self->sink_) (*self->sink_)(*static_cast<const T*>(data));
+    if (!self->sink_ || size < MinSize) return 0;
+    if (size >= sizeof(T)) {
+      (*self->sink_)(*static_cast<const T*>(data));
+    } else {
+      T full{};
+      std::memcpy(&full, data, size);
+      (*self->sink_)(full);
+    }
     return 0;
   }
   RingBuffer ring_;

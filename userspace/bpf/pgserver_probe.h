@@ -3,6 +3,7 @@
 // records through a ring buffer.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -46,7 +47,7 @@ class PgServerProbe {
     void operator()(pgserver_bpf* s) const;
   };
   std::unique_ptr<pgserver_bpf, SkelDelete> skel_;
-  TypedRing<pgs_query_event> ring_;
+  TypedRing<pgs_query_event, offsetof(pgs_query_event, text)> ring_;  // records end at their text's NUL
   TypedRing<pgs_lock_event> lock_ring_;
   std::map<std::string, std::vector<Link>> links_;
 };
