@@ -45,6 +45,7 @@ work=$(mktemp -d /tmp/sp-bench-agent.XXXXXX)
 chmod 0755 "$work"
 worker_pids=() agent_pid=
 cleanup() {
+  set +e  # every step runs, whatever the one before it returned (the agent may be gone already)
   [[ -n $agent_pid ]] && kill "$agent_pid" 2>/dev/null
   for p in "${worker_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true

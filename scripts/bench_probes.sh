@@ -93,6 +93,7 @@ own_pg=0
 pids=()
 stats_before=$(cat /proc/sys/kernel/bpf_stats_enabled)
 cleanup() {
+  set +e  # every step runs, whatever the one before it returned
   [[ $bpf_stats -eq 1 ]] && echo "$stats_before" >/proc/sys/kernel/bpf_stats_enabled
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true

@@ -27,6 +27,7 @@ bin=$build/synapse-profiler
 workdir=$(mktemp -d /tmp/sp-demo.XXXXXX)
 pids=()
 cleanup() {
+  set +e  # every step runs, whatever the one before it returned
   trap - EXIT INT TERM
   echo; echo "demo: stopping"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -39,6 +39,7 @@ mkdir -p "$out"
 pids=()
 churn_pid=
 cleanup() {
+  set +e  # every step runs, whatever the one before it returned (the churn loop may be gone already)
   [[ -n $churn_pid ]] && kill "$churn_pid" 2>/dev/null
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
