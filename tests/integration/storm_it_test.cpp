@@ -7,7 +7,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
 #include "harness.h"
 #include "libpq.h"
@@ -95,6 +94,25 @@ double query_count(const std::string& metrics, const std::string& family, const 
   return sp::test::sum_of(metrics, "synapse_profiler_" + family + "_query_seconds_count", {{"worker", worker}});
 }
 
+// Stops the agent (SIGSTOP: its consumer drains nothing), opens the storm's gate, waits for the storm to write its
+// count, lets the agent go on and waits until it has drained twice. The count the storm wrote, or -1 (a failure).
+double storm_while_stopped(const sp::test::AgentProcess& agent, const std::string& gate, const std::string& count_path,
+                           const std::string& storm_log, std::chrono::seconds timeout) {
+  if (kill(agent.pid(), SIGSTOP) != 0) {
+    ADD_FAILURE() << "cannot stop the agent";
+    return -1;
+  }
+  std::ofstream(gate).put('\n');
+  const bool finished = sp::test::wait_for([&] { return std::filesystem::exists(count_path); }, timeout);
+  EXPECT_EQ(kill(agent.pid(), SIGCONT), 0);
+  if (!finished) {
+    ADD_FAILURE() << "the storm did not finish:\n" << sp::test::read_text(storm_log);
+    return -1;
+  }
+  EXPECT_TRUE(agent.wait_rounds(2)) << "the agent did not resume";
+  return std::stod(sp::test::read_text(count_path));
+}
+
 }  // namespace
 
 TEST(StormIT, GcStormWithTheConsumerStoppedLosesRecordsButNoCounts) {
@@ -120,21 +138,14 @@ TEST(StormIT, GcStormWithTheConsumerStoppedLosesRecordsButNoCounts) {
       },
       15s))
       << agent_log();
-  std::this_thread::sleep_for(600ms);  // past one kernel poll
+  ASSERT_TRUE(agent.wait_rounds(2)) << agent_log();  // everything so far drained
   const std::string m0 = metrics();
   const double count_before = sp::test::metric_value(m0, "synapse_profiler_gc_pause_seconds_count", gen0).value_or(0);
   const double lost_before =
       sp::test::metric_value(m0, "synapse_profiler_events_lost_total", {{"probe", "gc"}}).value_or(0);
 
-  ASSERT_EQ(kill(agent.pid(), SIGSTOP), 0);
-  std::ofstream(gate).put('\n');
-  const bool finished = sp::test::wait_for([&] { return fs::exists(count_path); }, 60s);
-  ASSERT_EQ(kill(agent.pid(), SIGCONT), 0);
-  ASSERT_TRUE(finished) << sp::test::read_text(dir + "/storm.log");
-  const double made = std::stod(sp::test::read_text(count_path));
+  const double made = storm_while_stopped(agent, gate, count_path, dir + "/storm.log", 60s);
   ASSERT_EQ(made, kCollections);
-
-  std::this_thread::sleep_for(1500ms);  // a few kernel polls of the agent, now running again
   const std::string m = metrics();
   const double count = sp::test::metric_value(m, "synapse_profiler_gc_pause_seconds_count", gen0).value_or(-1);
   auto inf_labels = gen0;
@@ -187,7 +198,7 @@ TEST(StormIT, QueryStormWithTheConsumerStoppedLosesRecordsButNoCounts) {
       },
       20s))
       << agent.metrics() << agent.log() << sp::test::read_text(dir + "/storm.log");
-  std::this_thread::sleep_for(600ms);  // past one kernel poll
+  ASSERT_TRUE(agent.wait_rounds(2)) << agent.log();  // everything so far drained
   const std::string m0 = agent.metrics();
   const double client_before = query_count(m0, "db_client", worker);
   const double server_before = query_count(m0, "db_server", worker);
@@ -196,15 +207,8 @@ TEST(StormIT, QueryStormWithTheConsumerStoppedLosesRecordsButNoCounts) {
   };
   const double client_lost_before = lost(m0, "libpq"), server_lost_before = lost(m0, "postgres");
 
-  ASSERT_EQ(kill(agent.pid(), SIGSTOP), 0);
-  std::ofstream(gate).put('\n');
-  const bool finished = sp::test::wait_for([&] { return fs::exists(count_path); }, 120s);
-  ASSERT_EQ(kill(agent.pid(), SIGCONT), 0);
-  ASSERT_TRUE(finished) << sp::test::read_text(dir + "/storm.log");
-  const double sent = std::stod(sp::test::read_text(count_path));
+  const double sent = storm_while_stopped(agent, gate, count_path, dir + "/storm.log", 120s);
   ASSERT_EQ(sent, kQueries);
-
-  std::this_thread::sleep_for(1500ms);  // a few kernel polls of the agent, now running again
   const std::string m = agent.metrics();
   EXPECT_EQ(query_count(m, "db_client", worker) - client_before, sent) << "libpq side: every query counted\n" << m;
   EXPECT_EQ(query_count(m, "db_server", worker) - server_before, sent) << "server side: every statement counted\n" << m;
