@@ -28,12 +28,20 @@ struct {
   __type(value, struct gc_target);
 } gc_targets SEC(".maps");
 
+// The collection in flight on a thread (depth 0: none). Task-local storage, like the libpq probe's calls: after a
+// thread's first collection, finding its slot takes no lock (a hash update and delete per pause take two), and the
+// kernel frees it with the thread, so a thread that dies mid-collection leaks nothing.
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH); /* a thread that dies mid-collection must not leak its entry */
-  __uint(max_entries, 16384);
-  __type(key, __u64); /* pid_tgid */
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
   __type(value, struct gc_start);
 } gc_starts SEC(".maps");
+
+static __always_inline struct gc_start *start_slot(bool create) {
+  return bpf_task_storage_get(&gc_starts, bpf_get_current_task_btf(), 0,
+                              create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -79,32 +87,34 @@ static __always_inline __s64 read_pylong(const void *obj, __u32 layout) {
   return negative ? -value : value;
 }
 
+static __always_inline struct gc_target *target(void) {
+  __u32 tgid = sp_current_pid_tgid() >> 32;
+  return bpf_map_lookup_elem(&gc_targets, &tgid);
+}
+
 static __always_inline void gc_begin(__s32 generation) {
-  __u64 id = sp_current_pid_tgid();
-  struct gc_start *cur = bpf_map_lookup_elem(&gc_starts, &id);
-  if (cur) {
+  struct gc_start *cur = start_slot(true);
+  if (!cur) return;
+  if (cur->depth) {
     cur->depth++;
     return;
   }
-  struct gc_start s = {.start_ns = bpf_ktime_get_ns(), .generation = generation, .depth = 1};
-  bpf_map_update_elem(&gc_starts, &id, &s, BPF_ANY);
+  cur->start_ns = bpf_ktime_get_ns();
+  cur->generation = generation;
+  cur->depth = 1;
 }
 
 static __always_inline void gc_end(__s64 collected) {
   __u64 now = bpf_ktime_get_ns();
   __u64 id = sp_current_pid_tgid();
-  struct gc_start *s = bpf_map_lookup_elem(&gc_starts, &id);
-  if (!s) {
-    stat_inc(SP_GC_STAT_UNMATCHED);
+  struct gc_start *s = start_slot(false);
+  if (!s || !s->depth) {
+    if (target()) stat_inc(SP_GC_STAT_UNMATCHED);  // attached in the middle of a collection
     return;
   }
-  if (s->depth > 1) {
-    s->depth--;
-    return;
-  }
+  if (--s->depth) return;
   __u64 start = s->start_ns;
   __s32 generation = s->generation;
-  bpf_map_delete_elem(&gc_starts, &id);
 
   __u64 dur = now - start;
   struct gc_hist_key key = {.tgid = id >> 32, .generation = generation};
@@ -140,11 +150,6 @@ static __always_inline void gc_end(__s64 collected) {
   bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
-static __always_inline struct gc_target *target(void) {
-  __u32 tgid = sp_current_pid_tgid() >> 32;
-  return bpf_map_lookup_elem(&gc_targets, &tgid);
-}
-
 SEC("usdt")
 int BPF_USDT(gc_usdt_start, int generation) {
   if (!target()) return 0;
@@ -154,8 +159,7 @@ int BPF_USDT(gc_usdt_start, int generation) {
 
 SEC("usdt")
 int BPF_USDT(gc_usdt_done, long collected) {
-  if (!target()) return 0;
-  gc_end(collected);
+  gc_end(collected);  // a collection in flight on this thread was started by a target: no second lookup
   return 0;
 }
 
