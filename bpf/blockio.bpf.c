@@ -92,7 +92,10 @@ static __always_inline struct rq_info *track_new(struct request *rq, __u64 now) 
       .op = rq_op(rq),
       .bytes = BPF_CORE_READ(rq, __data_len),
   };
-  bpf_map_update_elem(&io_requests, &key, &fresh, BPF_ANY);
+  if (bpf_map_update_elem(&io_requests, &key, &fresh, BPF_ANY)) {
+    sp_percpu_inc(&io_stats, SP_IO_STAT_TRACK_FAILED);
+    return 0;
+  }
   return bpf_map_lookup_elem(&io_requests, &key);
 }
 
@@ -109,14 +112,19 @@ static __always_inline void on_io_start(struct request *rq) { track_new(rq, bpf_
 
 // block_rq_insert: after io_start on kernels that have it (keep that entry), the first sight of the request otherwise.
 static __always_inline void on_insert(struct request *rq) {
-  if (!current_entry(rq)) track_new(rq, bpf_ktime_get_ns());
+  if (current_entry(rq)) return;
+  sp_percpu_inc(&io_stats, SP_IO_STAT_FIRST_AT_INSERT);
+  track_new(rq, bpf_ktime_get_ns());
 }
 
 static __always_inline void on_issue(struct request *rq) {
   __u64 now = bpf_ktime_get_ns();
   struct rq_info *info = current_entry(rq);
-  if (!info) info = track_new(rq, now);  // never seen before issue (no scheduler insert, internal requests)
-  if (!info) return;
+  if (!info) {  // never seen before issue (no scheduler insert, internal requests)
+    sp_percpu_inc(&io_stats, SP_IO_STAT_FIRST_AT_ISSUE);
+    info = track_new(rq, now);
+    if (!info) return;
+  }
   info->issue_ns = now;
   // The size may only be final now (merges happen before issue).
   info->bytes = BPF_CORE_READ(rq, __data_len);
@@ -132,7 +140,10 @@ static __always_inline void on_complete(struct request *rq) {
   }
   struct rq_info info = *p;
   bpf_map_delete_elem(&io_requests, &key);
-  if (!info.issue_ns) return;  // completed without being issued (e.g. merged away): no device time
+  if (!info.issue_ns) {  // completed without being issued (e.g. merged away): no device time
+    sp_percpu_inc(&io_stats, SP_IO_STAT_NEVER_ISSUED);
+    return;
+  }
 
   struct sp_io_key k = {.tgid = info.tgid, .dev = info.dev, .op = info.op};
   struct sp_io_hist *h = bpf_map_lookup_elem(&io_hist, &k);

@@ -44,7 +44,13 @@ struct sp_io_event {
 enum sp_io_stat {
   SP_IO_STAT_EVENTS_LOST = 0,
   SP_IO_STAT_UNTRACKED = 1, /* completions of requests never seen before (in flight when the agent started) */
-  SP_IO_STAT_MAX = 2,
+  /* Where requests were first seen, for attribution checks: with block_io_start, every request should be seen there
+   * (in the submitting task); a first sight at insert or issue may be in another task (a kworker). */
+  SP_IO_STAT_FIRST_AT_INSERT = 2,
+  SP_IO_STAT_FIRST_AT_ISSUE = 3,
+  SP_IO_STAT_TRACK_FAILED = 4,   /* no entry could be made for a new request (map full or busy) */
+  SP_IO_STAT_NEVER_ISSUED = 5,   /* completed without an issue seen: no device time, not counted */
+  SP_IO_STAT_MAX = 6,
 };
 
 #endif

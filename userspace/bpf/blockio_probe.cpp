@@ -87,7 +87,9 @@ bool BlockIoProbe::take(const sp_io_key& key, sp_io_hist& out) {
 }
 
 
-std::uint64_t BlockIoProbe::events_lost() const { return percpu_sum(skel_->maps.io_stats, SP_IO_STAT_EVENTS_LOST); }
+std::uint64_t BlockIoProbe::events_lost() const { return stat(SP_IO_STAT_EVENTS_LOST); }
+
+std::uint64_t BlockIoProbe::stat(sp_io_stat which) const { return percpu_sum(skel_->maps.io_stats, which); }
 
 std::uint64_t BlockIoProbe::hook_misses() const { return recursion_misses(skel_->obj); }
 

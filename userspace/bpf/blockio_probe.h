@@ -37,6 +37,7 @@ class BlockIoProbe {
   bool take(const sp_io_key& key, sp_io_hist& out);
   int drain(const std::function<void(const sp_io_event&)>& fn) { return ring_.drain(fn); }
   std::uint64_t events_lost() const;
+  std::uint64_t stat(sp_io_stat which) const;  // one of the io_stats counters, summed over CPUs
   std::uint64_t hook_misses() const;  // see recursion_misses()
 
  private:
