@@ -584,7 +584,8 @@ class SimPodDaemonSetIT : public SimPodIT {
       EXPECT_TRUE(sp::test::wait_for(
           [&] {
             out.after = metrics();
-            return !lines_of(out.after, "synapse_profiler_gc_pause_seconds_count", worker).empty();
+            return !lines_of(out.after, "synapse_profiler_gc_pause_seconds_count", worker).empty() &&
+                   sp::test::metric_value(out.after, "synapse_profiler_synapse_up", {{"worker", worker}}) == 1.0;
           },
           30s, 250ms));
       out.log = sp::test::read_text(log);
@@ -651,6 +652,13 @@ TEST_F(SimPodDaemonSetIT, SeriesCarryThePodUidAndContainerId) {
     }
   }
   EXPECT_GT(checked, 3u);
+  // The worker's own metrics listen on the pod's loopback: the host agent scrapes them from inside the pod's network
+  // namespace, and re-exposes them with the pod's labels.
+  EXPECT_EQ(sp::test::metric_value(r.after, "synapse_profiler_synapse_up", {{"worker", worker}}), 1.0)
+      << lines_of(r.after, "synapse_profiler_synapse_up", worker).size() << " synapse_up lines\n" << r.log;
+  const auto passthrough = lines_of(r.after, "python_gc_counts", worker);
+  ASSERT_FALSE(passthrough.empty()) << "no pass-through series of the pod's worker";
+  for (const auto& line : passthrough) EXPECT_NE(line.find("pod=\"" + pod_uid_ + "\""), std::string::npos) << line;
   // Found by the host agent's own scan of /proc (not pinned), under its host PID.
   EXPECT_NE(r.log.find("found Synapse process pid " + std::to_string(r.host_pid) + " worker " + worker),
             std::string::npos)

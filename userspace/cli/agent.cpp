@@ -33,6 +33,7 @@
 #include "core/desc_ratio.h"
 #include "core/duration.h"
 #include "core/log.h"
+#include "core/netns.h"
 #include "core/overlap.h"
 #include "core/pid_namespace.h"
 #include "core/proc_parse.h"
@@ -480,8 +481,19 @@ class Agent {
       }
     }
     std::vector<ScrapeTarget> targets;
+    const std::uint64_t own_netns = netns_inode("/proc/thread-self/ns/net");
     for (const auto& w : result.workers) {
-      if (w.metrics_url) targets.push_back({w.worker_name, w.worker_app, *w.metrics_url, labels_of(w).pod});
+      if (!w.metrics_url) continue;
+      ScrapeTarget t{w.worker_name, w.worker_app, *w.metrics_url, labels_of(w).pod};
+      // A worker in another network namespace (a pod seen from the node) is scraped from inside it: its
+      // 127.0.0.1 is the pod's loopback, not ours.
+      std::string netns_path = fmt::format("{}/{}/ns/net", options_.proc_root, w.host_pid);
+      const std::uint64_t netns = netns_inode(netns_path);
+      if (netns != 0 && own_netns != 0 && netns != own_netns) {
+        t.netns_path = std::move(netns_path);
+        t.netns_inode = netns;
+      }
+      targets.push_back(std::move(t));
     }
     scraper_.set_targets(std::move(targets));
     for (const auto& w : diff.removed) {

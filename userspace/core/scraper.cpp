@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/log.h"
+#include "core/netns.h"
 
 namespace sp {
 namespace {
@@ -56,6 +57,21 @@ int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return cancel && cancel->load() ? 1 : 0;
 }
 
+// Opens the connection's socket inside the target's network namespace (CURLOPT_OPENSOCKETFUNCTION); libcurl closes
+// it. What went wrong is kept for the scrape's error, which libcurl would only call "could not connect".
+struct SocketOpener {
+  const ScrapeTarget* target;
+  std::string error;
+};
+
+curl_socket_t open_socket(void* user, curlsocktype purpose, curl_sockaddr* address) {
+  auto* opener = static_cast<SocketOpener*>(user);
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
+  Fd sock = socket_in_netns(opener->target->netns_path, opener->target->netns_inode, address->family,
+                            address->socktype, address->protocol, opener->error);
+  return sock.valid() ? sock.release() : CURL_SOCKET_BAD;
+}
+
 struct EasyDeleter {
   void operator()(CURL* easy) const { curl_easy_cleanup(easy); }
 };
@@ -65,7 +81,7 @@ struct SlistDeleter {
 
 // The curl_easy_setopt calls of one transfer; false if any option is refused (an old or oddly built libcurl).
 bool configure(CURL* easy, const ScrapeTarget& target, const ScrapeOptions& options, curl_slist* headers, Body* body,
-               char* errbuf, const std::atomic<bool>* cancel) {
+               SocketOpener* opener, char* errbuf, const std::atomic<bool>* cancel) {
   static const std::atomic<bool> kNeverCancel{false};
   const long timeout_ms = static_cast<long>(std::max<std::chrono::milliseconds::rep>(options.timeout.count(), 1));
   bool ok = true;
@@ -85,6 +101,10 @@ bool configure(CURL* easy, const ScrapeTarget& target, const ScrapeOptions& opti
   ok &= curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L) == CURLE_OK;
   ok &= curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress) == CURLE_OK;
   ok &= curl_easy_setopt(easy, CURLOPT_XFERINFODATA, cancel ? cancel : &kNeverCancel) == CURLE_OK;
+  if (!target.netns_path.empty()) {
+    ok &= curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket) == CURLE_OK;
+    ok &= curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, opener) == CURLE_OK;
+  }
   return ok;
 }
 
@@ -117,7 +137,8 @@ ScrapeResult scrape_target(const ScrapeTarget& target, const ScrapeOptions& opti
   Body body;
   body.cap = options.max_body_bytes;
   char errbuf[CURL_ERROR_SIZE] = {};
-  if (!configure(easy.get(), target, options, headers.get(), &body, errbuf, cancel)) {
+  SocketOpener opener{&target, {}};
+  if (!configure(easy.get(), target, options, headers.get(), &body, &opener, errbuf, cancel)) {
     return finish(fmt::format("GET {}: libcurl refused an option (http/https support, CURLOPT_PROTOCOLS_STR)",
                               target.url));
   }
@@ -127,6 +148,9 @@ ScrapeResult scrape_target(const ScrapeTarget& target, const ScrapeOptions& opti
                               options.max_body_bytes));
   }
   if (rc == CURLE_ABORTED_BY_CALLBACK) return finish(fmt::format("GET {}: cancelled", target.url));
+  if (rc != CURLE_OK && !opener.error.empty()) {
+    return finish(fmt::format("GET {} in the worker's network namespace: {}", target.url, opener.error));
+  }
   if (rc != CURLE_OK) {
     return finish(fmt::format("GET {}: {}", target.url, errbuf[0] ? errbuf : curl_easy_strerror(rc)));
   }

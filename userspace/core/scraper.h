@@ -43,6 +43,10 @@ struct ScrapeTarget {
   std::string worker_app;
   std::string url;         // http:// or https://
   std::optional<PodLabels> pod = std::nullopt;  // the worker's pod labels (node-wide mode), for labelling
+  // The worker's network namespace when it is not the agent's (node-wide mode: a pod's worker listens on the pod's
+  // loopback): the connection is opened inside it. Empty: the agent's own. The inode guards against PID reuse.
+  std::string netns_path = {};
+  std::uint64_t netns_inode = 0;
   bool operator==(const ScrapeTarget&) const = default;
 };
 

@@ -1,21 +1,19 @@
 #include "core/unix_diag.h"
 
 #include "core/fd.h"
+#include "core/netns.h"
 #include "core/safe_file.h"
 
 #include <fcntl.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <system_error>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -221,39 +219,8 @@ bool dump_unix_peers(UnixPeerTable& peers, std::string& error, std::size_t max_s
 
 bool dump_unix_peers_in(const std::string& netns_path, UnixPeerTable& peers, std::string& error,
                         std::size_t max_sockets) {
-  int open_error = 0;
-  const Fd netns = open_file(netns_path, O_RDONLY, open_error);
-  if (!netns.valid()) {
-    error = fmt::format("open {}: {}", netns_path, errno_text(open_error));
-    return false;
-  }
-  // A socket belongs to the namespace of the thread that creates it, for life. Network namespaces are per thread, so
-  // a throwaway thread can enter the target's namespace without moving the rest of the agent; it ends right after.
-  Fd sock;
-  std::string thread_error;
-  try {
-    std::thread worker([&] {
-      if (::setns(netns.get(), CLONE_NEWNET) != 0) {
-        thread_error = fmt::format("setns({}, CLONE_NEWNET): {}", netns_path, errno_text(errno));
-        return;
-      }
-      int socket_error = 0;
-      sock = open_diag_socket(socket_error);
-      if (!sock.valid()) {
-        thread_error =
-            fmt::format("socket(AF_NETLINK, NETLINK_SOCK_DIAG) in {}: {}", netns_path, errno_text(socket_error));
-      }
-    });
-    worker.join();
-  } catch (const std::system_error& e) {  // no thread could be started
-    error = fmt::format("start a thread to enter {}: {}", netns_path, e.what());
-    return false;
-  }
-  if (!sock.valid()) {
-    error = thread_error;
-    return false;
-  }
-  return dump_on(sock, peers, error, max_sockets);
+  const Fd sock = socket_in_netns(netns_path, 0, AF_NETLINK, SOCK_DGRAM, NETLINK_SOCK_DIAG, error);
+  return sock.valid() && dump_on(sock, peers, error, max_sockets);
 }
 
 }  // namespace sp
