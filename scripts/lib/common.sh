@@ -90,3 +90,26 @@ sp_cached_rootfs() {
   }
   SP_ROOTFS=$dir
 }
+
+# sp_check_symbols_kept FILE: FILE has lost its debug information but kept its symbol table, where doctor's uprobe
+# self-check finds the function it attaches to (a plain strip drops it). Says what is wrong otherwise.
+sp_check_symbols_kept() {
+  local sections
+  sections=$(readelf -SW "$1") || return 1
+  grep -q ' \.symtab ' <<<"$sections" || { echo "$1 has no symbol table (stripped with more than --strip-debug?)" >&2; return 1; }
+  ! grep -q ' \.debug_info ' <<<"$sections" || { echo "$1 still carries debug information" >&2; return 1; }
+}
+
+# sp_doctor_alone PROC_DIR COMMAND...: runs `COMMAND doctor` in a PID namespace of its own with a fresh /proc mounted
+# at PROC_DIR (the /proc COMMAND will see), as in a container without hostPID: it finds no process of the host, so its
+# verdict is about the binary, the kernel and the privileges only. Prints its report; fails when the uprobe self-check
+# (attach + fire on a function of the binary itself) did not pass or doctor did not finish (status above 1).
+sp_doctor_alone() {
+  local proc=$1 report status=0; shift
+  report=$(unshare --pid --fork --mount-proc="$proc" "$@" doctor 2>&1) || status=$?
+  echo "$report"
+  grep -qF '[ok  ] BPF hook uprobe (attach + fire)' <<<"$report" \
+    || { echo "doctor's uprobe self-check did not pass" >&2; return 1; }
+  [[ $status -le 1 ]] || { echo "doctor ended with status $status" >&2; return 1; }
+  SP_DOCTOR_STATUS=$status
+}
