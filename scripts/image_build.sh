@@ -10,7 +10,7 @@
 # is the repository filtered by .dockerignore (patterns as Docker reads them, `!` exceptions unsupported), and only
 # the instructions this Dockerfile uses are understood: anything else stops the script rather than being skipped.
 #
-#   scripts/image_build.sh           build and check (root; about 10 minutes on 2 cores, see docs/deploy.md)
+#   scripts/image_build.sh           build and check (root; 2 to 5 minutes on 2 cores, see docs/deploy.md)
 #   scripts/image_build.sh --keep    keep the work directory with every stage's tree (path printed at the end)
 #   scripts/image_build.sh --clean   remove the cached base root filesystems and the apt cache
 # Exit status: 0 the image builds and works, 1 it does not, 77 this machine cannot run the test (not root, no
@@ -184,9 +184,10 @@ while read -r instruction rest <&3; do
         base_rootfs "$image"
         base=$SP_ROOTFS
       fi
-      root=$work/stage-$((stage_count++))
+      root=$work/stage-$stage_count
       cp -a "$base" "$root"
-      last_stage=${name:-$stage_count}
+      last_stage=${name:-$stage_count}  # Docker numbers the stages from 0
+      stage_count=$((stage_count + 1))
       stage_root[$last_stage]=$root
       workdir=/ user=0 entrypoint="" stage_args=()
       echo "FROM $rest"
