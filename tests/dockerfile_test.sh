@@ -7,14 +7,14 @@
 set -euo pipefail
 build=${1:?usage: dockerfile_test.sh BUILD_DIR}
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/scripts/lib/dockerfile.sh"
 df=$root/Dockerfile
 bin=$build/synapse-profiler
 fail() { echo "Dockerfile: $*" >&2; exit 1; }
 [[ -f $df ]] || fail "missing at $df"
 [[ -x $bin ]] || fail "no binary at $bin (build the synapse-profiler target)"
 
-# Instructions with continuation lines joined, comments dropped.
-instructions=$(sed -e '/^[[:space:]]*#/d' "$df" | sed -e ':a' -e '/\\$/N; s/\\\n/ /; ta' | sed -e '/^[[:space:]]*$/d')
+instructions=$(sp_dockerfile_instructions "$df")
 froms=$(grep -E '^FROM ' <<<"$instructions")
 [[ $(wc -l <<<"$froms") -eq 2 ]] || fail "expected two stages: $froms"
 [[ $(sed -n 1p <<<"$froms") == "FROM debian:bookworm AS build" ]] || fail "build stage: $(sed -n 1p <<<"$froms")"
@@ -25,6 +25,13 @@ runtime_stage=$(awk '/^FROM .* AS runtime$/{s=1} s' <<<"$instructions")
 grep -qE '^RUN .*scripts/setup\.sh --build-only' <<<"$build_stage" || fail "build stage does not run scripts/setup.sh"
 grep -qE '^RUN .*cmake -S \. -B /build .*cmake --build /build .*--target synapse-profiler' <<<"$build_stage" \
   || fail "build stage does not build with CMake"
+# Stripping keeps the symbol table (doctor's uprobe self-check finds a function of the binary by name in .symtab): only
+# debug-only forms of strip, never --strip-all/--strip-unneeded (strip's default is --strip-all).
+while read -r cmd; do
+  [[ $cmd =~ [[:space:]](-g|-S|-d|--strip-debug)([[:space:]]|$) ]] || fail "strips the symbol table: '$cmd' (use strip --strip-debug)"
+  [[ $cmd =~ [[:space:]](-s|--strip-all|--strip-unneeded)([[:space:]]|$) ]] && fail "strips the symbol table: '$cmd'"
+done < <(grep -oE '(^|[[:space:];&|])(llvm-)?strip [^;&|]*' <<<"$build_stage")
+grep -qE 'objcopy [^;&|]*--strip-(all|unneeded)' <<<"$build_stage" && fail "objcopy strips the symbol table"
 grep -qxF 'COPY --from=build /build/synapse-profiler /usr/bin/synapse-profiler' <<<"$runtime_stage" \
   || fail "runtime stage does not copy the binary from the build stage"
 grep -qxF 'ENTRYPOINT ["/usr/bin/synapse-profiler"]' <<<"$runtime_stage" || fail "entry point is not the binary"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The Debian package end to end: build it with CPack from BUILD_DIR, check what it contains, install it on this
-# machine, run the installed binary with the installed configuration, verify the systemd unit, remove it.
+# machine, run the installed binary (with the installed configuration, and its doctor), verify the systemd unit,
+# remove it.
 # Needs root (dpkg -i); exits 77 (skipped) otherwise.
 set -euo pipefail
 build=${1:?usage: package_test.sh BUILD_DIR}
+source "$(dirname "$0")/../scripts/lib/common.sh"
 [[ $(id -u) -eq 0 ]] || { echo "not root: dpkg -i needs it"; exit 77; }
 if dpkg -s synapse-profiler >/dev/null 2>&1; then
   echo "synapse-profiler is already installed as a package here: not touching it"
@@ -32,6 +34,10 @@ grep -qx /etc/synapse-profiler/synapse-profiler.conf "$work/control/conffiles" |
 
 dpkg -i "$deb" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; exit 1; }
 /usr/bin/synapse-profiler --version
+# Stripped of debug information only: doctor's uprobe self-check (a uprobe on a function of the binary, found by name
+# in its symbol table) passes with the installed binary.
+sp_check_symbols_kept /usr/bin/synapse-profiler
+sp_doctor_alone /proc /usr/bin/synapse-profiler
 # The installed configuration is one the binary accepts (every line is a comment by default; one option set here).
 /usr/bin/synapse-profiler workers --config /etc/synapse-profiler/synapse-profiler.conf >/dev/null
 printf 'rescan-interval = 2s\n' >"$work/extra.conf"

@@ -46,3 +46,70 @@ sp_pg_stop() {
   fi
   rm -rf "$dir"
 }
+
+# sp_cached_rootfs NAME CHECK MMDEBSTRAP_ARG...: a Debian root filesystem made once by mmdebstrap with those arguments
+# (suite last) and cached under $SP_ROOTFS_CACHE as NAME-KEY, KEY a hash of the arguments and the machine, so that any
+# change makes a new one. CHECK is a command (a function of the caller) run with the new tree's path; the tree is kept
+# only when it succeeds. Sets SP_ROOTFS to the path and SP_ROOTFS_BUILT to 1 when this call made it (0 when cached).
+SP_ROOTFS_CACHE=${SP_ROOTFS_CACHE:-/var/cache/synapse-profiler-test}
+sp_cached_rootfs() {
+  local name=$1 check=$2; shift 2
+  command -v mmdebstrap >/dev/null || { echo "mmdebstrap not installed (scripts/setup.sh installs it)" >&2; return 3; }
+  [[ $(id -u) -eq 0 ]] || { echo "building a root filesystem needs root" >&2; return 3; }
+  local key dir tmp start
+  key=$(printf '%s\n' "$(uname -m)" "$@" | sha256sum | cut -c1-16)
+  dir=$SP_ROOTFS_CACHE/$name-$key
+  SP_ROOTFS_BUILT=0
+  mkdir -p "$SP_ROOTFS_CACHE"
+  (
+    flock -w 900 9 || { echo "timed out waiting for another build of $dir" >&2; exit 1; }
+    [[ -d $dir ]] && exit 0
+    rm -rf "$SP_ROOTFS_CACHE/.build-$key".*  # left by a build that was killed (the lock says none is running)
+    tmp=$(mktemp -d "$SP_ROOTFS_CACHE/.build-$key.XXXXXX")
+    start=$(date +%s)
+    if ! timeout 900 mmdebstrap --quiet "$@" "$tmp/root" </dev/null >"$tmp/log" 2>&1; then
+      echo "mmdebstrap $* failed:" >&2
+      tail -n 20 "$tmp/log" >&2
+      rm -rf "$tmp"
+      exit 1
+    fi
+    if ! "$check" "$tmp/root" >"$tmp/check" 2>&1; then
+      echo "the new root filesystem $name does not pass its check:" >&2
+      cat "$tmp/check" >&2
+      rm -rf "$tmp"
+      exit 1
+    fi
+    mv "$tmp/root" "$dir"
+    rm -rf "$tmp"
+    echo "built $dir in $(($(date +%s) - start)) s" >&2
+    exit 10
+  ) 9>"$SP_ROOTFS_CACHE/.lock" || {
+    local rc=$?
+    [[ $rc -eq 10 ]] || return "$rc"
+    SP_ROOTFS_BUILT=1
+  }
+  SP_ROOTFS=$dir
+}
+
+# sp_check_symbols_kept FILE: FILE has lost its debug information but kept its symbol table, where doctor's uprobe
+# self-check finds the function it attaches to (a plain strip drops it). Says what is wrong otherwise.
+sp_check_symbols_kept() {
+  local sections
+  sections=$(readelf -SW "$1") || return 1
+  grep -q ' \.symtab ' <<<"$sections" || { echo "$1 has no symbol table (stripped with more than --strip-debug?)" >&2; return 1; }
+  ! grep -q ' \.debug_info ' <<<"$sections" || { echo "$1 still carries debug information" >&2; return 1; }
+}
+
+# sp_doctor_alone PROC_DIR COMMAND...: runs `COMMAND doctor` in a PID namespace of its own with a fresh /proc mounted
+# at PROC_DIR (the /proc COMMAND will see), as in a container without hostPID: it finds no process of the host, so its
+# verdict is about the binary, the kernel and the privileges only. Prints its report; fails when the uprobe self-check
+# (attach + fire on a function of the binary itself) did not pass or doctor did not finish (status above 1).
+sp_doctor_alone() {
+  local proc=$1 report status=0; shift
+  report=$(unshare --pid --fork --mount-proc="$proc" "$@" doctor 2>&1) || status=$?
+  echo "$report"
+  grep -qF '[ok  ] BPF hook uprobe (attach + fire)' <<<"$report" \
+    || { echo "doctor's uprobe self-check did not pass" >&2; return 1; }
+  [[ $status -le 1 ]] || { echo "doctor ended with status $status" >&2; return 1; }
+  SP_DOCTOR_STATUS=$status
+}
