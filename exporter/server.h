@@ -9,6 +9,8 @@
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
+#include <atomic>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -67,7 +69,8 @@ class MetricsServer {
 
   mutable std::mutex mutex_;  // guards collectables_: add() may run while a scrape is served
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
-  std::string health_body_;                // set once, before /healthz is registered
+  mutable std::atomic<std::size_t> body_size_hint_ = 0;  // the last /metrics body's size
+  std::string health_body_;                              // set once, before /healthz is registered
   std::unique_ptr<mg_context, Stop> ctx_;  // last: stopped (its threads joined) before the members above go
 };
 
