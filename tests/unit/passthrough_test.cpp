@@ -88,3 +88,25 @@ TEST(Passthrough, DownWorkersExportOnlyTheirStatus) {
   EXPECT_NE(status.find("synapse_profiler_synapse_scrape_duration_seconds{worker=\"up1\",worker_app=\"app\"} 0.012"),
             std::string::npos) << status;
 }
+
+TEST(Passthrough, InterleavedSeriesAreGroupedLikeAdjacentOnes) {
+  // Series usually arrive whole (the converter reuses the previous sample's point); interleaved or with `le` not
+  // last, they must end up in the same points, in first-appearance order.
+  const std::string adjacent =
+      "# TYPE t histogram\n"
+      "t_bucket{v=\"a\",le=\"1\"} 1\nt_bucket{v=\"a\",le=\"+Inf\"} 2\nt_sum{v=\"a\"} 3\nt_count{v=\"a\"} 2\n"
+      "t_bucket{v=\"b\",le=\"1\"} 4\nt_bucket{v=\"b\",le=\"+Inf\"} 5\nt_sum{v=\"b\"} 6\nt_count{v=\"b\"} 5\n"
+      "# TYPE q summary\nq{quantile=\"0.5\",x=\"1\"} 7\nq_sum{x=\"1\"} 8\nq_count{x=\"1\"} 9\n";
+  const std::string interleaved =
+      "# TYPE t histogram\n"
+      "t_bucket{v=\"a\",le=\"1\"} 1\nt_bucket{le=\"1\",v=\"b\"} 4\nt_sum{v=\"b\"} 6\nt_bucket{v=\"a\",le=\"+Inf\"} 2\n"
+      "t_bucket{v=\"b\",le=\"+Inf\"} 5\nt_count{v=\"a\"} 2\nt_count{v=\"b\"} 5\nt_sum{v=\"a\"} 3\n"
+      "# TYPE q summary\nq_sum{x=\"1\"} 8\nq{x=\"1\",quantile=\"0.5\"} 7\nq_count{x=\"1\"} 9\n";
+  std::map<std::string, sp::ScrapeResult> a, b;
+  a["w"] = scraped(adjacent, "app");
+  b["w"] = scraped(interleaved, "app");
+  const std::string text = sp::exporter::to_text(sp::exporter::passthrough_families(a, {}));
+  EXPECT_EQ(sp::exporter::to_text(sp::exporter::passthrough_families(b, {})), text);
+  EXPECT_NE(text.find("t_bucket{worker=\"w\",worker_app=\"app\",v=\"b\",le=\"+Inf\"} 5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("q{worker=\"w\",worker_app=\"app\",x=\"1\",quantile=\"0.5\"} 7\n"), std::string::npos) << text;
+}
