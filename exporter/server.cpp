@@ -65,8 +65,10 @@ namespace {
 
 constexpr int kThreads = 2;
 constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
-// zlib level 1: GZIP_LEVEL_NUMBERS
-constexpr int kGzipLevel = 1;
+// zlib's levels 1-3 share its fast matcher and run at the same speed on a 64-worker exposition (8.45 MB: 14.5 ms,
+// ~580 MB/s); 3 compresses best of them (233 kB; level 1: 278 kB). Level 4 and up switch to lazy matching: 26 ms at
+// level 4, 35 ms at 6 (zlib's default, what the Exposer used) for 206 kB.
+constexpr int kGzipLevel = 3;
 
 bool equals_ignoring_case(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
