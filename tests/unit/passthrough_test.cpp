@@ -1,9 +1,7 @@
 // Synapse's own metrics re-exposed per worker, from a real scrape of the test workload (tests/data/prom).
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
-
+#include "../common/test_data.h"
 #include "core/prom_text.h"
 #include "exporter/families.h"
 #include "exporter/passthrough.h"
@@ -21,24 +19,18 @@ sp::ScrapeResult scraped(const std::string& text, const std::string& app) {
   return r;
 }
 
-std::string fixture() {
-  std::ifstream in(std::string(SP_TEST_DATA_DIR) + "/prom/workload.txt");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 TEST(Passthrough, EverySeriesGetsItsWorkerAndOneFamilyPerName) {
   std::map<std::string, sp::ScrapeResult> latest;
-  latest["synchrotron1"] = scraped(fixture(), "synapse.app.generic_worker");
-  latest["master"] = scraped(fixture(), "synapse.app.homeserver");
+  latest["synchrotron1"] = scraped(sp::test::read_test_data("prom/workload.txt"), "synapse.app.generic_worker");
+  latest["master"] = scraped(sp::test::read_test_data("prom/workload.txt"), "synapse.app.homeserver");
   std::string text = sp::exporter::to_text(sp::exporter::passthrough_families(latest, {}));
   // Histograms come back whole: buckets, sum, count, per worker.
   EXPECT_NE(text.find("python_gc_time_bucket{worker=\"synchrotron1\",worker_app=\"synapse.app.generic_worker\","
                       "gen=\"0\",le=\"0.0025\"} 7"),
-            std::string::npos) << text.substr(0, 3000);
+            std::string::npos)
+      << text.substr(0, 3000);
   EXPECT_NE(text.find("python_gc_time_count{worker=\"master\",worker_app=\"synapse.app.homeserver\",gen=\"0\"} 7"),
             std::string::npos);
   EXPECT_NE(text.find("python_gc_objects_collected_total{worker=\"master\",worker_app=\"synapse.app.homeserver\","
@@ -64,7 +56,8 @@ TEST(Passthrough, ClashingLabelsAreKeptAsExportedAndFiltersApply) {
   filter.exclude = std::regex("noisy_.*");
   std::string text = sp::exporter::to_text(sp::exporter::passthrough_families(latest, filter));
   EXPECT_NE(text.find("jobs{worker=\"w1\",worker_app=\"app\",exported_worker=\"inner\",queue=\"a\"} 3"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
   EXPECT_EQ(text.find("noisy_total"), std::string::npos) << text;
   filter.exclude.reset();
   filter.include = std::regex("noisy_.*");
@@ -86,7 +79,8 @@ TEST(Passthrough, DownWorkersExportOnlyTheirStatus) {
   EXPECT_NE(status.find("synapse_profiler_synapse_up{worker=\"down1\",worker_app=\"app\"} 0"), std::string::npos);
   EXPECT_NE(status.find("synapse_profiler_synapse_up{worker=\"up1\",worker_app=\"app\"} 1"), std::string::npos);
   EXPECT_NE(status.find("synapse_profiler_synapse_scrape_duration_seconds{worker=\"up1\",worker_app=\"app\"} 0.012"),
-            std::string::npos) << status;
+            std::string::npos)
+      << status;
 }
 
 TEST(Passthrough, InterleavedSeriesAreGroupedLikeAdjacentOnes) {

@@ -9,11 +9,10 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
-#include <fstream>
 #include <limits>
 #include <random>
-#include <sstream>
 
+#include "../common/test_data.h"
 #include "core/prom_text.h"
 #include "exporter/families.h"
 #include "exporter/passthrough.h"
@@ -61,7 +60,7 @@ const std::vector<std::string> kNastyValues = {"",        "\\",     "\"",   "\n"
 std::vector<MetricFamily> varied_families() {
   std::vector<MetricFamily> out;
   const std::vector<double> values = {
-      0,    -0.0, 1,       -1,     42,   0.5,  0.1, 123.456, 1e-05, 0.0001, 2.5e-07, 1e15, -999999999999999,
+      0,    -0.0, 1,       -1,   42,   0.5, 0.1, 123.456, 1e-05, 0.0001, 2.5e-07, 1e15, -999999999999999,
       1e16, 3e20, 1.5e300, kInf, -kInf};
   auto counter = family("synapse_profiler_events_total", "Events seen.", MetricType::Counter);
   auto gauge = family("synapse_profiler_value", "", MetricType::Gauge);
@@ -156,13 +155,6 @@ void expect_same_parse(const std::string& exact, const std::string& rounded) {
       }
     }
   }
-}
-
-std::string fixture() {
-  std::ifstream in(std::string(SP_TEST_DATA_DIR) + "/prom/workload.txt");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -273,7 +265,7 @@ TEST(TextWriter, HelpTextIsEscaped) {
 
 TEST(TextWriter, RealScrapeReexposedParsesTheSameAsTextSerializer) {
   // The pass-through of the test workload's real scrape, for two workers: Python's float sums included.
-  auto parsed = sp::prom::parse_prometheus_text(fixture());
+  auto parsed = sp::prom::parse_prometheus_text(sp::test::read_test_data("prom/workload.txt"));
   ASSERT_TRUE(parsed.ok()) << parsed.error;
   std::map<std::string, sp::ScrapeResult> latest;
   for (const char* worker : {"master", "synchrotron1"}) {
