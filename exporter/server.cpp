@@ -10,6 +10,7 @@
 #include <optional>
 #include <string_view>
 
+#include "core/log.h"
 #include "exporter/families.h"
 #include "exporter/text_writer.h"
 
@@ -82,8 +83,8 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Accept-Encoding (RFC 9110 12.5.3): a comma-separated list of codings, each with optional parameters; "gzip;q=0"
-// refuses gzip.
+// Accept-Encoding (RFC 9110 12.5.3): a comma-separated list of codings, each with optional parameters; a weight of
+// zero ("gzip;q=0") refuses the coding.
 bool accepts_gzip(const char* header) {
   if (header == nullptr) return false;
   std::string_view rest(header);
@@ -91,13 +92,17 @@ bool accepts_gzip(const char* header) {
     const std::size_t comma = rest.find(',');
     std::string_view item = rest.substr(0, comma);
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    const std::size_t semicolon = item.find(';');
+    std::size_t semicolon = item.find(';');
     if (!equals_ignoring_case(trim(item.substr(0, semicolon)), "gzip")) continue;
-    if (semicolon == std::string_view::npos) return true;
-    std::string_view param = trim(item.substr(semicolon + 1));
-    if (!param.starts_with("q=") && !param.starts_with("Q=")) return true;
-    param.remove_prefix(2);
-    return param.find_first_not_of("0.") != std::string_view::npos;  // q=0, q=0.0, q=0.000: refused
+    while (semicolon != std::string_view::npos) {
+      item.remove_prefix(semicolon + 1);
+      semicolon = item.find(';');
+      std::string_view param = trim(item.substr(0, semicolon));
+      if (param.size() > 2 && equals_ignoring_case(param.substr(0, 2), "q=")) {
+        return param.find_first_not_of("0.", 2) != std::string_view::npos;  // q=0, q=0.0, q=0.000: refused
+      }
+    }
+    return true;
   }
   return false;
 }
@@ -212,7 +217,14 @@ int MetricsServer::serve_metrics(mg_connection* conn) const {
   std::string body;
   const std::size_t hint = body_size_hint_;
   body.reserve(hint + hint / 8);
-  for (const auto& c : collectables) append_text(body, c->Collect());
+  try {
+    for (const auto& c : collectables) append_text(body, c->Collect());
+  } catch (const std::exception& e) {
+    // civetweb is C: nothing may unwind through it. A failed collection is a failed scrape, not a dead agent.
+    log::error("/metrics: collecting the metrics failed: {}", e.what());
+    mg_send_http_error(conn, 500, "%s", "collecting the metrics failed");
+    return 500;
+  }
   body_size_hint_ = body.size();
   return respond(conn, body);
 }

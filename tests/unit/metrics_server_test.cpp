@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -114,6 +115,7 @@ class MetricsServerTest : public ::testing::Test {
     server_ = std::make_unique<MetricsServer>("127.0.0.1:0");
     server_->add(std::make_shared<FunctionCollectable>([] {
       ++collected_;
+      if (fail_) throw std::runtime_error("snapshot failed");
       return gauges("first", 500);
     }));
     server_->add(std::make_shared<FunctionCollectable>([] { return gauges("second", 3); }));
@@ -129,6 +131,7 @@ class MetricsServerTest : public ::testing::Test {
 
   static inline std::unique_ptr<MetricsServer> server_;
   static inline std::atomic<int> collected_ = 0;
+  static inline std::atomic<bool> fail_ = false;  // the first collectable throws
   const std::string expected_ =
       sp::exporter::to_text(gauges("first", 500)) + sp::exporter::to_text(gauges("second", 3));
 };
@@ -154,7 +157,8 @@ TEST_F(MetricsServerTest, GzipWhenAcceptedAndDecodesToTheSameBody) {
     EXPECT_LT(r.body.size(), expected_.size() / 4) << accept;
     EXPECT_EQ(gunzip(r.body), expected_) << accept;
   }
-  for (const char* accept : {"identity", "gzip;q=0", "gzip; q=0.000, identity", "deflate", "x-gzipped"}) {
+  for (const char* accept :
+       {"identity", "gzip;q=0", "gzip; q=0.000, identity", "deflate", "x-gzipped", "gzip;level=1;Q=0"}) {
     const Response r = fetch(port(), "/metrics", "GET", accept);
     EXPECT_EQ(r.header("content-encoding"), "") << accept;
     EXPECT_EQ(r.body, expected_) << accept;
@@ -200,6 +204,13 @@ TEST_F(MetricsServerTest, NothingElseIsServed) {
     EXPECT_EQ(fetch(port(), "/healthz", method).status, 405) << method;
   }
   EXPECT_EQ(collected_, 0);
+}
+
+TEST_F(MetricsServerTest, AFailedCollectionIsA500AndTheServerGoesOn) {
+  fail_ = true;
+  EXPECT_EQ(fetch(port(), "/metrics").status, 500);
+  fail_ = false;
+  EXPECT_EQ(fetch(port(), "/metrics").body, expected_);
 }
 
 TEST_F(MetricsServerTest, ConcurrentScrapesEachGetTheWholeBody) {
