@@ -228,7 +228,8 @@ TEST(TextWriter, EveryDoubleRoundTripsExactly) {
                 [](const ClientMetric& m) { return std::fabs(m.gauge.value) > 1.7976931348623e308; });
   const std::string theirs = serializer_text(parseable);
   expect_same_parse(writer_text(parseable), theirs);
-  for (const auto& s : sp::prom::parse_prometheus_text(theirs).families[0].samples) {
+  const auto theirs_parsed = sp::prom::parse_prometheus_text(theirs);
+  for (const auto& s : theirs_parsed.families[0].samples) {
     serializer_lost += s.value != values[std::stoul(s.labels[0].second)];
   }
   // Random bit patterns need 17 digits for about half of them: TextSerializer changed those values.
