@@ -1,9 +1,8 @@
 #include "exporter/families.h"
 
-#include <prometheus/text_serializer.h>
-
 #include <limits>
-#include <sstream>
+
+#include "exporter/text_writer.h"
 
 namespace sp::exporter {
 namespace {
@@ -75,9 +74,9 @@ prometheus::MetricFamily histogram_family(std::string name, std::string help,
 }
 
 std::string to_text(const std::vector<prometheus::MetricFamily>& families) {
-  std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, families);
-  return out.str();
+  std::string out;
+  append_text(out, families);
+  return out;
 }
 
 }  // namespace sp::exporter

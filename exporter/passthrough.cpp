@@ -1,9 +1,10 @@
 #include "exporter/passthrough.h"
 
-#include <cmath>
-#include <limits>
+#include <algorithm>
+#include <string_view>
 
 #include "core/log.h"
+#include "core/prom_text.h"
 #include "exporter/families.h"
 
 namespace sp::exporter {
@@ -11,17 +12,17 @@ namespace {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
-// The worker's labels first (worker, worker_app, in a pod also pod/namespace/container), the scraped labels after,
-// renamed when they clash with one we add; `drop` (le, quantile) left out.
-std::vector<prometheus::ClientMetric::Label> relabel(const WorkerLabels& worker, const Labels& scraped,
+// The worker's labels first (`ours`: worker, worker_app, in a pod also pod/namespace/container), the scraped labels
+// after, renamed when they clash with one we add; `drop` (le, quantile) left out.
+std::vector<prometheus::ClientMetric::Label> relabel(const LabelList& ours, const Labels& scraped,
                                                      const char* drop = nullptr) {
   std::vector<prometheus::ClientMetric::Label> out;
-  for (auto& [k, v] : worker_label_list(worker)) out.push_back({std::move(k), std::move(v)});
-  const std::size_t ours = out.size();
+  out.reserve(ours.size() + scraped.size());
+  for (const auto& [k, v] : ours) out.push_back({k, v});
   for (const auto& [k, v] : scraped) {
     if (drop && k == drop) continue;
     bool clash = false;
-    for (std::size_t i = 0; i < ours; ++i) clash = clash || out[i].name == k;
+    for (const auto& o : ours) clash = clash || o.first == k;
     out.push_back({clash ? "exported_" + k : k, v});
   }
   return out;
@@ -34,17 +35,15 @@ const std::string* label(const Labels& labels, const std::string& key) {
   return nullptr;
 }
 
-bool parse_bound(const std::string& text, double& out) {
-  if (text == "+Inf" || text == "Inf") {
-    out = std::numeric_limits<double>::infinity();
-    return true;
-  }
-  try {
-    std::size_t used = 0;
-    out = std::stod(text, &used);
-    return used == text.size();
-  } catch (...) {
-    return false;
+// `a` and `b` are the same label set once `drop` is left out of both.
+bool same_labels_but(const Labels& a, const Labels& b, const char* drop) {
+  std::size_t i = 0, j = 0;
+  for (;;) {
+    while (i < a.size() && a[i].first == drop) ++i;
+    while (j < b.size() && b[j].first == drop) ++j;
+    if (i == a.size() || j == b.size()) return i == a.size() && j == b.size();
+    if (a[i] != b[j]) return false;
+    ++i, ++j;
   }
 }
 
@@ -57,37 +56,42 @@ prometheus::MetricType type_of(const std::string& t) {
 }
 
 // Histograms and summaries arrive as separate samples (_bucket/_sum/_count, quantiles): prometheus-cpp wants one
-// structured point per label set, so group them.
-void add_grouped(const prom::Family& f, const WorkerLabels& worker, std::vector<prometheus::ClientMetric>& out) {
+// structured point per label set, so group them. A series' samples are usually adjacent (clients write them so): a
+// sample with the previous one's labels goes to the same point without building and looking up its label set.
+void add_grouped(const prom::Family& f, const LabelList& ours, std::vector<prometheus::ClientMetric>& out) {
   const bool histogram = f.type == "histogram";
   const char* key_label = histogram ? "le" : "quantile";
   std::map<std::vector<prometheus::ClientMetric::Label>, std::size_t> index;  // label set -> its point
   std::vector<prometheus::ClientMetric> points;
+  const Labels* previous = nullptr;
+  std::size_t point = 0;
   for (const auto& s : f.samples) {
-    auto labels = relabel(worker, s.labels, key_label);
-    auto [it, fresh] = index.try_emplace(labels, points.size());
-    if (fresh) {
-      prometheus::ClientMetric m;
-      m.label = labels;
-      points.push_back(std::move(m));
+    if (!previous || !same_labels_but(*previous, s.labels, key_label)) {
+      auto labels = relabel(ours, s.labels, key_label);
+      auto [it, fresh] = index.try_emplace(labels, points.size());
+      if (fresh) {
+        prometheus::ClientMetric m;
+        m.label = std::move(labels);
+        points.push_back(std::move(m));
+      }
+      point = it->second;
     }
-    prometheus::ClientMetric& m = points[it->second];
-    std::string suffix = s.name.size() > f.name.size() ? s.name.substr(f.name.size()) : "";
+    previous = &s.labels;
+    prometheus::ClientMetric& m = points[point];
+    const std::string_view suffix = std::string_view(s.name).substr(std::min(f.name.size(), s.name.size()));
     if (suffix == "_sum") {
       (histogram ? m.histogram.sample_sum : m.summary.sample_sum) = s.value;
     } else if (suffix == "_count") {
       auto n = static_cast<std::uint64_t>(std::max(0.0, s.value));
       (histogram ? m.histogram.sample_count : m.summary.sample_count) = n;
     } else if (histogram && suffix == "_bucket") {
-      double le = 0;
       const std::string* text = label(s.labels, "le");
-      if (text && parse_bound(*text, le)) {
-        m.histogram.bucket.push_back({static_cast<std::uint64_t>(std::max(0.0, s.value)), le});
+      if (auto le = text ? prom::parse_float(*text) : std::nullopt) {
+        m.histogram.bucket.push_back({static_cast<std::uint64_t>(std::max(0.0, s.value)), *le});
       }
     } else if (!histogram && suffix.empty()) {
-      double q = 0;
       const std::string* text = label(s.labels, "quantile");
-      if (text && parse_bound(*text, q)) m.summary.quantile.push_back({q, s.value});
+      if (auto q = text ? prom::parse_float(*text) : std::nullopt) m.summary.quantile.push_back({*q, s.value});
     }
   }
   for (auto& m : points) out.push_back(std::move(m));
@@ -106,6 +110,7 @@ std::vector<prometheus::MetricFamily> passthrough_families(const std::map<std::s
   std::map<std::string, prometheus::MetricFamily> merged;  // by name: one family per name in the exposition
   for (const auto& [worker, result] : latest) {
     if (!result.up || !result.families) continue;
+    const LabelList ours = worker_label_list({worker, result.worker_app, result.pod});
     for (const auto& f : *result.families) {
       if (!filter.keeps(f.name) || f.name.starts_with("synapse_profiler_")) continue;
       auto [it, fresh] = merged.try_emplace(f.name);
@@ -118,18 +123,23 @@ std::vector<prometheus::MetricFamily> passthrough_families(const std::map<std::s
         log::debug("pass-through: {} of worker {} is a {}, another worker's is not: skipped", f.name, worker, f.type);
         continue;
       }
-      const WorkerLabels labels{worker, result.worker_app, result.pod};
       if (f.type == "histogram" || f.type == "summary") {
-        add_grouped(f, labels, out.metric);
+        add_grouped(f, ours, out.metric);
         continue;
       }
       for (const auto& s : f.samples) {
         prometheus::ClientMetric m;
-        m.label = relabel(labels, s.labels);
+        m.label = relabel(ours, s.labels);
         switch (out.type) {
-          case prometheus::MetricType::Counter: m.counter.value = s.value; break;
-          case prometheus::MetricType::Gauge: m.gauge.value = s.value; break;
-          default: m.untyped.value = s.value; break;
+          case prometheus::MetricType::Counter:
+            m.counter.value = s.value;
+            break;
+          case prometheus::MetricType::Gauge:
+            m.gauge.value = s.value;
+            break;
+          default:
+            m.untyped.value = s.value;
+            break;
         }
         out.metric.push_back(std::move(m));
       }

@@ -1,8 +1,9 @@
 // Google Benchmark of the agent's pure hot paths (issue 9): the exposition-format parser the scraper runs on every
 // worker's body, SQL fingerprinting (every libpq record), the per-event aggregation the agent does for each ring
 // buffer record, the correlator's interval unions and the GC/query overlap, and the pass-through conversion plus
-// serialisation that a /metrics scrape does with 64 workers. Inputs are realistic: the test workload's real scrape
-// body (tests/data/prom/workload.txt) scaled up with more label values, and the Synapse-style SQL of tests/data/sql.
+// serialisation that a /metrics scrape does with 64 workers (prometheus-cpp's TextSerializer next to the exporter's
+// writer). Inputs are realistic: the test workload's real scrape body (tests/data/prom/workload.txt) scaled up with
+// more label values, and the Synapse-style SQL of tests/data/sql.
 //
 // Never a timed test: ctest runs it once with a tiny --benchmark_min_time (BenchSmoke.HotPaths) so it cannot rot.
 // The data directory is SP_BENCH_DATA_DIR, or the first argument `--data-dir=DIR`.
@@ -31,6 +32,7 @@
 #include "core/prom_text.h"
 #include "core/scraper.h"
 #include "core/sql_fingerprint.h"
+#include "exporter/families.h"
 #include "exporter/passthrough.h"
 
 namespace {
@@ -294,7 +296,10 @@ BENCHMARK(BM_Overlap)->Unit(benchmark::kMillisecond);
 
 // What a /metrics scrape spends on pass-through series: N workers' parsed scrapes (the workload's real body each)
 // turned into prometheus-cpp families with worker labels, then serialised as text.
-void BM_PassthroughSerialize(benchmark::State& state) {
+// The pass-through part of a /metrics scrape with state.range(0) workers: conversion to families plus serialisation
+// by `serialize` (prometheus-cpp's TextSerializer, which /metrics used, or the exporter's writer, which it uses).
+template <typename Serialize>
+void passthrough_scrape(benchmark::State& state, Serialize serialize) {
   const std::string body = read_file(std::filesystem::path(g_data_dir) / "prom" / "workload.txt");
   sp::prom::ParseResult parsed = sp::prom::parse_prometheus_text(body);
   if (!parsed.ok()) {
@@ -312,17 +317,25 @@ void BM_PassthroughSerialize(benchmark::State& state) {
     latest["worker" + std::to_string(i)] = r;
   }
   sp::exporter::PassthroughFilter filter;
-  const prometheus::TextSerializer serializer;
   std::size_t out_bytes = 0;
   for (auto _ : state) {
-    auto f = sp::exporter::passthrough_families(latest, filter);
-    std::string text = serializer.Serialize(f);
+    std::string text = serialize(sp::exporter::passthrough_families(latest, filter));
     out_bytes = text.size();
     benchmark::DoNotOptimize(text.data());
   }
   state.counters["out_bytes"] = static_cast<double>(out_bytes);
 }
+
+void BM_PassthroughSerialize(benchmark::State& state) {
+  const prometheus::TextSerializer serializer;
+  passthrough_scrape(state, [&](const auto& families) { return serializer.Serialize(families); });
+}
 BENCHMARK(BM_PassthroughSerialize)->Arg(4)->Arg(64)->Unit(benchmark::kMillisecond);
+
+void BM_PassthroughWrite(benchmark::State& state) {
+  passthrough_scrape(state, [](const auto& families) { return sp::exporter::to_text(families); });
+}
+BENCHMARK(BM_PassthroughWrite)->Arg(4)->Arg(64)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -36,9 +36,9 @@ TEST(EndpointsIT, OnlyMetricsAndHealthAreServed) {
   ASSERT_TRUE(agent.running()) << agent.log();
   EXPECT_NE(status_line(agent.port(), "GET /metrics HTTP/1.0\r\n\r\n").find(" 200"), std::string::npos);
   EXPECT_NE(status_line(agent.port(), "GET /healthz HTTP/1.0\r\n\r\n").find(" 200"), std::string::npos);
-  // (The HTTP library matches handlers by prefix: /healthz/x is answered by the health handler, with its body.)
+  // Exact paths only: /metrics/x and /healthz/x are not answered either.
   for (const char* path : {"/", "/debug", "/debug/pprof", "/config", "/metrics/../etc/passwd", "/../../etc/passwd",
-                           "/favicon.ico", "/api/v1/query", "/etc/passwd"}) {
+                           "/favicon.ico", "/api/v1/query", "/etc/passwd", "/metrics/x", "/healthz/x"}) {
     const std::string line = status_line(agent.port(), std::string("GET ") + path + " HTTP/1.0\r\n\r\n");
     EXPECT_EQ(line.find(" 200"), std::string::npos) << path << ": " << line;
   }

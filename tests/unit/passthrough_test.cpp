@@ -1,9 +1,7 @@
 // Synapse's own metrics re-exposed per worker, from a real scrape of the test workload (tests/data/prom).
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
-
+#include "../common/test_data.h"
 #include "core/prom_text.h"
 #include "exporter/families.h"
 #include "exporter/passthrough.h"
@@ -21,24 +19,18 @@ sp::ScrapeResult scraped(const std::string& text, const std::string& app) {
   return r;
 }
 
-std::string fixture() {
-  std::ifstream in(std::string(SP_TEST_DATA_DIR) + "/prom/workload.txt");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 TEST(Passthrough, EverySeriesGetsItsWorkerAndOneFamilyPerName) {
   std::map<std::string, sp::ScrapeResult> latest;
-  latest["synchrotron1"] = scraped(fixture(), "synapse.app.generic_worker");
-  latest["master"] = scraped(fixture(), "synapse.app.homeserver");
+  latest["synchrotron1"] = scraped(sp::test::read_test_data("prom/workload.txt"), "synapse.app.generic_worker");
+  latest["master"] = scraped(sp::test::read_test_data("prom/workload.txt"), "synapse.app.homeserver");
   std::string text = sp::exporter::to_text(sp::exporter::passthrough_families(latest, {}));
   // Histograms come back whole: buckets, sum, count, per worker.
   EXPECT_NE(text.find("python_gc_time_bucket{worker=\"synchrotron1\",worker_app=\"synapse.app.generic_worker\","
                       "gen=\"0\",le=\"0.0025\"} 7"),
-            std::string::npos) << text.substr(0, 3000);
+            std::string::npos)
+      << text.substr(0, 3000);
   EXPECT_NE(text.find("python_gc_time_count{worker=\"master\",worker_app=\"synapse.app.homeserver\",gen=\"0\"} 7"),
             std::string::npos);
   EXPECT_NE(text.find("python_gc_objects_collected_total{worker=\"master\",worker_app=\"synapse.app.homeserver\","
@@ -64,7 +56,8 @@ TEST(Passthrough, ClashingLabelsAreKeptAsExportedAndFiltersApply) {
   filter.exclude = std::regex("noisy_.*");
   std::string text = sp::exporter::to_text(sp::exporter::passthrough_families(latest, filter));
   EXPECT_NE(text.find("jobs{worker=\"w1\",worker_app=\"app\",exported_worker=\"inner\",queue=\"a\"} 3"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
   EXPECT_EQ(text.find("noisy_total"), std::string::npos) << text;
   filter.exclude.reset();
   filter.include = std::regex("noisy_.*");
@@ -86,5 +79,28 @@ TEST(Passthrough, DownWorkersExportOnlyTheirStatus) {
   EXPECT_NE(status.find("synapse_profiler_synapse_up{worker=\"down1\",worker_app=\"app\"} 0"), std::string::npos);
   EXPECT_NE(status.find("synapse_profiler_synapse_up{worker=\"up1\",worker_app=\"app\"} 1"), std::string::npos);
   EXPECT_NE(status.find("synapse_profiler_synapse_scrape_duration_seconds{worker=\"up1\",worker_app=\"app\"} 0.012"),
-            std::string::npos) << status;
+            std::string::npos)
+      << status;
+}
+
+TEST(Passthrough, InterleavedSeriesAreGroupedLikeAdjacentOnes) {
+  // Series usually arrive whole (the converter reuses the previous sample's point); interleaved or with `le` not
+  // last, they must end up in the same points, in first-appearance order.
+  const std::string adjacent =
+      "# TYPE t histogram\n"
+      "t_bucket{v=\"a\",le=\"1\"} 1\nt_bucket{v=\"a\",le=\"+Inf\"} 2\nt_sum{v=\"a\"} 3\nt_count{v=\"a\"} 2\n"
+      "t_bucket{v=\"b\",le=\"1\"} 4\nt_bucket{v=\"b\",le=\"+Inf\"} 5\nt_sum{v=\"b\"} 6\nt_count{v=\"b\"} 5\n"
+      "# TYPE q summary\nq{quantile=\"0.5\",x=\"1\"} 7\nq_sum{x=\"1\"} 8\nq_count{x=\"1\"} 9\n";
+  const std::string interleaved =
+      "# TYPE t histogram\n"
+      "t_bucket{v=\"a\",le=\"1\"} 1\nt_bucket{le=\"1\",v=\"b\"} 4\nt_sum{v=\"b\"} 6\nt_bucket{v=\"a\",le=\"+Inf\"} 2\n"
+      "t_bucket{v=\"b\",le=\"+Inf\"} 5\nt_count{v=\"a\"} 2\nt_count{v=\"b\"} 5\nt_sum{v=\"a\"} 3\n"
+      "# TYPE q summary\nq_sum{x=\"1\"} 8\nq{x=\"1\",quantile=\"0.5\"} 7\nq_count{x=\"1\"} 9\n";
+  std::map<std::string, sp::ScrapeResult> a, b;
+  a["w"] = scraped(adjacent, "app");
+  b["w"] = scraped(interleaved, "app");
+  const std::string text = sp::exporter::to_text(sp::exporter::passthrough_families(a, {}));
+  EXPECT_EQ(sp::exporter::to_text(sp::exporter::passthrough_families(b, {})), text);
+  EXPECT_NE(text.find("t_bucket{worker=\"w\",worker_app=\"app\",v=\"b\",le=\"+Inf\"} 5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("q{worker=\"w\",worker_app=\"app\",x=\"1\",quantile=\"0.5\"} 7\n"), std::string::npos) << text;
 }
