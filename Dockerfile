@@ -25,8 +25,8 @@ FROM debian:bookworm-slim AS runtime
 # Exactly the packages of the libraries the binary links (tests/dockerfile_test.sh checks this list against `ldd`).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        libbpf1 libelf1 zlib1g libfmt9 libyaml-cpp0.7 libboost-program-options1.74.0 \
-        libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libcivetweb1 libcurl4 \
+        libbpf1 zlib1g libfmt9 libyaml-cpp0.7 libboost-program-options1.74.0 \
+        libcivetweb1 libcurl4 \
         libstdc++6 libgcc-s1 libc6 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/synapse-profiler /usr/bin/synapse-profiler

@@ -88,15 +88,22 @@ package_of() {  # the package owning a library path (/lib is /usr/lib on a merge
 needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
 [[ -n $needed ]] || fail "the binary links no shared library?"
 checked=0
+direct_packages=()
 while read -r lib arrow path _; do
   [[ $arrow == "=>" && $path == /* ]] || continue
   pkg=$(package_of "$path") || fail "no package owns $path ($lib)"
   if grep -qxF "$lib" <<<"$needed"; then
     grep -qx "$pkg" <<<"$runtime_packages" || fail "$lib ($pkg) is linked directly but not installed by name"
+    direct_packages+=("$pkg")
   else
     [[ -n ${closure[$pkg]:-} ]] || fail "$lib ($pkg) is not installed by any package of the runtime stage"
   fi
   checked=$((checked + 1))
 done < <(ldd "$bin")
 [[ $checked -ge $(wc -l <<<"$needed") ]] || fail "ldd resolved only $checked libraries"
+# And nothing more: every package named in the runtime stage holds a library the binary links directly (a library
+# dropped from the build must leave the image too).
+for pkg in $runtime_packages; do
+  printf '%s\n' "${direct_packages[@]}" | grep -qx "$pkg" || fail "the runtime stage installs $pkg, which no library of the binary needs"
+done
 echo "Dockerfile: 2 stages on bookworm; $checked libraries of the binary covered by:" $runtime_packages
