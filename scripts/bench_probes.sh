@@ -117,7 +117,8 @@ die() {
 mkdir -p "$work/bin" "$work/lib"
 cp /usr/bin/python3.11 "$work/bin/python3.11"
 python=$work/bin/python3.11
-libpq=$(ldconfig -p | awk '/libpq\.so\.5 / {print $NF; exit}')
+# awk reads to the end: an early exit would make ldconfig die of SIGPIPE, and pipefail + set -e end the script silently
+libpq=$(ldconfig -p | awk '/libpq\.so\.5 / && !found {print $NF; found = 1}')
 [[ -n $libpq ]] || { echo "no libpq.so.5 (libpq5): run scripts/setup.sh" >&2; exit 1; }
 cp "$(readlink -f "$libpq")" "$work/lib/libpq.so.5"
 export LD_LIBRARY_PATH=$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

@@ -13,7 +13,8 @@ sp_build() {  # sp_build BUILD_DIR [extra cmake args...]; SP_BUILD_TARGET limits
 sp_free_port() {
   local port
   for port in $(seq "${1:-55432}" "${2:-55999}"); do
-    if ! ss -Htln "sport = :$port" | grep -q .; then echo "$port"; return 0; fi
+    # No pipe into grep -q: under pipefail, ss dying of SIGPIPE would make a busy port look free.
+    if [[ -z $(ss -Htln "sport = :$port") ]]; then echo "$port"; return 0; fi
   done
   echo "no free TCP port found" >&2; return 1
 }
