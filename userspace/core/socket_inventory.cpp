@@ -1,6 +1,7 @@
 #include "core/socket_inventory.h"
 
 #include "core/fd.h"
+#include "core/netns.h"
 #include "core/proc_parse.h"
 #include "core/safe_file.h"
 
@@ -22,16 +23,9 @@ std::string pid_path(const std::string& proc_root, int pid, const char* name) {
   return fmt::format("{}/{}/{}", proc_root, pid, name);
 }
 
-// The agent's own network namespace (of the calling thread), 0 if unknown.
-std::uint64_t own_netns() {
-  std::string link;
-  if (read_link("/proc/thread-self/ns/net", link) != 0) return 0;
-  return proc::namespace_inode(link, "net").value_or(0);
-}
-
 bool default_unix_peers(const std::string& proc_root, int pid, std::uint64_t netns, UnixPeerTable& peers,
                         std::string& error) {
-  const std::uint64_t own = own_netns();
+  const std::uint64_t own = netns_inode("/proc/thread-self/ns/net");  // the calling thread's
   if (netns == 0 || netns == own) return dump_unix_peers(peers, error);
   return dump_unix_peers_in(pid_path(proc_root, pid, "ns/net"), peers, error);
 }
