@@ -42,7 +42,7 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 1024 * 1024);
+  __uint(max_entries, SP_IO_RING_BYTES);
 } io_events SEC(".maps");
 
 struct {
@@ -177,7 +177,7 @@ static __always_inline void on_complete(struct request *rq) {
   e->start_ns = info.start_ns;
   e->issue_ns = info.issue_ns;
   e->complete_ns = now;
-  bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);  // drained on a timer
+  bpf_ringbuf_submit(e, sp_ring_flags(&io_events, SP_IO_RING_BYTES));  // see sp_ring_flags()
 }
 
 // A requeued request (the driver was busy) goes back through insert and issue, often from a kworker: it is still the

@@ -3,6 +3,10 @@
 #ifndef SP_BPF_BLOCKIO_H
 #define SP_BPF_BLOCKIO_H
 
+/* The per-request ring buffer (bytes, a power of two): 5 461 records of 48 bytes; the agent is woken when a quarter is
+ * used (sp_ring_flags). */
+#define SP_IO_RING_BYTES (256 * 1024)
+
 #include "histogram.h"
 
 enum sp_io_op {

@@ -52,7 +52,7 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 256 * 1024);
+  __uint(max_entries, SP_GC_RING_BYTES);
 } gc_events SEC(".maps");
 
 struct {
@@ -146,8 +146,8 @@ static __always_inline void gc_end(__s64 collected) {
   e->collected = collected;
   e->generation = generation;
   e->_pad = 0;
-  // No wakeup: userspace drains on a timer; waking it per record would double the cost of every pause.
-  bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+  // No wakeup per record (it would double the cost of every pause): see sp_ring_flags().
+  bpf_ringbuf_submit(e, sp_ring_flags(&gc_events, SP_GC_RING_BYTES));
 }
 
 SEC("usdt")

@@ -100,7 +100,7 @@ struct {
 // Records are cut to their text (pq_build below): 2 MiB holds about 9 000 records of 200-byte queries.
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 2 * 1024 * 1024);
+  __uint(max_entries, SP_PQ_RING_BYTES);
 } pq_events SEC(".maps");
 
 struct {
@@ -291,8 +291,8 @@ static __always_inline void emit(struct pq_event *e) {
   if (len > SP_PQ_TEXT_MAX - 1) len = SP_PQ_TEXT_MAX - 1;
   __u64 size = __builtin_offsetof(struct pq_event, text) + len + 1;
   if (size > sizeof *e) size = sizeof *e;
-  // No wakeup: userspace drains on a timer; a wakeup per query would double the probe's cost.
-  if (bpf_ringbuf_output(&pq_events, e, size, BPF_RB_NO_WAKEUP)) count_lost(e->tgid, e->end_ns - e->start_ns);
+  // No wakeup per query (it would double the probe's cost): see sp_ring_flags().
+  if (bpf_ringbuf_output(&pq_events, e, size, sp_ring_flags(&pq_events, SP_PQ_RING_BYTES))) count_lost(e->tgid, e->end_ns - e->start_ns);
 }
 
 static __always_inline void sync_enter(void *conn, const void *text, __u32 kind) {

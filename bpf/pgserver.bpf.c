@@ -46,7 +46,7 @@ struct {
 // thousands of statements per drain.
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 1024 * 1024);
+  __uint(max_entries, SP_PGS_RING_BYTES);
 } pgs_events SEC(".maps");
 
 // A record is built here before it is copied into the ring at its real length.
@@ -59,7 +59,7 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 256 * 1024);
+  __uint(max_entries, SP_PGS_LOCK_RING_BYTES);
 } pgs_lock_events SEC(".maps");
 
 struct {
@@ -113,8 +113,8 @@ int BPF_USDT(pgs_query_done, const char *query) {
   e->text_len = len;
   __u64 size = __builtin_offsetof(struct pgs_query_event, text) + len + 1;
   if (size > sizeof *e) size = sizeof *e;
-  // Cut to the text; drained on a timer: no wakeup per query.
-  if (bpf_ringbuf_output(&pgs_events, e, size, BPF_RB_NO_WAKEUP)) {
+  // Cut to the text; no wakeup per query (sp_ring_flags()).
+  if (bpf_ringbuf_output(&pgs_events, e, size, sp_ring_flags(&pgs_events, SP_PGS_RING_BYTES))) {
     stat_inc(SP_PGS_STAT_EVENTS_LOST);
     struct pgs_backend_stats *b = backend_stats(tgid);
     if (!b) return 0;
@@ -159,7 +159,7 @@ int BPF_USDT(pgs_lock_wait_done) {
   e->_pad = 0;
   e->start_ns = end - dur;
   e->end_ns = end;
-  bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+  bpf_ringbuf_submit(e, sp_ring_flags(&pgs_lock_events, SP_PGS_LOCK_RING_BYTES));
   return 0;
 }
 

@@ -8,6 +8,10 @@
 
 /* Bytes of query text copied per query: enough for userspace to classify the verb; fingerprinted and dropped. */
 #define SP_PGS_TEXT_MAX 256
+/* Ring buffers (bytes, powers of two) for statements (records cut to their text: at most 288 bytes) and lock
+ * waits; the agent is woken when a quarter of one is used (sp_ring_flags). */
+#define SP_PGS_RING_BYTES (256 * 1024)
+#define SP_PGS_LOCK_RING_BYTES (64 * 1024)
 
 struct pgs_query_event {
   __u32 tgid; /* the backend */

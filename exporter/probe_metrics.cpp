@@ -343,13 +343,20 @@ prometheus::MetricFamily hook_misses_family(const std::vector<std::pair<std::str
                         std::move(points));
 }
 
-std::vector<prometheus::MetricFamily> agent_loop_families(std::uint64_t polls, std::uint64_t scans) {
+std::vector<prometheus::MetricFamily> agent_loop_families(std::uint64_t polls, std::uint64_t early_polls,
+                                                          std::uint64_t scans) {
   std::vector<prometheus::MetricFamily> out;
   out.push_back(counter_family(
       "synapse_profiler_probe_polls_total",
       "Rounds in which the agent read every probe's kernel maps and ring buffers (about four a second). The probe "
       "series are as fresh as the last round: a counter that stops rising means stale data.",
       {counter_point({}, static_cast<double>(polls))}));
+  out.push_back(counter_family(
+      "synapse_profiler_probe_early_polls_total",
+      "Of those rounds, the ones started ahead of the 250 ms timer because a ring buffer of per-event records was a "
+      "quarter full. A steady rise means bursts near the rings' size; records a full ring refuses are counted in "
+      "synapse_profiler_events_lost_total.",
+      {counter_point({}, static_cast<double>(early_polls))}));
   out.push_back(counter_family(
       "synapse_profiler_discovery_scans_total",
       "Completed scans for Synapse processes (every --rescan-interval). Block I/O of a process no scan has seen yet "

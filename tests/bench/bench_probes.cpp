@@ -38,6 +38,7 @@
 #include "bpf/pgserver_probe.h"
 #include "core/elf_file.h"
 #include "core/gc_locator.h"
+#include "core/ring_waker.h"
 #include "probe_floor.skel.h"
 
 namespace {
@@ -121,9 +122,15 @@ void mark_ready(const Args& a) {
   std::ofstream(a.ready) << "attached\n";
 }
 
-void hold(const std::function<void()>& drain) {
+// Drains as the agent does: every 250 ms, and at once when a ring asks for it (a quarter full).
+void hold(const std::function<void()>& drain, const std::vector<int>& rings) {
+  sp::RingWaker waker;
+  std::string error;
+  for (int fd : rings) {
+    if (!waker.watch(fd, error)) die(error);
+  }
   while (!g_stop) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    waker.wait(std::chrono::milliseconds(250));  // a signal (g_stop) ends it early too
     drain();
   }
   drain();
@@ -180,7 +187,7 @@ int run_floor(const Args& a) {
     }
   }
   mark_ready(a);
-  hold([] {});
+  hold([] {}, {});
   fmt::print("floor: {} links released\n", links.size());
   return 0;
 }
@@ -206,7 +213,7 @@ int run_ours(const Args& a) {
     if (!probe->attach(spec, error)) die(error);
     fmt::print("ours: gc by {} ({})\n", sp::gc_method_name(plan->method), plan->detail);
     mark_ready(a);
-    hold([&] { events += probe->drain([](const gc_event&) {}); });
+    hold([&] { events += probe->drain([](const gc_event&) {}); }, {probe->ring_fd()});
     std::uint64_t pauses = 0;
     for (const auto& h : probe->read_hist())
       if (static_cast<int>(h.key.tgid) == a.pid) pauses += h.value.count;
@@ -221,7 +228,7 @@ int run_ours(const Args& a) {
     spec.description = fmt::format("benchmark workload (pid {})", a.pid);
     if (!probe->attach(spec, error)) die(error);
     mark_ready(a);
-    hold([&] { events += probe->drain([](const pq_event&) {}); });
+    hold([&] { events += probe->drain([](const pq_event&) {}); }, {probe->ring_fd()});
     fmt::print("ours: events {} lost {}\n", events, probe->events_lost());
   } else if (a.family == "pgserver") {
     auto probe = sp::bpf::PgServerProbe::create(error);
@@ -231,7 +238,7 @@ int run_ours(const Args& a) {
     hold([&] {
       events += probe->drain([](const pgs_query_event&) {});
       events += probe->drain_locks([](const pgs_lock_event&) {});
-    });
+    }, {probe->ring_fd(), probe->lock_ring_fd()});
     std::uint64_t commits = 0;
     for (const auto& [tgid, s] : probe->read_backends()) commits += s.commits;
     fmt::print("ours: events {} commits {} lost {}\n", events, commits, probe->events_lost());
@@ -241,7 +248,7 @@ int run_ours(const Args& a) {
     fmt::print("ours: {}\n", probe->hooks());
     mark_ready(a);
     std::map<std::uint32_t, std::uint64_t> per_process;  // the workload starts after the attach: no PID filter
-    hold([&] { events += probe->drain([&](const sp_io_event& e) { ++per_process[e.tgid]; }); });
+    hold([&] { events += probe->drain([&](const sp_io_event& e) { ++per_process[e.tgid]; }); }, {probe->ring_fd()});
     fmt::print("ours: events {} lost {}\n", events, probe->events_lost());
     fmt::print("ours: first seen at insert {} at issue {}; not tracked {}; completed unissued {}; untracked {}\n",
                probe->stat(SP_IO_STAT_FIRST_AT_INSERT), probe->stat(SP_IO_STAT_FIRST_AT_ISSUE),

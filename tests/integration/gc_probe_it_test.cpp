@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,6 +11,7 @@
 
 #include "core/elf_file.h"
 #include "core/gc_locator.h"
+#include "core/ring_waker.h"
 
 #include "bpf/gc_probe.h"
 #include "harness.h"
@@ -125,6 +127,59 @@ TEST_F(GcProbeIT, UsdtCountsEveryCollectionPerGenerationExactly) {
     EXPECT_EQ(e.tgid, static_cast<__u32>(w->pid()));
     EXPECT_GT(e.end_ns, e.start_ns);
   }
+}
+
+// A burst of pauses larger than the ring buffer holds: the BPF side wakes a consumer that would otherwise sleep for a
+// minute once the ring is a quarter full (sp_ring_flags), so more records arrive than the ring could ever hold, and
+// every pause is either delivered or counted as lost.
+TEST_F(GcProbeIT, AFillingRingWakesTheConsumerMidBurst) {
+  constexpr int kPauses = 20000;
+  constexpr std::size_t kRingRecords = SP_GC_RING_BYTES / (sizeof(gc_event) + 8);  // 8: the ring's record header
+  const std::string gate = dir_ + "/burst.gate", ready = dir_ + "/burst.ready";
+  sp::test::Process p({"/usr/bin/python3.11", "-c",
+                       "import gc, os, sys, time\n"
+                       "gc.disable()\n"
+                       "open(sys.argv[2], 'w').close()\n"
+                       "while not os.path.exists(sys.argv[1]): time.sleep(0.005)\n"
+                       "for _ in range(int(sys.argv[3])): gc.collect(0)\n"
+                       "os._exit(0)\n",
+                       gate, ready, std::to_string(kPauses)},
+                      dir_ + "/burst.log");
+  sp::bpf::GcAttachSpec spec;
+  spec.host_pid = p.pid();
+  spec.binary_path = "/proc/" + std::to_string(p.pid()) + "/root/usr/bin/python3.11";
+  spec.method = sp::bpf::GcAttachMethod::Usdt;
+  spec.target.gen_source = SP_GC_GEN_USDT;
+  spec.target.ret_source = SP_GC_RET_USDT;
+  spec.description = "gc burst";
+  std::string error;
+  ASSERT_TRUE(probe_->attach(spec, error)) << error;
+  ASSERT_TRUE(sp::test::wait_for([&] { return std::filesystem::exists(ready); }, 10s));
+  probe_->drain([](const gc_event&) {});  // start-up collections: not part of the burst
+  const std::uint64_t lost_before = probe_->events_lost();
+
+  sp::RingWaker waker;
+  ASSERT_TRUE(waker.watch(probe_->ring_fd(), error)) << error;
+  std::atomic<bool> done{false};
+  std::size_t delivered = 0, ring_wakes = 0;
+  std::thread consumer([&] {
+    while (!done) {
+      if (waker.wait(60s) == sp::RingWaker::Woken::Ring) ++ring_wakes;
+      probe_->drain([&](const gc_event& e) { delivered += e.tgid == static_cast<__u32>(p.pid()) ? 1 : 0; });
+    }
+    probe_->drain([&](const gc_event& e) { delivered += e.tgid == static_cast<__u32>(p.pid()) ? 1 : 0; });
+  });
+  std::ofstream(gate).put('\n');
+  auto st = p.wait(60s);
+  done = true;
+  waker.interrupt();
+  consumer.join();
+  ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(dir_ + "/burst.log");
+
+  EXPECT_GE(ring_wakes, 1u);
+  // Without the wakeups the consumer would sleep through the burst and find at most one ring's worth.
+  EXPECT_GT(delivered, 2 * kRingRecords);
+  EXPECT_EQ(delivered + (probe_->events_lost() - lost_before), static_cast<std::size_t>(kPauses));
 }
 
 // Every CPython version this machine has unstripped builds of (pyenv, shared libpython), by symbol and by the method

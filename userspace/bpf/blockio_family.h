@@ -27,6 +27,8 @@ class BlockIoFamily {
 
   bool start(std::string& error);
   bool started() const { return probe_ != nullptr; }
+  // The ring buffers the agent waits on (RingWaker); empty before start().
+  std::vector<int> ring_fds() const { return probe_ ? std::vector<int>{probe_->ring_fd()} : std::vector<int>{}; }
   const std::string& hooks() const;
 
   void update(const ScanResult& current);

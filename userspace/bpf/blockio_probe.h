@@ -36,6 +36,7 @@ class BlockIoProbe {
   // Atomically reads and removes one entry (for processes that are not ours: folded into "other" in userspace).
   bool take(const sp_io_key& key, sp_io_hist& out);
   int drain(const std::function<void(const sp_io_event&)>& fn) { return ring_.drain(fn); }
+  int ring_fd() const { return ring_.fd(); }
   std::uint64_t events_lost() const;
   std::uint64_t stat(sp_io_stat which) const;  // one of the io_stats counters, summed over CPUs
   std::uint64_t hook_misses() const;  // see recursion_misses()

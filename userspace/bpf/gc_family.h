@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bpf/gc_probe.h"
 #include "core/discovery.h"
@@ -27,6 +28,8 @@ class GcFamily {
   // Loads the BPF object. False (with `error`) when the kernel refuses: the agent reports it and goes on without GC.
   bool start(std::string& error);
   bool started() const { return probe_ != nullptr; }
+  // The ring buffers the agent waits on (RingWaker); empty before start().
+  std::vector<int> ring_fds() const { return probe_ ? std::vector<int>{probe_->ring_fd()} : std::vector<int>{}; }
 
   // Attach to workers that appeared, detach from the ones that left.
   void update(const ScanDiff& diff);

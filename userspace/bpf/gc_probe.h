@@ -55,6 +55,7 @@ class GcProbe {
 
   // Consumes every event in the ring buffer, calling `fn` for each; returns how many.
   int drain(const std::function<void(const gc_event&)>& fn);
+  int ring_fd() const { return ring_.fd(); }
   std::uint64_t events_lost() const;
   std::uint64_t hook_misses() const;  // see recursion_misses()
   std::uint64_t unmatched_ends() const;

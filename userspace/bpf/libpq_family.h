@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "bpf/libpq_probe.h"
 #include "core/db_stats.h"
@@ -26,6 +27,8 @@ class LibpqFamily {
 
   bool start(std::string& error);
   bool started() const { return probe_ != nullptr; }
+  // The ring buffers the agent waits on (RingWaker); empty before start().
+  std::vector<int> ring_fds() const { return probe_ ? std::vector<int>{probe_->ring_fd()} : std::vector<int>{}; }
 
   // Attach to current workers that have libpq mapped and are not attached yet; detach from removed ones.
   void update(const ScanResult& current, const ScanDiff& diff);

@@ -43,6 +43,7 @@ class LibpqProbe {
   bool attached(int host_pid) const { return links_.count(host_pid) != 0; }
 
   int drain(const std::function<void(const pq_event&)>& fn) { return ring_.drain(fn); }
+  int ring_fd() const { return ring_.fd(); }
   std::vector<std::pair<std::uint32_t, pq_lost>> read_lost() const;
   void erase_lost(int host_pid);
   std::uint64_t events_lost() const;

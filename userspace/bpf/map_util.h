@@ -52,6 +52,7 @@ class TypedRing {
 
  public:
   bool open(const bpf_map* map, std::string& error) {
+    fd_ = bpf_map__fd(map);
     ring_.reset(ring_buffer__new(bpf_map__fd(map), &TypedRing::on_record, this, nullptr));
     if (!ring_) error = "create ring buffer " + std::string(bpf_map__name(map)) + ": " + errno_text(errno);
     return ring_ != nullptr;
@@ -62,6 +63,8 @@ class TypedRing {
     sink_ = nullptr;
     return n < 0 ? 0 : n;
   }
+  // The ring map's descriptor, for a RingWaker (core/ring_waker.h) to watch; -1 before open().
+  int fd() const { return fd_; }
 
  private:
   static int on_record(void* ctx, void* data, size_t size) {
@@ -77,6 +80,7 @@ class TypedRing {
     return 0;
   }
   RingBuffer ring_;
+  int fd_ = -1;
   const std::function<void(const T&)>* sink_ = nullptr;
 };
 

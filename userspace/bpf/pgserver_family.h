@@ -32,6 +32,10 @@ class PgServerFamily {
 
   bool start(std::string& error);
   bool started() const { return probe_ != nullptr; }
+  // The ring buffers the agent waits on (RingWaker); empty before start().
+  std::vector<int> ring_fds() const {
+    return probe_ ? std::vector<int>{probe_->ring_fd(), probe_->lock_ring_fd()} : std::vector<int>{};
+  }
 
   void update(const ScanResult& current);
   void poll();

@@ -36,6 +36,8 @@ class PgServerProbe {
 
   int drain(const std::function<void(const pgs_query_event&)>& fn) { return ring_.drain(fn); }
   int drain_locks(const std::function<void(const pgs_lock_event&)>& fn) { return lock_ring_.drain(fn); }
+  int ring_fd() const { return ring_.fd(); }
+  int lock_ring_fd() const { return lock_ring_.fd(); }
   std::vector<std::pair<std::uint32_t, pgs_backend_stats>> read_backends() const;
   void erase_backend(int tgid);
   std::uint64_t events_lost() const;

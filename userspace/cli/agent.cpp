@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -38,6 +37,7 @@
 #include "core/pid_namespace.h"
 #include "core/proc_parse.h"
 #include "core/recording.h"
+#include "core/ring_waker.h"
 #include "core/scraper.h"
 #include "exporter/families.h"
 #include "exporter/passthrough.h"
@@ -193,11 +193,8 @@ class Agent {
     }
     if (tty) fmt::print(stderr, "\n");
     rec.finish(monotonic_ns(std::chrono::steady_clock::now()));
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
+    stopping_ = true;
+    waker_.interrupt();
     scanner.join();
     poll_all();  // what ended before the finish and is still in the ring buffers
     scraper_.stop();
@@ -255,11 +252,8 @@ class Agent {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     log::info("received {}, detaching", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
+    stopping_ = true;
+    waker_.interrupt();
     scanner.join();
     scraper_.stop();
     server.reset();
@@ -335,6 +329,14 @@ class Agent {
     n += started(pgserver_.start(e3), "postgres", e3);
     n += started(blockio_.start(e4), "block I/O", e4);
     if (std::string why; !nvme_.start(why)) log::info("nvme command probes off: {}", why);
+    // Every ring the BPF side may ask to have drained early (a burst filling it before the next 250 ms tick).
+    std::vector<int> rings;
+    for (const auto& fds : {gc_.ring_fds(), libpq_.ring_fds(), pgserver_.ring_fds(), blockio_.ring_fds()}) {
+      rings.insert(rings.end(), fds.begin(), fds.end());
+    }
+    for (int fd : rings) {
+      if (std::string why; !waker_.watch(fd, why)) log::warn("{}: its records are drained every 250 ms only", why);
+    }
     if (n == 0) {
       log::error("no probe family could be loaded ({}): run as root, or with CAP_SYS_ADMIN and CAP_SYS_PTRACE; "
                  "`synapse-profiler doctor` says what is missing",
@@ -381,18 +383,22 @@ class Agent {
     recorded_dropped_ = recording_->dropped();
   }
 
-  // Probe data is polled every 250 ms (ring buffers are drained on a timer: the BPF side never wakes us per event);
-  // discovery runs every --rescan-interval.
+  // Probe data is polled every 250 ms, and at once when a ring buffer fills past a quarter (the BPF side never wakes
+  // us per event: RingWaker); discovery runs every --rescan-interval.
   void scan_loop() {
     using Clock = std::chrono::steady_clock;
     constexpr auto kPollInterval = std::chrono::milliseconds(250);
     auto next_scan = Clock::now() + options_.rescan_interval;
-    std::unique_lock lock(mutex_);
+    auto next_poll = Clock::now() + kPollInterval;
     while (!stopping_) {
-      auto wake_at = std::min(next_scan, Clock::now() + kPollInterval);
-      wake_.wait_until(lock, wake_at, [this] { return stopping_; });
+      const auto now = Clock::now();
+      const auto wake_at = std::min(next_scan, next_poll);
+      if (wake_at > now) {
+        // Rounded up: a wait rounded down to 0 ms would spin until the deadline.
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(wake_at - now);
+        if (waker_.wait(left) == RingWaker::Woken::Ring) ++early_polls_;
+      }
       if (stopping_) break;
-      lock.unlock();
       if (Clock::now() >= next_scan) {
         rescan();
         next_scan = Clock::now() + options_.rescan_interval;
@@ -402,7 +408,7 @@ class Agent {
       }
       poll_all();
       ++polls_;
-      lock.lock();
+      next_poll = Clock::now() + kPollInterval;
     }
   }
 
@@ -630,7 +636,7 @@ class Agent {
                                                      {"postgres", pgserver_.hook_misses()},
                                                      {"block_io", blockio_.hook_misses()},
                                                      {"nvme", nvme_.hook_misses()}}));
-    for (auto& f : exporter::agent_loop_families(polls_, scans_)) families.push_back(std::move(f));
+    for (auto& f : exporter::agent_loop_families(polls_, early_polls_, scans_)) families.push_back(std::move(f));
     return families;
   }
 
@@ -672,8 +678,9 @@ class Agent {
   std::atomic<std::uint64_t> scans_{0};  // completed rescan() calls
   exporter::PassthroughFilter passthrough_;
   std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
+  RingWaker waker_;  // the scanning thread waits here: the poll timer, a filling ring, or stop
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> early_polls_{0};  // polls started by a filling ring, ahead of the timer
   ScanResult latest_;
 };
 
