@@ -343,7 +343,7 @@ prometheus::MetricFamily hook_misses_family(const std::vector<std::pair<std::str
                         std::move(points));
 }
 
-std::vector<prometheus::MetricFamily> agent_loop_families(std::uint64_t polls, std::uint64_t early_polls,
+std::vector<prometheus::MetricFamily> agent_loop_families(std::uint64_t polls, std::uint64_t early_drains,
                                                           std::uint64_t scans) {
   std::vector<prometheus::MetricFamily> out;
   out.push_back(counter_family(
@@ -352,11 +352,10 @@ std::vector<prometheus::MetricFamily> agent_loop_families(std::uint64_t polls, s
       "series are as fresh as the last round: a counter that stops rising means stale data.",
       {counter_point({}, static_cast<double>(polls))}));
   out.push_back(counter_family(
-      "synapse_profiler_probe_early_polls_total",
-      "Of those rounds, the ones started ahead of the 250 ms timer because a ring buffer of per-event records was a "
-      "quarter full. A steady rise means bursts near the rings' size; records a full ring refuses are counted in "
-      "synapse_profiler_events_lost_total.",
-      {counter_point({}, static_cast<double>(early_polls))}));
+      "synapse_profiler_probe_early_drains_total",
+      "Drains of the per-event ring buffers between two of those rounds, because a ring was a quarter full. It rises "
+      "with the event rate; records a full ring refuses are counted in synapse_profiler_events_lost_total.",
+      {counter_point({}, static_cast<double>(early_drains))}));
   out.push_back(counter_family(
       "synapse_profiler_discovery_scans_total",
       "Completed scans for Synapse processes (every --rescan-interval). Block I/O of a process no scan has seen yet "

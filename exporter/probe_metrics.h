@@ -64,9 +64,9 @@ prometheus::MetricFamily events_lost_family(const std::vector<std::pair<std::str
 prometheus::MetricFamily hook_misses_family(const std::vector<std::pair<std::string, std::uint64_t>>& misses);
 
 // The agent's own loop: synapse_profiler_probe_polls_total (rounds that read every probe's kernel maps and ring
-// buffers), synapse_profiler_probe_early_polls_total (those of them a filling ring buffer started ahead of the timer)
-// and synapse_profiler_discovery_scans_total (completed scans of /proc for Synapse processes).
-std::vector<prometheus::MetricFamily> agent_loop_families(std::uint64_t polls, std::uint64_t early_polls,
+// buffers), synapse_profiler_probe_early_drains_total (drains of the ring buffers between two of them, asked for by
+// a filling ring) and synapse_profiler_discovery_scans_total (completed scans of /proc for Synapse processes).
+std::vector<prometheus::MetricFamily> agent_loop_families(std::uint64_t polls, std::uint64_t early_drains,
                                                           std::uint64_t scans);
 
 }  // namespace sp::exporter

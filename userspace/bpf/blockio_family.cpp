@@ -96,9 +96,13 @@ void BlockIoFamily::fold_into_other(const sp_io_key& key) {
   if (probe_->take(key, taken)) other_[{device_name(key.dev), io_op_name(key.op), ""}].add(series_of(taken));
 }
 
-void BlockIoFamily::poll() {
+void BlockIoFamily::drain() {
   if (!probe_) return;
   auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
+  drain(decisions);
+}
+
+void BlockIoFamily::drain(const std::map<int, WorkerLabels>& decisions) {
   std::vector<sp_io_event> requests;
   probe_->drain([&](const sp_io_event& e) {
     if (on_event_) requests.push_back(e);
@@ -121,6 +125,15 @@ void BlockIoFamily::poll() {
     out.complete_ns = e.complete_ns;
     charged.push_back(std::move(out));
   }
+  lock.unlock();
+  for (const auto& e : charged) on_event_(e);
+}
+
+void BlockIoFamily::poll() {
+  if (!probe_) return;
+  auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
+  drain(decisions);
+  std::lock_guard lock(mutex_);
   for (const auto& [key, value] : probe_->read()) {
     const int pid = static_cast<int>(key.tgid);
     auto owner = owner_of(pid, decisions);
@@ -134,8 +147,6 @@ void BlockIoFamily::poll() {
     book_.set_live(pid, owner->labels, {device_name(key.dev), io_op_name(key.op), owner->via}, series_of(value));
     owners_[pid] = *owner;
   }
-  lock.unlock();
-  for (const auto& e : charged) on_event_(e);
 }
 
 void BlockIoFamily::forget_worker(const WorkerLabels& w) {

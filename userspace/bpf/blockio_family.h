@@ -32,7 +32,10 @@ class BlockIoFamily {
   const std::string& hooks() const;
 
   void update(const ScanResult& current);
+  // Drain the per-request records and refresh the per-process counts.
   void poll();
+  // Only the records (when the ring fills up between two polls).
+  void drain();
   IoSnapshot snapshot() const;
   // Drops the totals of worker `w`, gone for longer than --forget-after (ProcessBook::forget): memory stays bounded
   // by the workers of the recent past, not by every name the agent has ever seen.
@@ -43,6 +46,7 @@ class BlockIoFamily {
   void set_event_sink(std::function<void(const IoEvent&)> sink) { on_event_ = std::move(sink); }
 
  private:
+  void drain(const std::map<int, WorkerLabels>& decisions);
   struct Owner {
     WorkerLabels labels;
     std::string via;  // "self" or "postgres"

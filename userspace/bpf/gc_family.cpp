@@ -95,13 +95,19 @@ void GcFamily::refresh_counts() {
   }
 }
 
-void GcFamily::poll() {
+void GcFamily::drain() {
   if (!probe_) return;
   std::uint64_t n = static_cast<std::uint64_t>(probe_->drain([this](const gc_event& e) {
     if (on_event_) on_event_(e);
   }));
   std::lock_guard lock(mutex_);
   events_received_ += n;
+}
+
+void GcFamily::poll() {
+  if (!probe_) return;
+  drain();
+  std::lock_guard lock(mutex_);
   refresh_counts();
 }
 

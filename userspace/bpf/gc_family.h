@@ -35,6 +35,8 @@ class GcFamily {
   void update(const ScanDiff& diff);
   // Drain per-pause events (each passed to `on_event`, if set) and refresh the per-process counts.
   void poll();
+  // Only the first half of poll(): the ring buffer (when it fills up between two polls).
+  void drain();
   GcSnapshot snapshot() const;
   // Drops the totals of worker `w`, gone for longer than --forget-after (ProcessBook::forget): memory stays bounded
   // by the workers of the recent past, not by every name the agent has ever seen.

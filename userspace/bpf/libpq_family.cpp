@@ -182,10 +182,16 @@ void LibpqFamily::consume(const pq_event& e) {
   if (on_event_) on_event_(q);
 }
 
-void LibpqFamily::poll() {
+void LibpqFamily::drain() {
   if (!probe_) return;
   std::lock_guard lock(mutex_);
   probe_->drain([this](const pq_event& e) { consume(e); });
+}
+
+void LibpqFamily::poll() {
+  if (!probe_) return;
+  drain();
+  std::lock_guard lock(mutex_);
   for (const auto& [tgid, lost] : probe_->read_lost()) {
     auto it = status_.find(static_cast<int>(tgid));
     if (it == status_.end()) continue;

@@ -32,7 +32,10 @@ class LibpqFamily {
 
   // Attach to current workers that have libpq mapped and are not attached yet; detach from removed ones.
   void update(const ScanResult& current, const ScanDiff& diff);
+  // Drain the per-call records and refresh the lost-record counts.
   void poll();
+  // Only the records (when the ring fills up between two polls).
+  void drain();
   DbClientSnapshot snapshot() const;
   // Drops the totals of worker `w`, gone for longer than --forget-after (ProcessBook::forget): memory stays bounded
   // by the workers of the recent past, not by every name the agent has ever seen.

@@ -70,10 +70,13 @@ void PgServerFamily::account(const pgs_query_event& e) {
 }
 
 void PgServerFamily::attribute(std::vector<pgs_query_event> events) {
-  // A connection opened since the last rescan: try to map its backend now, so that its queries need not wait.
+  // A connection opened since the last rescan: try to map its backend now, so that its queries need not wait. Once
+  // per backend until the rescan decides it: a socket dump walks the kernel's whole connection table, and a busy
+  // backend serving nobody we profile (a pgbench, another application) would otherwise cost one per poll.
   std::set<int> unknown;
   for (const auto& e : events) {
-    if (!backend_labels_.count(static_cast<int>(e.tgid))) unknown.insert(static_cast<int>(e.tgid));
+    const int pid = static_cast<int>(e.tgid);
+    if (!backend_labels_.count(pid) && looked_up_.insert(pid).second) unknown.insert(pid);
   }
   if (!unknown.empty()) map_backends(std::vector<int>(unknown.begin(), unknown.end()), false);
   constexpr std::size_t kMaxPending = 1 << 16;
@@ -145,6 +148,7 @@ void PgServerFamily::update(const ScanResult& current) {
   attribute(std::move(drained));
   // Every backend this scan lists is decided now: its client existed before it, so it is in this scan too.
   map_backends(std::vector<int>(live.begin(), live.end()), true);
+  looked_up_.clear();
   // Held records: those whose backend is decided now are counted; those held since the previous rescan too belong
   // to connections that ended unseen by any scan, and count as "other"; the rest wait one more rescan (their
   // backend may have been forked after this scan read /proc).
@@ -174,7 +178,7 @@ void PgServerFamily::update(const ScanResult& current) {
   live_backends_ = std::move(live);
 }
 
-void PgServerFamily::poll() {
+void PgServerFamily::drain() {
   if (!probe_) return;
   std::vector<pgs_query_event> events;
   probe_->drain([&](const pgs_query_event& e) { events.push_back(e); });
@@ -189,6 +193,12 @@ void PgServerFamily::poll() {
     auto it = backend_labels_.find(static_cast<int>(l.tgid));
     if (it != backend_labels_.end() && !(it->second == kOtherWorker)) on_lock_(it->second, l.tgid, l.start_ns, l.end_ns);
   }
+}
+
+void PgServerFamily::poll() {
+  if (!probe_) return;
+  drain();
+  std::lock_guard lock(mutex_);
   for (const auto& [tgid, s] : probe_->read_backends()) {
     int pid = static_cast<int>(tgid);
     if (!backend_labels_.count(pid)) continue;  // not decided yet: counted once it is

@@ -38,7 +38,10 @@ class PgServerFamily {
   }
 
   void update(const ScanResult& current);
+  // Drain statement and lock-wait records, then refresh the per-backend counts.
   void poll();
+  // Only the records (when a ring fills up between two polls).
+  void drain();
   DbServerSnapshot snapshot() const;
   // Drops the totals of worker `w`, gone for longer than --forget-after (ProcessBook::forget): memory stays bounded
   // by the workers of the recent past, not by every name the agent has ever seen.
@@ -75,6 +78,7 @@ class PgServerFamily {
   std::map<int, WorkerLabels> worker_labels_;   // worker PID (as in proc_root) -> labels, from the last scan
   std::map<int, WorkerLabels> backend_labels_;  // decided backends -> the worker they serve (or "other")
   std::set<int> live_backends_;                 // backends of the last scan
+  std::set<int> looked_up_;                     // undecided backends mapped between rescans already (once each)
   std::map<std::string, std::set<int>> binaries_;  // attached binary key -> postmasters using it
   // Attached binaries no postmaster uses now -> since when; detached after kUnusedBinaryGrace.
   std::map<std::string, std::chrono::steady_clock::time_point> unused_since_;

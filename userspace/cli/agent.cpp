@@ -383,8 +383,9 @@ class Agent {
     recorded_dropped_ = recording_->dropped();
   }
 
-  // Probe data is polled every 250 ms, and at once when a ring buffer fills past a quarter (the BPF side never wakes
-  // us per event: RingWaker); discovery runs every --rescan-interval.
+  // Probe data is polled every 250 ms; the ring buffers are also drained at once when one fills past a quarter (the
+  // BPF side never wakes us per event: RingWaker), without the rest of a poll (kernel map walks, correlator ticks),
+  // which waits for the timer. Discovery runs every --rescan-interval.
   void scan_loop() {
     using Clock = std::chrono::steady_clock;
     constexpr auto kPollInterval = std::chrono::milliseconds(250);
@@ -396,7 +397,11 @@ class Agent {
       if (wake_at > now) {
         // Rounded up: a wait rounded down to 0 ms would spin until the deadline.
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(wake_at - now);
-        if (waker_.wait(left) == RingWaker::Woken::Ring) ++early_polls_;
+        if (waker_.wait(left) == RingWaker::Woken::Ring) {
+          drain_rings();
+          ++early_drains_;
+          continue;
+        }
       }
       if (stopping_) break;
       if (Clock::now() >= next_scan) {
@@ -414,6 +419,14 @@ class Agent {
 
   // Drains every probe family, then feeds the correlator: the batch of events, a tick (everything that ended by now
   // is in), and the scrapes that finished since the last round.
+  // Only the ring buffers: their records go to the batches that the next poll_all() hands on.
+  void drain_rings() {
+    gc_.drain();
+    libpq_.drain();
+    pgserver_.drain();
+    blockio_.drain();
+  }
+
   void poll_all() {
     gc_.poll();
     libpq_.poll();
@@ -636,7 +649,7 @@ class Agent {
                                                      {"postgres", pgserver_.hook_misses()},
                                                      {"block_io", blockio_.hook_misses()},
                                                      {"nvme", nvme_.hook_misses()}}));
-    for (auto& f : exporter::agent_loop_families(polls_, early_polls_, scans_)) families.push_back(std::move(f));
+    for (auto& f : exporter::agent_loop_families(polls_, early_drains_, scans_)) families.push_back(std::move(f));
     return families;
   }
 
@@ -680,7 +693,7 @@ class Agent {
   std::mutex mutex_;
   RingWaker waker_;  // the scanning thread waits here: the poll timer, a filling ring, or stop
   std::atomic<bool> stopping_{false};
-  std::atomic<std::uint64_t> early_polls_{0};  // polls started by a filling ring, ahead of the timer
+  std::atomic<std::uint64_t> early_drains_{0};  // ring drains a filling ring asked for, between two polls
   ScanResult latest_;
 };
 
