@@ -45,6 +45,15 @@ struct {
   __uint(max_entries, SP_IO_RING_BYTES);
 } io_events SEC(".maps");
 
+/* When the flush machinery last issued its flush request, per (device, hardware queue): the moment a process's own
+ * empty flush, which waits for that request and is never issued itself, reaches the device. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1024);
+  __type(key, __u64); /* device << 16 | hardware queue */
+  __type(value, __u64);
+} flush_issued SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, SP_IO_STAT_MAX);
@@ -65,6 +74,9 @@ static __always_inline __u32 rq_op(struct request *rq) {
   __u32 op = flags & 0xff; /* REQ_OP_MASK: the low REQ_OP_BITS (8) bits */
   if (op == bpf_core_enum_value(enum req_op, REQ_OP_READ)) return SP_IO_READ;
   if (op == bpf_core_enum_value(enum req_op, REQ_OP_WRITE)) {
+    /* fsync's cache flush (blkdev_issue_flush): a write with PREFLUSH and no data. */
+    __u32 preflush = 1U << bpf_core_enum_value(enum req_flag_bits, __REQ_PREFLUSH);
+    if ((flags & preflush) && BPF_CORE_READ(rq, __data_len) == 0) return SP_IO_FLUSH;
     __u32 sync = 1U << bpf_core_enum_value(enum req_flag_bits, __REQ_SYNC);
     __u32 fua = 1U << bpf_core_enum_value(enum req_flag_bits, __REQ_FUA);
     return (flags & (sync | fua)) ? SP_IO_WRITE_SYNC : SP_IO_WRITE;
@@ -72,6 +84,10 @@ static __always_inline __u32 rq_op(struct request *rq) {
   if (op == bpf_core_enum_value(enum req_op, REQ_OP_FLUSH)) return SP_IO_FLUSH;
   if (op == bpf_core_enum_value(enum req_op, REQ_OP_DISCARD)) return SP_IO_DISCARD;
   return SP_IO_OTHER;
+}
+
+static __always_inline __u64 rq_flush_key(struct request *rq, __u32 dev) {
+  return ((__u64)dev << 16) | (BPF_CORE_READ(rq, mq_hctx, queue_num) & 0xffff);
 }
 
 static __always_inline __u32 rq_dev(struct request *rq) {
@@ -121,6 +137,15 @@ static __always_inline void on_issue(struct request *rq) {
   __u64 now = bpf_ktime_get_ns();
   struct rq_info *info = current_entry(rq);
   if (!info) {  // never seen before issue (no scheduler insert, internal requests)
+    if (rq_op(rq) == SP_IO_FLUSH) {
+      // The flush machinery's own request, issued by kblockd for the processes whose empty flushes wait for it
+      // (those were seen at block_io_start, in their own context): it stands for their flushes, which on_complete
+      // charges with the device time from now, so it is not a request of kblockd.
+      __u64 key = rq_flush_key(rq, rq_dev(rq));
+      bpf_map_update_elem(&flush_issued, &key, &now, BPF_ANY);
+      sp_percpu_inc(&io_stats, SP_IO_STAT_FLUSH_MACHINERY);
+      return;
+    }
     sp_percpu_inc(&io_stats, SP_IO_STAT_FIRST_AT_ISSUE);
     info = track_new(rq, now);
     if (!info) return;
@@ -140,6 +165,14 @@ static __always_inline void on_complete(struct request *rq) {
   }
   struct rq_info info = *p;
   bpf_map_delete_elem(&io_requests, &key);
+  if (!info.issue_ns && info.op == SP_IO_FLUSH) {
+    // A process's empty flush, completed by the flush machinery's request (never issued itself): on the device since
+    // that request was issued on this queue, if it was issued after this flush was created (one flush request is
+    // in flight per queue, and a flush never joins one already sent); otherwise all of its time counts as device.
+    __u64 fkey = rq_flush_key(rq, info.dev);
+    __u64 *issued = bpf_map_lookup_elem(&flush_issued, &fkey);
+    info.issue_ns = issued && *issued >= info.start_ns && *issued <= now ? *issued : info.start_ns;
+  }
   if (!info.issue_ns) {  // completed without being issued (e.g. merged away): no device time
     sp_percpu_inc(&io_stats, SP_IO_STAT_NEVER_ISSUED);
     return;

@@ -54,7 +54,10 @@ enum sp_io_stat {
   SP_IO_STAT_FIRST_AT_ISSUE = 3,
   SP_IO_STAT_TRACK_FAILED = 4,   /* no entry could be made for a new request (map full or busy) */
   SP_IO_STAT_NEVER_ISSUED = 5,   /* completed without an issue seen: no device time, not counted */
-  SP_IO_STAT_MAX = 6,
+  /* Flush requests of the block layer's flush machinery (blk-flush), issued by kblockd on behalf of the processes
+   * whose flushes are waiting: not counted themselves, their time goes to those processes' requests. */
+  SP_IO_STAT_FLUSH_MACHINERY = 6,
+  SP_IO_STAT_MAX = 7,
 };
 
 #endif

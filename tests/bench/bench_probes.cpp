@@ -250,10 +250,11 @@ int run_ours(const Args& a) {
     std::map<std::uint32_t, std::uint64_t> per_process;  // the workload starts after the attach: no PID filter
     hold([&] { events += probe->drain([&](const sp_io_event& e) { ++per_process[e.tgid]; }); }, {probe->ring_fd()});
     fmt::print("ours: events {} lost {}\n", events, probe->events_lost());
-    fmt::print("ours: first seen at insert {} at issue {}; not tracked {}; completed unissued {}; untracked {}\n",
+    fmt::print("ours: first seen at insert {} at issue {}; not tracked {}; completed unissued {}; untracked {}; "
+               "flush machinery {}\n",
                probe->stat(SP_IO_STAT_FIRST_AT_INSERT), probe->stat(SP_IO_STAT_FIRST_AT_ISSUE),
                probe->stat(SP_IO_STAT_TRACK_FAILED), probe->stat(SP_IO_STAT_NEVER_ISSUED),
-               probe->stat(SP_IO_STAT_UNTRACKED));
+               probe->stat(SP_IO_STAT_UNTRACKED), probe->stat(SP_IO_STAT_FLUSH_MACHINERY));
     for (const auto& [tgid, n] : per_process) fmt::print("ours: process {} requests {}\n", tgid, n);
   } else {
     die("unknown family " + a.family);

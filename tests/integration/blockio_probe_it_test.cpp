@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include <filesystem>
+#include <map>
 
 #include "bpf/blockio_probe.h"
 #include "harness.h"
@@ -60,6 +63,57 @@ TEST_P(BlockIoProbeIT, DirectReadsOfAChildAreCountedWithTheirBytes) {
   EXPECT_EQ(read_bytes, 8u << 20);
   EXPECT_GE(requests, 8u);  // the device may split 1 MiB reads
   EXPECT_EQ(queue_samples, requests);
+}
+
+// fsync: the cache flush a process asks for is a request of its own (seen at block_io_start in its context) that
+// the block layer's flush machinery serves with a flush request issued by kblockd. The flush is the process's: as
+// many flush requests under its PID as it called fdatasync() (each one's data write first, then the flush), with
+// device time, and not a single one under kblockd.
+TEST_P(BlockIoProbeIT, FsyncFlushesAreChargedToTheProcessThatAskedForThem) {
+  constexpr int kSyncs = 20;
+  const std::string file = dir_ + "/sync.bin";
+  // Allocated and on disk before the probe: every fdatasync() below then has data to write and no metadata to
+  // journal (an overwrite in place), so ext4 sends the flush itself rather than through a journal commit.
+  ASSERT_EQ(sp::test::run_command({"/bin/dd", "if=/dev/zero", "of=" + file, "bs=4k", "count=1", "conv=fsync",
+                                   "status=none"}).status, 0);
+  std::string error;
+  auto probe = sp::bpf::BlockIoProbe::create(error, GetParam());
+  ASSERT_TRUE(probe) << error;
+
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    char block[4096] = {};
+    for (int i = 0; i < kSyncs && fd >= 0; ++i) {
+      block[0] = static_cast<char>(i);
+      if (::pwrite(fd, block, sizeof block, 0) != static_cast<ssize_t>(sizeof block) || ::fdatasync(fd) != 0) _exit(1);
+    }
+    _exit(fd >= 0 ? 0 : 2);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+
+  std::uint64_t flushes = 0, flush_queue = 0, writes = 0;
+  std::map<std::uint32_t, std::uint64_t> flushes_of;  // every process's flushes: kblockd must have none
+  for (const auto& [key, h] : probe->read()) {
+    if (key.op == SP_IO_FLUSH) flushes_of[key.tgid] += h.device_count;
+    if (key.tgid != static_cast<__u32>(child)) continue;
+    if (key.op == SP_IO_FLUSH) {
+      flushes += h.device_count;
+      flush_queue += h.queue_count;
+    }
+    if (key.op == SP_IO_WRITE || key.op == SP_IO_WRITE_SYNC) writes += h.device_count;
+  }
+  EXPECT_EQ(flushes, static_cast<std::uint64_t>(kSyncs));
+  EXPECT_EQ(flush_queue, flushes);
+  EXPECT_GE(writes, static_cast<std::uint64_t>(kSyncs));
+  EXPECT_GT(probe->stat(SP_IO_STAT_FLUSH_MACHINERY), 0u);
+  for (const auto& [tgid, n] : flushes_of) {
+    const std::string comm = sp::test::read_text("/proc/" + std::to_string(tgid) + "/comm");
+    EXPECT_EQ(comm.find("kworker"), std::string::npos) << n << " flushes charged to " << tgid << " " << comm;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Hooks, BlockIoProbeIT, ::testing::Values("tp_btf", "raw_tp"));
