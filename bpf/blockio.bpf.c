@@ -17,6 +17,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 static const __u64 io_bounds[SP_IO_BOUNDS] = SP_IO_BOUNDS_NS;
 
+/* Set by userspace before load: block_io_start is attached, so every new request passes it (and gets a fresh entry)
+ * before its first issue. */
+const volatile bool sp_have_io_start = false;
+
 struct rq_info {
   __u64 start_ns;
   __u64 issue_ns;
@@ -135,7 +139,20 @@ static __always_inline void on_insert(struct request *rq) {
 
 static __always_inline void on_issue(struct request *rq) {
   __u64 now = bpf_ktime_get_ns();
-  struct rq_info *info = current_entry(rq);
+  __u64 key = (__u64)rq;
+  struct rq_info *info = bpf_map_lookup_elem(&io_requests, &key);
+  if (info && info->issue_ns) {
+    // Issued before. With block_io_start a new use of this struct request would have replaced the entry, so this is
+    // the same request dispatched again (refused by the driver, retried from kblockd): keep its owner, count device
+    // time from now. Without block_io_start it may be a recycled request whose completion was missed: start anew.
+    if (sp_have_io_start) {
+      sp_percpu_inc(&io_stats, SP_IO_STAT_REISSUED);
+      info->issue_ns = now;
+      info->bytes = BPF_CORE_READ(rq, __data_len);
+      return;
+    }
+    info = 0;
+  }
   if (!info) {  // never seen before issue (no scheduler insert, internal requests)
     if (rq_op(rq) == SP_IO_FLUSH) {
       // The flush machinery's own request, issued by kblockd for the processes whose empty flushes wait for it

@@ -57,7 +57,10 @@ enum sp_io_stat {
   /* Flush requests of the block layer's flush machinery (blk-flush), issued by kblockd on behalf of the processes
    * whose flushes are waiting: not counted themselves, their time goes to those processes' requests. */
   SP_IO_STAT_FLUSH_MACHINERY = 6,
-  SP_IO_STAT_MAX = 7,
+  /* Issued again without a requeue event seen in between (the driver refused it and it was dispatched again, often
+   * by kblockd): with block_io_start, still the same request of the same process. */
+  SP_IO_STAT_REISSUED = 7,
+  SP_IO_STAT_MAX = 8,
 };
 
 #endif

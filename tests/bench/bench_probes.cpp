@@ -251,10 +251,10 @@ int run_ours(const Args& a) {
     hold([&] { events += probe->drain([&](const sp_io_event& e) { ++per_process[e.tgid]; }); }, {probe->ring_fd()});
     fmt::print("ours: events {} lost {}\n", events, probe->events_lost());
     fmt::print("ours: first seen at insert {} at issue {}; not tracked {}; completed unissued {}; untracked {}; "
-               "flush machinery {}\n",
+               "flush machinery {}; issued again {}\n",
                probe->stat(SP_IO_STAT_FIRST_AT_INSERT), probe->stat(SP_IO_STAT_FIRST_AT_ISSUE),
                probe->stat(SP_IO_STAT_TRACK_FAILED), probe->stat(SP_IO_STAT_NEVER_ISSUED),
-               probe->stat(SP_IO_STAT_UNTRACKED), probe->stat(SP_IO_STAT_FLUSH_MACHINERY));
+               probe->stat(SP_IO_STAT_UNTRACKED), probe->stat(SP_IO_STAT_FLUSH_MACHINERY), probe->stat(SP_IO_STAT_REISSUED));
     for (const auto& [tgid, n] : per_process) fmt::print("ours: process {} requests {}\n", tgid, n);
   } else {
     die("unknown family " + a.family);

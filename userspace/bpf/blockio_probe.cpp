@@ -59,6 +59,7 @@ std::unique_ptr<BlockIoProbe> BlockIoProbe::create(std::string& error, const std
     };
     for (const auto& v : variants) bpf_program__set_autoload(v.prog, v.btf == btf && (io_start || !v.needs_io_start));
     configure_pid_ns(p->skel_.get());
+    p->skel_->rodata->sp_have_io_start = io_start;
     if (int err = blockio_bpf__load(p->skel_.get())) {
       last_error = fmt::format("load BPF object blockio ({}): {}", btf ? "tp_btf" : "raw_tp", errno_text(err));
       log::debug("{}", last_error);
