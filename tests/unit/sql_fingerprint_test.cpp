@@ -15,6 +15,7 @@
 #include "core/sql_fingerprint.h"
 
 using sp::fingerprint_sql;
+using sp::sql_verb;
 using sp::SqlFingerprint;
 
 namespace {
@@ -522,4 +523,32 @@ TEST(SqlFingerprint, PathologicalInputsFinish) {
     expect_invariants(fingerprint_sql(s), "pathological");
     expect_invariants(fingerprint_sql(s, true), "pathological");
   }
+}
+
+// sql_verb's shortcut must never disagree with the full analysis: every golden file, every prefix of it (flagged
+// as cut and not), and statements made to sit on the shortcut's edges.
+TEST(SqlVerb, AgreesWithTheFingerprintEverywhere) {
+  std::vector<std::string> inputs = {
+      "SELECT 1", "select\t1", "SeLeCt(1)", "select*from t", "selectx from t", "select", "select;", "SELECT1",
+      "  \n\fUPDATE t SET a = 1", "update_log", "INSERT INTO t VALUES (1)", "insert", "DELETE FROM t", "deleted",
+      "BEGIN", "begin;", "BEGIN ISOLATION LEVEL SERIALIZABLE", "START TRANSACTION", "COMMIT", "end", "END;",
+      "endx", "ROLLBACK", "ROLLBACK TO SAVEPOINT s", "abort", "WITH x AS (SELECT 1) DELETE FROM t", "(SELECT 1)",
+      "-- c\nSELECT 1", "/* c */ SELECT 1", "select/* c */1", "select-1", "E'x' select", "sélect 1", "select$1",
+      "select\v1", "\x01select 1", "SELECT\0garbage", std::string("SELECT\0 1", 9), "", " ", "s", "commit_ts",
+      "UPDATE", "update\r\nt set a=1",
+  };
+  for (const auto& entry : std::filesystem::directory_iterator(kSqlData)) {
+    if (entry.path().extension() != ".sql") continue;
+    const std::string sql = read_file(entry.path().string());
+    for (std::size_t cut = 0; cut <= sql.size(); cut += cut < 512 ? 1 : 61) inputs.push_back(sql.substr(0, cut));
+  }
+  std::size_t shortcut = 0;
+  for (const auto& in : inputs) {
+    for (const bool cut : {false, true}) {
+      const std::string expected = fingerprint_sql(in, cut).verb;
+      EXPECT_EQ(sql_verb(in, cut), expected) << "\"" << in << "\" cut=" << cut;
+      shortcut += expected != "other" ? 1 : 0;
+    }
+  }
+  EXPECT_GT(shortcut, 1000u);  // the edges above, and most prefixes of the golden statements, have a verb
 }

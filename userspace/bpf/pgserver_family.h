@@ -58,6 +58,9 @@ class PgServerFamily {
   // Lock waits of backends whose worker is decided (worker, backend pid, start, end; CLOCK_MONOTONIC), from poll().
   using LockSink = std::function<void(const WorkerLabels&, std::uint32_t, std::uint64_t, std::uint64_t)>;
   void set_lock_sink(LockSink sink) { on_lock_ = std::move(sink); }
+  // Whether the events handed to the sink carry the statement's fingerprint (recordings) or only its verb (the
+  // agent's series; the default is true). Statements of backends serving nobody we profile never carry one.
+  void set_fingerprints(bool on) { fingerprints_ = on; }
 
  private:
   // Maps the backends in `backend_pids` not decided yet. With `final`, those not mapped are decided "other";
@@ -73,6 +76,7 @@ class PgServerFamily {
   BackendMapper mapper_;
   std::function<void(const QueryEvent&)> on_event_;
   LockSink on_lock_;
+  bool fingerprints_ = true;
 
   mutable std::mutex mutex_;
   std::map<int, WorkerLabels> worker_labels_;   // worker PID (as in proc_root) -> labels, from the last scan

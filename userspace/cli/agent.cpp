@@ -227,6 +227,7 @@ class Agent {
   int run() {
     sigset_t stop_signals = block_stop_signals();
     drop_capabilities();
+    pgserver_.set_fingerprints(false);  // no recording: server-side statements feed the series, which need the verb
 
     // The port first: a port in use is a one-line error before anything is loaded into the kernel.
     std::unique_ptr<exporter::MetricsServer> server;

@@ -823,6 +823,36 @@ std::uint64_t sql_fingerprint_id(std::string_view text) {
   return h;
 }
 
+std::string sql_verb(std::string_view sql, bool input_truncated) {
+  std::string_view text = sql;
+  bool cut = input_truncated;
+  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    text = text.substr(0, nul);
+    cut = false;
+  }
+  std::size_t i = 0;
+  while (i < text.size() && is_space(static_cast<unsigned char>(text[i]))) ++i;
+  const std::size_t b = i;
+  while (i < text.size() && i - b <= 6 && is_alpha(static_cast<unsigned char>(text[i]))) ++i;
+  // The word must be whole: followed by a character that cannot continue it or start a comment or an operator, or
+  // by the end of a statement that was not cut (a cut one may end in the middle of a word).
+  const bool whole = i < text.size() ? (is_space(static_cast<unsigned char>(text[i])) || text[i] == '(' ||
+                                        text[i] == ';' || text[i] == '*')
+                                     : !cut;
+  if (whole && i - b >= 3 && i - b <= 6) {
+    char w[7] = {};
+    for (std::size_t k = b; k < i; ++k) w[k - b] = static_cast<char>(text[k] | 0x20);  // ASCII letters: lower case
+    const std::string_view word(w, i - b);
+    if (word == "select") return "SELECT";
+    if (word == "insert") return "INSERT";
+    if (word == "update") return "UPDATE";
+    if (word == "delete") return "DELETE";
+    if (word == "begin") return "BEGIN";
+    if (word == "commit" || word == "end") return "COMMIT";
+  }
+  return fingerprint_sql(sql, input_truncated).verb;
+}
+
 SqlFingerprint fingerprint_sql(std::string_view sql, bool input_truncated) {
   // libpq sends a C string: a NUL ends the statement, and then the statement was not cut.
   if (const std::size_t nul = sql.find('\0'); nul != std::string_view::npos) {
