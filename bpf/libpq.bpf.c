@@ -29,6 +29,9 @@ struct pq_call {
   __u64 start_ns;
   __u64 text;  // user pointer to the SQL (or statement name)
   __u64 conn;
+  // The connection whose transaction this thread opened with BEGIN, while it lasts (0: none): its statements belong
+  // to the new_transaction found at the BEGIN, so desc below is kept for them instead of walking the frames again.
+  __u64 txn_conn;
   __u32 kind;
   __u32 desc_status;
   __u32 desc_len;
@@ -295,6 +298,23 @@ static __always_inline void emit(struct pq_event *e) {
   if (bpf_ringbuf_output(&pq_events, e, size, sp_ring_flags(&pq_events, SP_PQ_RING_BYTES))) count_lost(e->tgid, e->end_ns - e->start_ns);
 }
 
+enum { SP_TXN_OTHER, SP_TXN_BEGIN, SP_TXN_END };
+
+// psycopg2's own transaction commands, exactly as it sends them (pq_begin_locked, pq_commit, pq_abort): "BEGIN" or
+// "BEGIN ISOLATION LEVEL ...", "COMMIT", "ROLLBACK". Anything else (a user's own "commit") is an ordinary statement.
+static __always_inline __u32 txn_command(const void *text) {
+  char w[10] = {};
+  if (bpf_probe_read_user_str(w, sizeof w, text) <= 0) return SP_TXN_OTHER;
+  if (w[0] == 'B' && w[1] == 'E' && w[2] == 'G' && w[3] == 'I' && w[4] == 'N' && (w[5] == 0 || w[5] == ' '))
+    return SP_TXN_BEGIN;
+  if (w[0] == 'C' && w[1] == 'O' && w[2] == 'M' && w[3] == 'M' && w[4] == 'I' && w[5] == 'T' && w[6] == 0)
+    return SP_TXN_END;
+  if (w[0] == 'R' && w[1] == 'O' && w[2] == 'L' && w[3] == 'L' && w[4] == 'B' && w[5] == 'A' && w[6] == 'C' &&
+      w[7] == 'K' && w[8] == 0)
+    return SP_TXN_END;
+  return SP_TXN_OTHER;
+}
+
 static __always_inline void sync_enter(void *conn, const void *text, __u32 kind) {
   __u64 start = bpf_ktime_get_ns();
   __u64 id = sp_current_pid_tgid();
@@ -304,7 +324,17 @@ static __always_inline void sync_enter(void *conn, const void *text, __u32 kind)
   c->text = (__u64)text;
   c->conn = (__u64)conn;
   c->kind = kind;
-  py_desc(id >> 32, &c->desc_status, &c->desc_len, c->desc);
+  // One frame walk per transaction: at its BEGIN (psycopg2 opens every non-autocommit transaction with one, on the
+  // thread that runs new_transaction), kept for the statements that follow on that connection and thread up to its
+  // COMMIT or ROLLBACK. Statements outside such a transaction (autocommit) walk each time.
+  const __u32 cmd = kind == SP_PQ_EXEC ? txn_command(text) : SP_TXN_OTHER;
+  if (cmd == SP_TXN_BEGIN || !c->txn_conn || c->txn_conn != (__u64)conn) {
+    py_desc(id >> 32, &c->desc_status, &c->desc_len, c->desc);
+    c->txn_conn = cmd == SP_TXN_BEGIN ? (__u64)conn : 0;
+  } else {
+    stat_inc(SP_PQ_STAT_DESC_KEPT);
+    if (cmd == SP_TXN_END) c->txn_conn = 0;  // this statement still carries the desc (sync_exit copies it)
+  }
   c->start_ns = start;
 }
 

@@ -86,7 +86,8 @@ enum sp_pq_stat {
   SP_PQ_STAT_UNMATCHED = 1, /* a return without its entry (attached mid-call) */
   SP_PQ_STAT_PY_TSS = 2,    /* thread state found through the TSS key (glibc's inline thread-specific block) */
   SP_PQ_STAT_PY_LIST = 3,   /* thread state found by walking the interpreter's thread list */
-  SP_PQ_STAT_MAX = 4,
+  SP_PQ_STAT_DESC_KEPT = 4, /* desc taken from the transaction's BEGIN, no frame walk */
+  SP_PQ_STAT_MAX = 5,
 };
 
 #endif

@@ -7,17 +7,23 @@
 #   (d) agent CPU seconds (utime+stime from /proc/PID/stat) per million events, per family, events from the
 #       workload's own truth files; the agent's CPU with the same workers idle is reported and subtracted
 #   (e) end to end: 4 workers at Synapse-like rates (--query-rate 100 transactions/s, about 450 libpq calls/s, and
-#       ~1.9 GC collections/s each) and pgbench, with and without the agent, alternating, medians
+#       ~1.9 GC collections/s each) and pgbench, with and without the agent, alternating, medians and the median of
+#       each repetition's on/off ratio
 # Prints every run and a summary; the workers are this script's own (--pid), the PostgreSQL is its own unless the
 # SP_PG_* variables name one. The machine should be otherwise idle: anything else running shows up as noise.
 #   sudo scripts/bench_agent.sh [--repeat 5] [--seconds 20] [--scrapes 21] [--sections ade] [--smoke]
+#        [--e2e-modes "off on"] [--bpf-stats]
 # --sections: which of (a)-(c) "a", (d) "d", (e) "e" to run (default all).
+# --e2e-modes: the (e) runs of each repetition: off (no agent), on (the agent as deployed: defaults, scraping each
+#   worker every 15 s), noscrape (the agent scraping no worker during the run: its probes' share of the cost).
+# --bpf-stats: (e) with kernel.bpf_stats_enabled on (inflates every program run by ~30 ns) and the agent's BPF run
+#   time per transaction reported from its programs' fdinfo.
 # --smoke: 4 workers only, one short repetition of each (checks that the benchmark works; numbers meaningless).
 # SP_BENCH_KEEP=1 keeps the working directory (logs, truth files) for a look afterwards.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=ade
+repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=ade e2e_modes="off on" bpf_stats=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --repeat) repeat=$2; shift ;;
@@ -25,12 +31,17 @@ while [[ $# -gt 0 ]]; do
     --scrapes) scrapes=$2; shift ;;
     --smoke) smoke=1 repeat=1 seconds=3 scrapes=3 pgbench_scale=1 ;;
     --sections) sections=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --e2e-modes) e2e_modes=$2; shift ;;
+    --bpf-stats) bpf_stats=1 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 [[ $(id -u) -eq 0 ]] || { echo "needs root (BPF)" >&2; exit 1; }
+for m in $e2e_modes; do
+  [[ $m == off || $m == on || $m == noscrape ]] || { echo "--e2e-modes: unknown mode $m (off, on, noscrape)" >&2; exit 2; }
+done
 for tool in curl jq pgbench ss; do
   command -v "$tool" >/dev/null || { echo "$tool not found (run scripts/setup.sh)" >&2; exit 1; }
 done
@@ -50,6 +61,7 @@ cleanup() {
   for p in "${worker_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [[ -d $work/pg ]] && sp_pg_stop "$work/pg"
+  [[ -n ${stats_before:-} ]] && echo "$stats_before" >/proc/sys/kernel/bpf_stats_enabled
   if [[ -n ${SP_BENCH_KEEP:-} ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -341,32 +353,47 @@ done
 # as CPU: the workers' and PostgreSQL's CPU seconds per transaction (what a saturated host would lose), plus the
 # median transaction latency the workload timed itself. Then pgbench (saturating, 4 clients): transactions/s.
 pg_backends() { pgrep -d ' ' -u postgres -f "postgres: .*$SP_PG_USER $SP_PG_DB" || true; }
-e2e_run() {  # e2e_run TAG on|off: sets result="txns cpu_s txn_median_ms"
-  local tag=$1 mode=$2
+# The agent's BPF run time so far: "ns runs" summed over the programs whose fds it holds (bpf_stats on).
+agent_bpf_time() {
+  local f
+  for f in /proc/"$agent_pid"/fdinfo/*; do
+    awk '/^prog_id:/ {id = $2} /^run_time_ns:/ {t = $2} /^run_cnt:/ {c = $2} END {if (c != "") print id, t, c}' "$f" \
+      2>/dev/null || true
+  done | sort -u -k1,1n | awk '{t += $2; c += $3} END {printf "%d %d\n", t, c}'
+}
+e2e_run() {  # e2e_run TAG off|on|noscrape: sets result="txns cpu_s txn_median_ms bpf_ns bpf_runs"
+  local tag=$1 mode=$2 b0="0 0" b1="0 0"
   start_workers "$tag" 4 --duration 3600 --query-rate 100 --gc-schedule 0:1.5,1:0.3,2:0.05 --io-rate 1
-  if [[ $mode == on ]]; then start_agent "$tag" --scrape-interval 5s; wait_attached 4; fi
+  case $mode in
+    on) start_agent "$tag"; wait_attached 4 ;;
+    # Its first scrape of each worker comes at start, before the measured span.
+    noscrape) start_agent "$tag" --scrape-interval 1h --window 3h; wait_attached 4 ;;
+  esac
   sleep 1
   local pids c0 c1
   # The workers and the backends serving them, over --seconds from the gate.
   read -r -a pids <<<"${worker_pids[*]} $(pg_backends)"
   c0=$(cpu_seconds "${pids[@]}")
+  [[ -n $agent_pid && $bpf_stats -eq 1 ]] && b0=$(agent_bpf_time)
   open_gate "$tag"
   sleep "$seconds"
   c1=$(cpu_seconds "${pids[@]}")
-  stop_workers
+  stop_workers  # at once: transactions are counted until the workers stop, CPU until c1
+  [[ -n $agent_pid && $bpf_stats -eq 1 ]] && b1=$(agent_bpf_time)
   wait_summaries "$tag"
-  if [[ $mode == on ]]; then stop_agent; fi
+  if [[ -n $agent_pid ]]; then stop_agent; fi
   local totals
   totals=$(truth_totals "$tag")
   read -r _ _ txns lat <<<"$totals"
-  result=$(awk -v a="$c0" -v b="$c1" -v t="$txns" -v l="$lat" 'BEGIN {printf "%d %.3f %s\n", t, b - a, l}')
+  result=$(awk -v a="$c0" -v b="$c1" -v t="$txns" -v l="$lat" -v b0="$b0" -v b1="$b1" \
+    'BEGIN {split(b0, x, " "); split(b1, y, " "); printf "%d %.3f %s %d %d\n", t, b - a, l, y[1] - x[1], y[2] - x[2]}')
 }
 pgbench_run() {  # pgbench_run on|off: sets result=tps
   local mode=$1 tps
   if [[ $mode == on ]]; then
     # The agent pinned to one idle worker of ours (never to other people's Synapse processes on this machine); it
     # attaches the PostgreSQL server-side probes to the cluster, which is what pgbench exercises.
-    start_agent pgbench --scrape-interval 5s
+    start_agent pgbench
   fi
   "${pgenv[@]}" pgbench -n -c 4 -j 2 -T "$seconds" >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; exit 1; }
   tps=$(awk '/^tps = / {print $3}' "$work/pgbench.log")
@@ -381,17 +408,31 @@ if ! "${pgenv[@]}" pgbench -i -q -s "$pgbench_scale" >"$work/pgbench-init.log" 2
   cat "$work/pgbench-init.log" >&2; exit 1
 fi
 e2e=() pgb=()
+if [[ $bpf_stats -eq 1 ]]; then
+  stats_before=$(cat /proc/sys/kernel/bpf_stats_enabled)
+  echo 1 >/proc/sys/kernel/bpf_stats_enabled
+fi
 for r in $(seq "$repeat"); do
-  for mode in off on; do
+  # Odd repetitions in the given order, even ones reversed (ABC CBA ...): the machine's drift over the run (the
+  # workload's tables grow) then weighs on every mode alike instead of on the last one of each repetition.
+  modes=($e2e_modes)
+  if ((r % 2 == 0)); then
+    for ((i = 0, j = ${#modes[@]} - 1; i < j; i++, j--)); do t=${modes[i]}; modes[i]=${modes[j]}; modes[j]=$t; done
+  fi
+  for mode in "${modes[@]}"; do
     e2e_run "e2e-$mode-$r" "$mode"
-    read -r txns cpu lat <<<"$result"
-    echo "e2e run $r agent $mode: ${txns} transactions, workers+backends ${cpu} CPU s, median transaction ${lat} ms"
-    e2e+=("$mode $txns $cpu $lat")
+    read -r txns cpu lat bns bruns <<<"$result"
+    bpf=
+    [[ $bpf_stats -eq 1 && $mode != off && $txns -gt 0 ]] &&
+      bpf=$(awk -v n="$bns" -v c="$bruns" -v t="$txns" 'BEGIN {printf ", agent BPF %.0f ns and %.1f program runs per transaction", n / t, c / t}')
+    echo "e2e run $r agent $mode: ${txns} transactions, workers+backends ${cpu} CPU s, median transaction ${lat} ms$bpf"
+    e2e+=("$mode $txns $cpu $lat $r $bns $bruns")
   done
 done
 start_workers pgbench-idle 1 --duration 3600 --query-rate 0 --gc-schedule none --io-rate 0 --threads 1
 for r in $(seq "$repeat"); do
   for mode in off on; do
+    [[ " $e2e_modes " == *" $mode "* ]] || continue
     pgbench_run "$mode"
     tps=$result
     echo "pgbench run $r agent $mode: ${tps} tps"
@@ -399,7 +440,7 @@ for r in $(seq "$repeat"); do
   done
 done
 stop_workers
-for mode in off on; do
+for mode in $e2e_modes; do
   t=$(printf '%s\n' "${e2e[@]}" | awk -v m="$mode" '$1 == m {print $2}' | median)
   c=$(printf '%s\n' "${e2e[@]}" | awk -v m="$mode" '$1 == m && $2 > 0 {print $3 / $2 * 1000}' | median)
   cm=$(printf '%s\n' "${e2e[@]}" | awk -v m="$mode" '$1 == m && $2 > 0 {print $3 / $2 * 1000}' | minmax)
@@ -409,6 +450,20 @@ for mode in off on; do
   echo "agent $mode: workload ${t} transactions, ${c} CPU s per 1000 transactions (${cm})," \
        "median transaction ${l} ms; pgbench ${p} tps (${pm})"
   summary+=("agent $mode: ${c} CPU s/1000 txn (${cm}), txn median ${l} ms, pgbench ${p} tps (${pm})")
+  [[ $mode == off ]] && continue
+  # Paired: each repetition's CPU per transaction against the same repetition's run without the agent.
+  ratio() {
+    printf '%s\n' "${e2e[@]}" | awk -v m="$mode" '$2 > 0 {cpt[$1 " " $5] = $3 / $2; rep[$5] = 1}
+      END {for (r in rep) if ((m " " r) in cpt && ("off " r) in cpt) print cpt[m " " r] / cpt["off " r]}'
+  }
+  pr=$(ratio | median) prm=$(ratio | minmax)
+  line="agent $mode / off, paired by repetition: CPU per transaction x${pr} (${prm})"
+  if [[ $bpf_stats -eq 1 ]]; then
+    bt=$(printf '%s\n' "${e2e[@]}" | awk -v m="$mode" '$1 == m && $2 > 0 {print $6 / $2}' | median)
+    line+=", agent BPF ${bt} ns per transaction"
+  fi
+  echo "$line"
+  summary+=("$line")
 done
 
 echo "== summary (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
