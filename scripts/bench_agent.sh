@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The agent itself, end to end (issue 9): what synapse-profiler costs while it profiles Synapse-like workers.
 #   (a) RSS of the agent at steady state with 4 and with 64 workers (VmRSS and VmHWM)
+#   (r) RSS of the agent over minutes with 4 workers at Synapse-like rates (those of (e)), /metrics scraped every 5 s
 #   (b) time from start to every probe attached: launch -> /healthz answers (served once the first scan has attached
 #       to every running worker), and the agent's own "first attach pass done" log line
 #   (c) /metrics scrape time with 64 workers' pass-through series (curl time_total, median of --scrapes)
@@ -13,7 +14,7 @@
 # SP_PG_* variables name one. The machine should be otherwise idle: anything else running shows up as noise.
 #   sudo scripts/bench_agent.sh [--repeat 5] [--seconds 20] [--scrapes 21] [--sections ade] [--smoke]
 #        [--e2e-modes "off on"] [--bpf-stats]
-# --sections: which of (a)-(c) "a", (d) "d", (e) "e" to run (default all).
+# --sections: which of (a)-(c) "a", (r) "r", (d) "d", (e) "e" to run (default all).
 # --e2e-modes: the (e) runs of each repetition: off (no agent), on (the agent as deployed: defaults, scraping each
 #   worker every 15 s), noscrape (the agent scraping no worker during the run: its probes' share of the cost).
 # --bpf-stats: (e) with kernel.bpf_stats_enabled on (inflates every program run by ~30 ns) and the agent's BPF run
@@ -23,13 +24,13 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=ade e2e_modes="off on" bpf_stats=0
+repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=arde e2e_modes="off on" bpf_stats=0 rss_samples=12
 while [[ $# -gt 0 ]]; do
   case $1 in
     --repeat) repeat=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --scrapes) scrapes=$2; shift ;;
-    --smoke) smoke=1 repeat=1 seconds=3 scrapes=3 pgbench_scale=1 ;;
+    --smoke) smoke=1 repeat=1 seconds=3 scrapes=3 pgbench_scale=1 rss_samples=1 ;;
     --sections) sections=$2; shift ;;
     --e2e-modes) e2e_modes=$2; shift ;;
     --bpf-stats) bpf_stats=1 ;;
@@ -290,6 +291,39 @@ for n in "${sizes[@]}"; do
   line="$n workers: VmRSS $((rss / 1024)) MB (PSS $((pss / 1024)) MB), attached ${a_med} s (CPU ${sc_med} s),"
   summary+=("$line scrape ${s_med} s (CPU ${scrape_cpu} s), load average $(cut -d' ' -f1 /proc/loadavg)")
 done
+
+# --- (r): RSS at Synapse-like rates, over minutes ---------------------------------------------------------------
+# The rates of (e), the agent as deployed (defaults), /metrics scraped every 5 s; VmRSS every 15 s. Reported: every
+# sample, the median of the last two thirds (the first minute is warm-up), and what the memory is at the end.
+if [[ $sections == *r* ]]; then
+  start_workers rss 4 --duration 3600 --query-rate 100 --gc-schedule 0:1.5,1:0.3,2:0.05 --io-rate 1
+  start_agent rss
+  wait_attached 4
+  open_gate rss
+  rss_series=()
+  for _ in $(seq "$rss_samples"); do
+    for _ in 1 2 3; do
+      curl -fs -o /dev/null "127.0.0.1:$agent_port/metrics"
+      sleep 5
+    done
+    rss_series+=("$(rss_kb "$agent_pid" VmRSS)")
+  done
+  steady=$(printf '%s\n' "${rss_series[@]}" | tail -n $(((${#rss_series[@]} * 2 + 2) / 3)) | median)
+  hwm=$(rss_kb "$agent_pid" VmHWM)
+  # VmRSS split into anonymous memory, file-backed pages (the binary, shared libraries) and shared memory.
+  split=$(awk '$1 == "RssAnon:" {a = $2} $1 == "RssFile:" {f = $2} $1 == "RssShmem:" {sh = $2}
+               END {printf "anonymous %d kB, files %d kB, shmem %d kB", a, f, sh}' "/proc/$agent_pid/status")
+  ring=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {m = ($6 == "anon_inode:bpf-map")} m && $1 == "Rss:" {s += $2}
+             END {print s + 0}' "/proc/$agent_pid/smaps")
+  early=$(curl -fs "127.0.0.1:$agent_port/metrics" | awk '$1 == "synapse_profiler_probe_early_drains_total" {print $2}')
+  lost=$(curl -fs "127.0.0.1:$agent_port/metrics" | awk '/^synapse_profiler_events_lost_total/ {s += $2} END {print s + 0}')
+  stop_agent
+  stop_workers
+  echo "rss at Synapse-like rates, VmRSS every 15 s (kB): ${rss_series[*]}"
+  echo "rss at Synapse-like rates: median of the last two thirds ${steady} kB, peak ${hwm} kB; at the end ${split}," \
+       "mapped BPF maps ${ring} kB; ring drains ahead of the timer ${early:-?}, records lost ${lost:-?}"
+  summary+=("Synapse-like rates, 4 workers: VmRSS $((steady / 1024)) MB (peak $((hwm / 1024)) MB), ${split}")
+fi
 
 # --- (d): agent CPU per million events, per family ------------------------------------------------------------
 # One workload per family, each for --seconds, the agent started before the gate opens; the agent's CPU over the

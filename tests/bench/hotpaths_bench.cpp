@@ -148,6 +148,21 @@ void BM_FingerprintSql(benchmark::State& state) {
 }
 BENCHMARK(BM_FingerprintSql);
 
+// What the server-side family reads of each statement when no recording needs the fingerprint: the verb.
+void BM_SqlVerb(benchmark::State& state) {
+  const auto& sql = synapse_sql();
+  std::size_t bytes = 0, i = 0;
+  for (auto _ : state) {
+    const std::string& s = sql[i++ % sql.size()];
+    std::string verb = sp::sql_verb(s);
+    benchmark::DoNotOptimize(verb.data());
+    bytes += s.size();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));  // queries/s
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+}
+BENCHMARK(BM_SqlVerb);
+
 // Synthetic event streams: 4 workers, 3 pool threads each, ~1 ms queries every ~2.5 ms per worker and a GC pause of
 // ~5 ms about every 400 queries, times increasing as the agent drains them.
 struct EventStream {
