@@ -227,7 +227,7 @@ static __always_inline void on_complete(struct request *rq) {
   e->start_ns = info.start_ns;
   e->issue_ns = info.issue_ns;
   e->complete_ns = now;
-  bpf_ringbuf_submit(e, sp_ring_flags(&io_events, SP_IO_RING_BYTES));  // see sp_ring_flags()
+  bpf_ringbuf_submit(e, sp_ring_flags_reserved(&io_events, SP_IO_RING_BYTES, sizeof *e));  // see sp_ring_wake()
 }
 
 // A requeued request (the driver was busy) goes back through insert and issue, often from a kworker: it is still the

@@ -3,8 +3,8 @@
 #ifndef SP_BPF_BLOCKIO_H
 #define SP_BPF_BLOCKIO_H
 
-/* The per-request ring buffer (bytes, a power of two): 5 461 records of 48 bytes; the agent is woken when a quarter is
- * used (sp_ring_flags). */
+/* The per-request ring buffer (bytes, a power of two): 5 461 records of 48 bytes; the agent is woken at each quarter
+ * filled (sp_ring_wake in bpf_common.h). */
 #define SP_IO_RING_BYTES (256 * 1024)
 
 #include "histogram.h"

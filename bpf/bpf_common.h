@@ -37,14 +37,31 @@ static __always_inline void sp_percpu_inc(void *map, __u32 idx) {
   if (v) *v += 1;
 }
 
-/* Submit flags for a record about to go into `ring` of `size` bytes. The agent drains its rings on a 250 ms timer:
- * no wakeup per record (each would cost the producer an irq_work and the agent a context switch), but a forced one
- * once a quarter of the ring holds unread data, so that the agent (waiting edge-triggered in epoll, RingWaker) drains
- * before a burst fills the ring. A ring then only has to hold what arrives while the agent wakes up, not 250 ms of a
- * burst: small rings keep the agent's memory down (the kernel maps a ring's data pages twice into the consumer, so
- * every KiB of ring counts double in its RSS). */
-static __always_inline __u64 sp_ring_flags(void *ring, __u64 size) {
-  return bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= size / 4 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+/* Wakeup flags for ring-buffer records. The agent drains its rings on a 250 ms timer: no wakeup per record (each
+ * would cost the producer an irq_work and the agent a context switch), but a forced one whenever a record takes the
+ * ring's unread data across a quarter of its size (25, 50, 75 %), so that the agent (waiting edge-triggered in epoll,
+ * RingWaker) drains before a burst fills the ring. Once per quarter, not on every record past the mark: the records
+ * that arrive while the agent wakes up must not each raise an interrupt. A ring then only has to hold what arrives
+ * while the agent wakes up, not 250 ms of a burst: small rings keep the agent's memory down (the kernel maps a
+ * ring's data pages twice into the consumer, so every KiB of ring counts double in its RSS). */
+static __always_inline __u64 sp_ring_record_bytes(__u64 size) { return 8 + ((size + 7) & ~7ULL); /* header */ }
+
+static __always_inline __u64 sp_ring_wake(__u64 before, __u64 after, __u64 ring_size) {
+  const __u64 quarter = ring_size / 4;
+  return before / quarter != after / quarter ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/* For a record of `size` bytes about to be copied in with bpf_ringbuf_output(). */
+static __always_inline __u64 sp_ring_flags_output(void *ring, __u64 ring_size, __u64 size) {
+  const __u64 before = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
+  return sp_ring_wake(before, before + sp_ring_record_bytes(size), ring_size);
+}
+
+/* For a record of `size` bytes reserved with bpf_ringbuf_reserve() (already part of the unread data), to submit. */
+static __always_inline __u64 sp_ring_flags_reserved(void *ring, __u64 ring_size, __u64 size) {
+  const __u64 after = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
+  const __u64 rec = sp_ring_record_bytes(size);
+  return sp_ring_wake(after > rec ? after - rec : 0, after, ring_size);
 }
 
 #endif

@@ -146,8 +146,8 @@ static __always_inline void gc_end(__s64 collected) {
   e->collected = collected;
   e->generation = generation;
   e->_pad = 0;
-  // No wakeup per record (it would double the cost of every pause): see sp_ring_flags().
-  bpf_ringbuf_submit(e, sp_ring_flags(&gc_events, SP_GC_RING_BYTES));
+  // No wakeup per record (it would double the cost of every pause): see sp_ring_wake().
+  bpf_ringbuf_submit(e, sp_ring_flags_reserved(&gc_events, SP_GC_RING_BYTES, sizeof *e));
 }
 
 SEC("usdt")

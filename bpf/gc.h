@@ -30,8 +30,8 @@ enum sp_pylong_layout {
 #define SP_GC_GEN_UNKNOWN (-1)
 #define SP_GC_COLLECTED_UNKNOWN (-1)
 
-/* The per-pause ring buffer (bytes, a power of two): 1 365 records of 48 bytes; the agent is woken when a quarter is
- * used (sp_ring_flags). */
+/* The per-pause ring buffer (bytes, a power of two): 1 365 records of 48 bytes; the agent is woken at each quarter
+ * filled (sp_ring_wake in bpf_common.h). */
 #define SP_GC_RING_BYTES (64 * 1024)
 
 /* Per traced process (key: its TGID as the agent sees it, see sp_current_pid_tgid): how to read this process's

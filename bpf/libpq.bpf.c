@@ -294,8 +294,8 @@ static __always_inline void emit(struct pq_event *e) {
   if (len > SP_PQ_TEXT_MAX - 1) len = SP_PQ_TEXT_MAX - 1;
   __u64 size = __builtin_offsetof(struct pq_event, text) + len + 1;
   if (size > sizeof *e) size = sizeof *e;
-  // No wakeup per query (it would double the probe's cost): see sp_ring_flags().
-  if (bpf_ringbuf_output(&pq_events, e, size, sp_ring_flags(&pq_events, SP_PQ_RING_BYTES))) count_lost(e->tgid, e->end_ns - e->start_ns);
+  // No wakeup per query (it would double the probe's cost): see sp_ring_wake().
+  if (bpf_ringbuf_output(&pq_events, e, size, sp_ring_flags_output(&pq_events, SP_PQ_RING_BYTES, size))) count_lost(e->tgid, e->end_ns - e->start_ns);
 }
 
 enum { SP_TXN_OTHER, SP_TXN_BEGIN, SP_TXN_END };

@@ -8,7 +8,7 @@
 /* Bytes of SQL text copied per query (NUL included). Userspace fingerprints it at once and drops it. */
 #define SP_PQ_TEXT_MAX 1536
 /* The per-call ring buffer (bytes, a power of two). Records are cut to their text: a typical Synapse query's record
- * is 200-600 bytes, so this holds about a thousand; the agent is woken when a quarter is used (sp_ring_flags). */
+ * is 200-600 bytes, so this holds about a thousand; the agent is woken at each quarter (sp_ring_wake in bpf_common.h). */
 #define SP_PQ_RING_BYTES (512 * 1024)
 
 /* Which entry point a query came through. */

@@ -113,8 +113,8 @@ int BPF_USDT(pgs_query_done, const char *query) {
   e->text_len = len;
   __u64 size = __builtin_offsetof(struct pgs_query_event, text) + len + 1;
   if (size > sizeof *e) size = sizeof *e;
-  // Cut to the text; no wakeup per query (sp_ring_flags()).
-  if (bpf_ringbuf_output(&pgs_events, e, size, sp_ring_flags(&pgs_events, SP_PGS_RING_BYTES))) {
+  // Cut to the text; no wakeup per query (sp_ring_wake()).
+  if (bpf_ringbuf_output(&pgs_events, e, size, sp_ring_flags_output(&pgs_events, SP_PGS_RING_BYTES, size))) {
     stat_inc(SP_PGS_STAT_EVENTS_LOST);
     struct pgs_backend_stats *b = backend_stats(tgid);
     if (!b) return 0;
@@ -159,7 +159,7 @@ int BPF_USDT(pgs_lock_wait_done) {
   e->_pad = 0;
   e->start_ns = end - dur;
   e->end_ns = end;
-  bpf_ringbuf_submit(e, sp_ring_flags(&pgs_lock_events, SP_PGS_LOCK_RING_BYTES));
+  bpf_ringbuf_submit(e, sp_ring_flags_reserved(&pgs_lock_events, SP_PGS_LOCK_RING_BYTES, sizeof *e));
   return 0;
 }
 

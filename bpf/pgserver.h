@@ -9,7 +9,7 @@
 /* Bytes of query text copied per query: enough for userspace to classify the verb; fingerprinted and dropped. */
 #define SP_PGS_TEXT_MAX 256
 /* Ring buffers (bytes, powers of two) for statements (records cut to their text: at most 288 bytes) and lock
- * waits; the agent is woken when a quarter of one is used (sp_ring_flags). */
+ * waits; the agent is woken at each quarter of one filled (sp_ring_wake in bpf_common.h). */
 #define SP_PGS_RING_BYTES (256 * 1024)
 #define SP_PGS_LOCK_RING_BYTES (64 * 1024)
 

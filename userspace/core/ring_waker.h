@@ -1,8 +1,8 @@
 // Waits for the next drain of the probes' ring buffers: a timer tick, a ring that filled past its wakeup mark, or an
 // interrupt from another thread (stop).
 //
-// The BPF programs submit records without waking anyone, except once a quarter of a ring holds unread data
-// (sp_ring_flags() in bpf/bpf_common.h). The rings are watched edge-triggered: a ring's descriptor is readable as long
+// The BPF programs submit records without waking anyone, except when a record takes a ring past a quarter, a half or three quarters full
+// (sp_ring_wake() in bpf/bpf_common.h). The rings are watched edge-triggered: a ring's descriptor is readable as long
 // as it holds any data, so a level-triggered wait would return at once after the first record and turn the timer
 // into a busy loop; edge-triggered, only those forced wakeups end the wait early.
 #pragma once
