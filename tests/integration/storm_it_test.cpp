@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "gc.h"
 #include "harness.h"
 #include "libpq.h"
 #include "pgserver.h"
@@ -67,15 +68,15 @@ time.sleep(300)
 )PY";
 
 // Records each ring buffer holds: its size over one record's footprint (an 8-byte header plus the record rounded up
-// to 8 bytes). bpf/gc.bpf.c: 256 KiB of 40-byte records. The query rings take records cut to their text:
-// bpf/libpq.bpf.c 2 MiB, bpf/pgserver.bpf.c 1 MiB, here of "SELECT 1" and its NUL.
+// to 8 bytes). The GC ring takes 40-byte records; the query rings take records cut to their text, here "SELECT 1"
+// and its NUL. Sizes from the headers the BPF objects are built with.
 constexpr double ring_records(double ring_bytes, std::size_t record) {
   return ring_bytes / static_cast<double>(8 + (record + 7) / 8 * 8);
 }
-constexpr double kGcRingRecords = ring_records(256.0 * 1024, 40);
-constexpr double kLibpqRingRecords = ring_records(2.0 * 1024 * 1024, offsetof(pq_event, text) + sizeof("SELECT 1"));
+constexpr double kGcRingRecords = ring_records(SP_GC_RING_BYTES, sizeof(gc_event));
+constexpr double kLibpqRingRecords = ring_records(SP_PQ_RING_BYTES, offsetof(pq_event, text) + sizeof("SELECT 1"));
 constexpr double kPgServerRingRecords =
-    ring_records(1.0 * 1024 * 1024, offsetof(pgs_query_event, text) + sizeof("SELECT 1"));
+    ring_records(SP_PGS_RING_BYTES, offsetof(pgs_query_event, text) + sizeof("SELECT 1"));
 
 // A directory holding a package `synapse.app.generic_worker` whose module is `code`, and a config naming the worker.
 std::string fake_worker(const std::string& dir, const std::string& worker, const char* code) {
