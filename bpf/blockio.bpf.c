@@ -158,8 +158,8 @@ static __always_inline void on_issue(struct request *rq) {
       // The flush machinery's own request, issued by kblockd for the processes whose empty flushes wait for it
       // (those were seen at block_io_start, in their own context): it stands for their flushes, which on_complete
       // charges with the device time from now, so it is not a request of kblockd.
-      __u64 key = rq_flush_key(rq, rq_dev(rq));
-      bpf_map_update_elem(&flush_issued, &key, &now, BPF_ANY);
+      __u64 fkey = rq_flush_key(rq, rq_dev(rq));
+      bpf_map_update_elem(&flush_issued, &fkey, &now, BPF_ANY);
       sp_percpu_inc(&io_stats, SP_IO_STAT_FLUSH_MACHINERY);
       return;
     }

@@ -26,11 +26,16 @@ struct Pipe {
   int fds[2] = {-1, -1};
 };
 
+// Has `w` watch the pipe's read end.
+void watch(RingWaker& w, const Pipe& p) {
+  std::string error;
+  ASSERT_TRUE(w.watch(p.fds[0], error)) << error;
+}
+
 TEST(RingWaker, NothingHappensIsATimeout) {
   RingWaker w;
   Pipe p;
-  std::string error;
-  ASSERT_TRUE(w.watch(p.fds[0], error)) << error;
+  ASSERT_NO_FATAL_FAILURE(watch(w, p));
   EXPECT_EQ(w.wait(1ms), RingWaker::Woken::Timeout);
   EXPECT_EQ(w.wait(0ms), RingWaker::Woken::Timeout);
 }
@@ -38,8 +43,7 @@ TEST(RingWaker, NothingHappensIsATimeout) {
 TEST(RingWaker, OnlyNewSignalsEndAWait) {
   RingWaker w;
   Pipe p;
-  std::string error;
-  ASSERT_TRUE(w.watch(p.fds[0], error)) << error;
+  ASSERT_NO_FATAL_FAILURE(watch(w, p));
   p.put();
   EXPECT_EQ(w.wait(5s), RingWaker::Woken::Ring);
   // The byte is still unread: a level-triggered wait would return at once, forever.
@@ -51,9 +55,8 @@ TEST(RingWaker, OnlyNewSignalsEndAWait) {
 TEST(RingWaker, AnyOfSeveralDescriptorsWakes) {
   RingWaker w;
   Pipe a, b;
-  std::string error;
-  ASSERT_TRUE(w.watch(a.fds[0], error)) << error;
-  ASSERT_TRUE(w.watch(b.fds[0], error)) << error;
+  ASSERT_NO_FATAL_FAILURE(watch(w, a));
+  ASSERT_NO_FATAL_FAILURE(watch(w, b));
   b.put();
   EXPECT_EQ(w.wait(5s), RingWaker::Woken::Ring);
   EXPECT_EQ(w.wait(1ms), RingWaker::Woken::Timeout);
@@ -82,8 +85,7 @@ TEST(RingWaker, InterruptBeforeTheWaitIsKept) {
 TEST(RingWaker, InterruptWinsOverARing) {
   RingWaker w;
   Pipe p;
-  std::string error;
-  ASSERT_TRUE(w.watch(p.fds[0], error)) << error;
+  ASSERT_NO_FATAL_FAILURE(watch(w, p));
   p.put();
   w.interrupt();
   EXPECT_EQ(w.wait(5s), RingWaker::Woken::Interrupt);

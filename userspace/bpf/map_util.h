@@ -53,7 +53,7 @@ class TypedRing {
  public:
   bool open(const bpf_map* map, std::string& error) {
     fd_ = bpf_map__fd(map);
-    ring_.reset(ring_buffer__new(bpf_map__fd(map), &TypedRing::on_record, this, nullptr));
+    ring_.reset(ring_buffer__new(fd_, &TypedRing::on_record, this, nullptr));
     if (!ring_) error = "create ring buffer " + std::string(bpf_map__name(map)) + ": " + errno_text(errno);
     return ring_ != nullptr;
   }

@@ -331,12 +331,10 @@ class Agent {
     n += started(blockio_.start(e4), "block I/O", e4);
     if (std::string why; !nvme_.start(why)) log::info("nvme command probes off: {}", why);
     // Every ring the BPF side may ask to have drained early (a burst filling it before the next 250 ms tick).
-    std::vector<int> rings;
     for (const auto& fds : {gc_.ring_fds(), libpq_.ring_fds(), pgserver_.ring_fds(), blockio_.ring_fds()}) {
-      rings.insert(rings.end(), fds.begin(), fds.end());
-    }
-    for (int fd : rings) {
-      if (std::string why; !waker_.watch(fd, why)) log::warn("{}: its records are drained every 250 ms only", why);
+      for (int fd : fds) {
+        if (std::string why; !waker_.watch(fd, why)) log::warn("{}: its records are drained every 250 ms only", why);
+      }
     }
     if (n == 0) {
       log::error("no probe family could be loaded ({}): run as root, or with CAP_SYS_ADMIN and CAP_SYS_PTRACE; "
@@ -418,8 +416,6 @@ class Agent {
     }
   }
 
-  // Drains every probe family, then feeds the correlator: the batch of events, a tick (everything that ended by now
-  // is in), and the scrapes that finished since the last round.
   // Only the ring buffers: their records go to the batches that the next poll_all() hands on.
   void drain_rings() {
     gc_.drain();
@@ -428,6 +424,8 @@ class Agent {
     blockio_.drain();
   }
 
+  // Drains every probe family, then feeds the correlator: the batch of events, a tick (everything that ended by now
+  // is in), and the scrapes that finished since the last round.
   void poll_all() {
     gc_.poll();
     libpq_.poll();

@@ -823,13 +823,22 @@ std::uint64_t sql_fingerprint_id(std::string_view text) {
   return h;
 }
 
+namespace {
+
+// libpq sends a C string: a NUL ends the statement, and then the statement was not cut.
+void end_at_nul(std::string_view& sql, bool& input_truncated) {
+  if (const std::size_t nul = sql.find('\0'); nul != std::string_view::npos) {
+    sql = sql.substr(0, nul);
+    input_truncated = false;
+  }
+}
+
+}  // namespace
+
 std::string sql_verb(std::string_view sql, bool input_truncated) {
   std::string_view text = sql;
   bool cut = input_truncated;
-  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos) {
-    text = text.substr(0, nul);
-    cut = false;
-  }
+  end_at_nul(text, cut);
   std::size_t i = 0;
   while (i < text.size() && is_space(static_cast<unsigned char>(text[i]))) ++i;
   const std::size_t b = i;
@@ -854,11 +863,7 @@ std::string sql_verb(std::string_view sql, bool input_truncated) {
 }
 
 SqlFingerprint fingerprint_sql(std::string_view sql, bool input_truncated) {
-  // libpq sends a C string: a NUL ends the statement, and then the statement was not cut.
-  if (const std::size_t nul = sql.find('\0'); nul != std::string_view::npos) {
-    sql = sql.substr(0, nul);
-    input_truncated = false;
-  }
+  end_at_nul(sql, input_truncated);
 
   Lexer lexer(sql);
   std::vector<Token> raw = lexer.run();
