@@ -1,4 +1,4 @@
-/* Block I/O per process, device and operation: what bpf/blockio.bpf.c and userspace/bpf/blockio_probe.cpp share.
+/* Block I/O per process, device and operation: what bpf/blockio.bpf.c and userspace/probes/blockio_probe.cpp share.
  * Fixed-width fields, explicit padding, no pointers. */
 #ifndef SP_BPF_BLOCKIO_H
 #define SP_BPF_BLOCKIO_H

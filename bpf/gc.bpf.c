@@ -1,6 +1,6 @@
 // Python garbage-collection pauses, per process and generation.
 //
-// Three ways in, chosen per process by userspace (see userspace/core/gc_locator.h): the USDT probes
+// Three ways in, chosen per process by userspace (see userspace/core/python/gc_locator.h): the USDT probes
 // python:gc__start/gc__done, or an uprobe + uretprobe pair on the C function that runs a collection (found by symbol
 // in unstripped builds, or through the gc module's PyMethodDef table in stripped ones). All of them meet in the same
 // start/end logic: a per-thread start record, an in-kernel histogram per (process, generation) that never loses a

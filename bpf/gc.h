@@ -1,4 +1,4 @@
-/* Python GC pauses: what bpf/gc.bpf.c and userspace/bpf/gc_probe.cpp share.
+/* Python GC pauses: what bpf/gc.bpf.c and userspace/probes/gc_probe.cpp share.
  * Fixed-width fields, explicit padding, no pointers: userspace static_asserts the sizes. */
 #ifndef SP_BPF_GC_H
 #define SP_BPF_GC_H

@@ -1,4 +1,4 @@
-/* libpq client-side query latency: what bpf/libpq.bpf.c and userspace/bpf/libpq_probe.cpp share.
+/* libpq client-side query latency: what bpf/libpq.bpf.c and userspace/probes/libpq_probe.cpp share.
  * Fixed-width fields, explicit padding, no pointers: userspace static_asserts the sizes. */
 #ifndef SP_BPF_LIBPQ_H
 #define SP_BPF_LIBPQ_H
@@ -58,7 +58,7 @@ struct pq_event {
 #define SP_PY_NO_CFRAME 0xffffffffu
 
 /* Per process (key: tgid), written by userspace at attach: where that process's CPython keeps its thread states,
- * frames and strings (userspace/core/py_offsets.h explains each field). `cache` is written by BPF. */
+ * frames and strings (userspace/core/python/py_offsets.h explains each field). `cache` is written by BPF. */
 struct pq_py_proc {
   __u64 runtime;    /* address of _PyRuntime */
   __u64 str_type;   /* address of PyUnicode_Type */

@@ -1,4 +1,4 @@
-/* NVMe commands per disk, queue, opcode and completion status: what bpf/nvme.bpf.c and userspace/bpf/nvme_probe.cpp
+/* NVMe commands per disk, queue, opcode and completion status: what bpf/nvme.bpf.c and userspace/probes/nvme_probe.cpp
  * share. Fixed-width fields, explicit padding, no pointers. */
 #ifndef SP_BPF_NVME_H
 #define SP_BPF_NVME_H

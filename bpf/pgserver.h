@@ -1,5 +1,5 @@
 /* PostgreSQL server side (USDT probes of the postgres binary): what bpf/pgserver.bpf.c and
- * userspace/bpf/pgserver_probe.cpp share. Keys are backend TGIDs; userspace maps each backend to the worker it
+ * userspace/probes/pgserver_probe.cpp share. Keys are backend TGIDs; userspace maps each backend to the worker it
  * serves. Fixed-width fields, explicit padding, no pointers. */
 #ifndef SP_BPF_PGSERVER_H
 #define SP_BPF_PGSERVER_H

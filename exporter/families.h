@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/process_book.h"
+#include "core/model/process_book.h"
 
 namespace sp::exporter {
 

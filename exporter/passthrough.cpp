@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <string_view>
 
-#include "core/log.h"
-#include "core/prom_text.h"
+#include "core/util/log.h"
+#include "core/scrape/prom_text.h"
 #include "exporter/families.h"
 
 namespace sp::exporter {

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/scraper.h"
+#include "core/scrape/scraper.h"
 
 namespace sp::exporter {
 

@@ -5,12 +5,12 @@
 
 #include <vector>
 
-#include "core/correlator.h"
-#include "core/db_stats.h"
-#include "core/desc_matcher.h"
-#include "core/gc_stats.h"
-#include "core/io_stats.h"
-#include "core/nvme_stats.h"
+#include "core/correlate/correlator.h"
+#include "core/model/db_stats.h"
+#include "core/correlate/desc_matcher.h"
+#include "core/model/gc_stats.h"
+#include "core/model/io_stats.h"
+#include "core/model/nvme_stats.h"
 
 namespace sp::exporter {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "core/discovery.h"
+#include "core/proc/discovery.h"
 
 namespace sp::exporter {
 

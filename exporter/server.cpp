@@ -10,7 +10,7 @@
 #include <optional>
 #include <string_view>
 
-#include "core/log.h"
+#include "core/util/log.h"
 #include "exporter/families.h"
 #include "exporter/text_writer.h"
 

@@ -30,15 +30,15 @@
 #include <thread>
 #include <vector>
 
-#include "bpf/blockio_probe.h"
-#include "bpf/gc_probe.h"
-#include "bpf/handles.h"
-#include "bpf/libbpf_setup.h"
-#include "bpf/libpq_probe.h"
-#include "bpf/pgserver_probe.h"
-#include "core/elf_file.h"
-#include "core/gc_locator.h"
-#include "core/ring_waker.h"
+#include "probes/blockio_probe.h"
+#include "probes/gc_probe.h"
+#include "probes/handles.h"
+#include "probes/libbpf_setup.h"
+#include "probes/libpq_probe.h"
+#include "probes/pgserver_probe.h"
+#include "core/python/elf_file.h"
+#include "core/python/gc_locator.h"
+#include "core/util/ring_waker.h"
 #include "probe_floor.skel.h"
 
 namespace {

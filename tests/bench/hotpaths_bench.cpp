@@ -23,15 +23,15 @@
 #include <string_view>
 #include <vector>
 
-#include "core/correlator.h"
-#include "core/db_stats.h"
-#include "core/desc_matcher.h"
-#include "core/desc_ratio.h"
-#include "core/gc_stats.h"
-#include "core/overlap.h"
-#include "core/prom_text.h"
-#include "core/scraper.h"
-#include "core/sql_fingerprint.h"
+#include "core/correlate/correlator.h"
+#include "core/model/db_stats.h"
+#include "core/correlate/desc_matcher.h"
+#include "core/correlate/desc_ratio.h"
+#include "core/model/gc_stats.h"
+#include "core/correlate/overlap.h"
+#include "core/scrape/prom_text.h"
+#include "core/scrape/scraper.h"
+#include "core/postgres/sql_fingerprint.h"
 #include "exporter/families.h"
 #include "exporter/passthrough.h"
 

@@ -22,8 +22,8 @@
 #include <string_view>
 #include <vector>
 
-#include "core/prom_text.h"
-#include "core/scraper.h"
+#include "core/scrape/prom_text.h"
+#include "core/scrape/scraper.h"
 #include "exporter/passthrough.h"
 #include "exporter/server.h"
 

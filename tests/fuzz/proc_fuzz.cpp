@@ -1,4 +1,4 @@
-// libFuzzer target for the /proc parsers (core/proc_parse.h): every file they read belongs to another process (or is
+// libFuzzer target for the /proc parsers (core/proc/proc_parse.h): every file they read belongs to another process (or is
 // served by the kernel on its behalf, like a comm with parentheses and spaces), so each parser gets every input.
 // Properties: no crash; split arguments hold no NUL; stat's comm is at most 64 bytes and its state one printable
 // character; TCP ports stay in 0..65535; parsed integers print back as the digits they came from; a pod found in a
@@ -13,8 +13,8 @@
 #include <string>
 #include <string_view>
 
-#include "core/pod_identity.h"
-#include "core/proc_parse.h"
+#include "core/proc/pod_identity.h"
+#include "core/proc/proc_parse.h"
 
 namespace {
 

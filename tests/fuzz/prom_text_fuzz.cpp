@@ -1,4 +1,4 @@
-// libFuzzer target for the Prometheus text parser (core/prom_text.h). On every input:
+// libFuzzer target for the Prometheus text parser (core/scrape/prom_text.h). On every input:
 //   1. parse with the default limits and with tiny ones: either success within the limits, or an error "line N: ..."
 //      with N > 0 and no families;
 //   2. on success, write the families back out as text (HELP/TYPE, escaped labels, shortest round-trip values) and
@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/prom_text.h"
+#include "core/scrape/prom_text.h"
 
 namespace {
 

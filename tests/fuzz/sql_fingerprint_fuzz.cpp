@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/sql_fingerprint.h"
+#include "core/postgres/sql_fingerprint.h"
 #include "sql_fingerprint_invariants.h"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/sql_fingerprint.h"
+#include "core/postgres/sql_fingerprint.h"
 
 namespace sp::test {
 

@@ -1,4 +1,4 @@
-// libFuzzer target for reading Synapse configuration files (core/synapse_config.h), which come from the profiled
+// libFuzzer target for reading Synapse configuration files (core/proc/synapse_config.h), which come from the profiled
 // processes (possibly another container): the input is split into up to three "files" at lines "---8<---", merged in
 // order as Synapse's -c options are, then a file holding a known secret is merged. Properties:
 //   - merging never crashes or hangs, whatever the YAML (deep nesting, aliases, huge scalars, bad UTF-8);
@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/synapse_config.h"
+#include "core/proc/synapse_config.h"
 
 namespace {
 

@@ -3,8 +3,8 @@
 // namespace; each prints pg_backend_pid(), PostgreSQL's own word for which backend serves it. BackendMapper, fed the
 // backends that discovery finds, must map exactly those backends to those clients with the right transport, leave a
 // client that is not a worker unmapped, and drop a client that exited.
-#include "core/discovery.h"
-#include "core/socket_inventory.h"
+#include "core/proc/discovery.h"
+#include "core/proc/socket_inventory.h"
 
 #include <signal.h>
 #include <unistd.h>

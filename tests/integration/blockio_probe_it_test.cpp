@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <map>
 
-#include "bpf/blockio_probe.h"
+#include "probes/blockio_probe.h"
 #include "harness.h"
 
 using namespace std::chrono_literals;

@@ -9,11 +9,11 @@
 #include <map>
 #include <thread>
 
-#include "core/elf_file.h"
-#include "core/gc_locator.h"
-#include "core/ring_waker.h"
+#include "core/python/elf_file.h"
+#include "core/python/gc_locator.h"
+#include "core/util/ring_waker.h"
 
-#include "bpf/gc_probe.h"
+#include "probes/gc_probe.h"
 #include "harness.h"
 #include "truth.h"
 
@@ -183,7 +183,7 @@ TEST_F(GcProbeIT, AFillingRingWakesTheConsumerMidBurst) {
 }
 
 // Every CPython version this machine has unstripped builds of (pyenv, shared libpython), by symbol and by the method
-// table: checks the per-version facts of userspace/core/gc_locator.cpp (function names, argument positions, PyLong
+// table: checks the per-version facts of userspace/core/python/gc_locator.cpp (function names, argument positions, PyLong
 // layouts before and after 3.12) against the interpreter's own count of every collection.
 namespace {
 

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "bpf/libpq_probe.h"
-#include "core/sql_fingerprint.h"
+#include "probes/libpq_probe.h"
+#include "core/postgres/sql_fingerprint.h"
 #include "harness.h"
 #include "truth.h"
 

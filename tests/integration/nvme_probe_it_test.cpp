@@ -3,7 +3,7 @@
 // Decoding of what the driver's tracepoints deliver is covered with synthetic events in tests/unit/nvme_stats_test.cpp.
 #include <unistd.h>
 
-#include "bpf/nvme_family.h"
+#include "probes/nvme_family.h"
 #include "exporter/families.h"
 #include "exporter/probe_metrics.h"
 #include "harness.h"

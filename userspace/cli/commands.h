@@ -2,7 +2,7 @@
 #pragma once
 
 #include "cli/options.h"
-#include "core/discovery.h"
+#include "core/proc/discovery.h"
 
 namespace sp::cli {
 

@@ -8,19 +8,19 @@
 
 #include <string>
 
-#include "bpf/features.h"
-#include "bpf/libbpf_setup.h"
-#include "bpf/nvme_family.h"
+#include "probes/features.h"
+#include "probes/libbpf_setup.h"
+#include "probes/nvme_family.h"
 #include "cli/commands.h"
-#include "core/capabilities.h"
-#include "core/correlator.h"
-#include "core/desc_planner.h"
-#include "core/elf_file.h"
-#include "core/gc_planner.h"
-#include "core/safe_file.h"
-#include "core/log.h"
-#include "core/pid_namespace.h"
-#include "core/scraper.h"
+#include "core/proc/capabilities.h"
+#include "core/correlate/correlator.h"
+#include "core/python/desc_planner.h"
+#include "core/python/elf_file.h"
+#include "core/python/gc_planner.h"
+#include "core/util/safe_file.h"
+#include "core/util/log.h"
+#include "core/proc/pid_namespace.h"
+#include "core/scrape/scraper.h"
 
 namespace sp::cli {
 namespace {
@@ -168,7 +168,7 @@ void check_process(Report& r, GcPlanner& planner, const WorkerInfo& w) {
   if (w.metrics_url) check_synapse_metrics(r, w, who);
 }
 
-// The ids BPF reports must be the ones /proc shows (see core/pid_namespace.h).
+// The ids BPF reports must be the ones /proc shows (see core/proc/pid_namespace.h).
 void check_pid_namespace(Report& r, const std::string& proc_root) {
   std::string error;
   auto ns = own_pid_ns_filter(error);

@@ -6,7 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "core/log.h"
+#include "core/util/log.h"
 
 namespace {
 

@@ -7,7 +7,7 @@
 #include <regex>
 #include <sstream>
 
-#include "core/duration.h"
+#include "core/util/duration.h"
 
 namespace po = boost::program_options;
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/pod_identity.h"
+#include "core/proc/pod_identity.h"
 
 namespace sp::cli {
 

@@ -4,10 +4,10 @@
 #include <string>
 
 #include "cli/commands.h"
-#include "core/desc_planner.h"
-#include "core/gc_planner.h"
-#include "core/json.h"
-#include "core/log.h"
+#include "core/python/desc_planner.h"
+#include "core/python/gc_planner.h"
+#include "core/util/json.h"
+#include "core/util/log.h"
 
 namespace sp::cli {
 namespace {

@@ -1,6 +1,6 @@
 /* Compiled once per CPython version whose headers (internal ones included) are installed: offsetof() of every field
  * the desc walk reads, from that version's own headers, for tests/unit/py_offsets_test.cpp to compare with the table
- * in userspace/core/py_offsets.cpp. SP_PY_FN names the function (one per version). */
+ * in userspace/core/python/py_offsets.cpp. SP_PY_FN names the function (one per version). */
 #define Py_BUILD_CORE 1
 #include <Python.h>
 #include <stddef.h>

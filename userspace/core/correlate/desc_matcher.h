@@ -1,0 +1,89 @@
+// Splits PostgreSQL's server-side time (statement execution and lock waits of the backends serving a worker) by the
+// Synapse transaction (desc) of the client call it served. The probes give no direct link between a backend's
+// statement and the libpq call that sent it (the backend's PID lives in libpq's private PGconn), so the link is made
+// from what both sides measure on one clock:
+//   - a server interval of backend B lies inside the client call that sent it (the call starts before the statement
+//     reaches the server and returns after its result left), so the candidates are the worker's client calls that
+//     contain it;
+//   - a backend serves one connection, and Synapse's pool keeps a connection on one thread: once B's interval has had
+//     a single candidate, B is paired with that call's thread, and later ambiguous cases (several threads' calls in
+//     flight around the interval) are decided by the pairing.
+// An interval with no candidate, or several and no pairing that picks exactly one, is "unmatched": never guessed.
+//
+// Server intervals are decided `grace_ns` after they ended, so that the client call containing them (which ends
+// later, and is drained from another ring buffer) is known by then. Fed and read by one thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/model/process_book.h"  // WorkerLabels
+
+namespace sp {
+
+struct DescServerTotals {
+  std::uint64_t statements = 0;
+  std::uint64_t statement_ns = 0;
+  std::uint64_t lock_waits = 0;
+  std::uint64_t lock_wait_ns = 0;
+  void add(const DescServerTotals& o) {
+    statements += o.statements;
+    statement_ns += o.statement_ns;
+    lock_waits += o.lock_waits;
+    lock_wait_ns += o.lock_wait_ns;
+  }
+};
+
+class DescMatcher {
+ public:
+  explicit DescMatcher(std::uint64_t grace_ns = 1'000'000'000ULL, std::uint64_t keep_ns = 30'000'000'000ULL)
+      : grace_ns_(grace_ns), keep_ns_(keep_ns) {}
+
+  // A libpq call of the worker's thread `tid`; desc "" for calls outside any transaction.
+  void add_client(const WorkerLabels& w, std::uint32_t tid, std::uint64_t start_ns, std::uint64_t end_ns,
+                  const std::string& desc);
+  // A statement (lock=false) or lock wait (lock=true) of backend `backend`, which serves worker `w`.
+  void add_server(const WorkerLabels& w, std::uint32_t backend, std::uint64_t start_ns, std::uint64_t end_ns,
+                  bool lock);
+
+  // Decides the server intervals that ended at least grace_ns before `now_ns` and adds them to the totals; forgets
+  // client calls older than keep_ns.
+  void settle(std::uint64_t now_ns);
+
+  // Per (worker, desc): desc "" = the client call was outside any transaction, "unmatched" = no single client call.
+  const std::map<std::pair<WorkerLabels, std::string>, DescServerTotals>& totals() const { return totals_; }
+
+  // The worker has gone: its pending intervals are decided now, then its calls are dropped (totals stay).
+  void forget(const WorkerLabels& w);
+  // The worker has been gone for longer than --forget-after: its totals go too.
+  void forget_totals(const WorkerLabels& w) { erase_worker(totals_, w); }
+
+ private:
+  struct Call {
+    std::uint32_t tid;
+    std::uint64_t start_ns, end_ns;
+    std::string desc;
+  };
+  struct Interval {
+    std::uint32_t backend;
+    std::uint64_t start_ns, end_ns;
+    bool lock;
+  };
+  struct Worker {
+    std::deque<Call> calls;          // arrival order
+    std::deque<Interval> pending;    // arrival order
+    std::map<std::uint32_t, std::uint32_t> thread_of_backend;
+  };
+  std::optional<std::string> match(Worker& w, const Interval& iv);
+  void decide(const WorkerLabels& labels, Worker& w, const Interval& iv);
+
+  std::uint64_t grace_ns_, keep_ns_;
+  std::map<WorkerLabels, Worker> workers_;
+  std::map<std::pair<WorkerLabels, std::string>, DescServerTotals> totals_;
+};
+
+}  // namespace sp

@@ -1,0 +1,553 @@
+#include "core/record/recording.h"
+
+#include <fmt/chrono.h>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <tuple>
+
+#include "core/util/json.h"
+#include "core/correlate/overlap.h"
+
+namespace sp {
+
+namespace {
+
+std::string worker_title(const WorkerLabels& w) {
+  return w.worker_app.empty() ? w.worker : fmt::format("{} ({})", w.worker, w.worker_app);
+}
+
+std::string query_name(const QueryEvent& q) {
+  return q.table.empty() ? q.verb : fmt::format("{} {}", q.verb, q.table);
+}
+
+// Fixed notation, microseconds with nanosecond precision: what the trace format's "ts"/"dur" take.
+std::string us(double v) { return fmt::format("{:.3f}", v); }
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default:
+        // Control bytes never reach the page; other bytes pass (the page is UTF-8, fingerprints are ASCII-safe).
+        out += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
+    }
+  }
+  return out;
+}
+
+std::string pct(double share) { return fmt::format("{:.1f} %", share * 100); }
+std::string ms(double seconds) { return fmt::format("{:.2f} ms", seconds * 1e3); }
+
+class TraceWriter {
+ public:
+  TraceWriter(const Recording& r, std::ostream& out) : r_(r), out_(out) {}
+
+  void event(const std::string& body) {
+    out_ << (first_ ? "\n" : ",\n") << body;
+    first_ = false;
+  }
+  void process(int pid, const std::string& name, int sort) {
+    event(fmt::format(R"({{"ph":"M","name":"process_name","pid":{},"tid":0,"args":{{"name":{}}}}})", pid,
+                      json_quote(name)));
+    event(fmt::format(R"({{"ph":"M","name":"process_sort_index","pid":{},"tid":0,"args":{{"sort_index":{}}}}})", pid,
+                      sort));
+  }
+  void thread(int pid, std::uint64_t tid, const std::string& name) {
+    if (!named_.insert({pid, tid}).second) return;
+    event(fmt::format(R"({{"ph":"M","name":"thread_name","pid":{},"tid":{},"args":{{"name":{}}}}})", pid, tid,
+                      json_quote(name)));
+  }
+  // A complete slice; `args` is the inside of a JSON object (may be empty).
+  void slice(int pid, std::uint64_t tid, const std::string& name, const char* cat, std::uint64_t start_ns,
+             std::uint64_t end_ns, const std::string& args) {
+    const std::uint64_t s = std::max(start_ns, r_.start_ns());
+    const std::uint64_t e = std::max(end_ns, s);
+    event(fmt::format(R"({{"ph":"X","name":{},"cat":"{}","pid":{},"tid":{},"ts":{},"dur":{},"args":{{{}}}}})",
+                      json_quote(name), cat, pid, tid, us(static_cast<double>(s - r_.start_ns()) / 1e3),
+                      us(static_cast<double>(e - s) / 1e3), args));
+  }
+  void counter(int pid, const std::string& name, std::uint64_t at_ns, double value) {
+    if (at_ns < r_.start_ns()) return;
+    event(fmt::format(R"({{"ph":"C","name":{},"pid":{},"tid":0,"ts":{},"args":{{"seconds":{}}}}})", json_quote(name),
+                      pid, us(static_cast<double>(at_ns - r_.start_ns()) / 1e3), value));
+  }
+
+ private:
+  const Recording& r_;
+  std::ostream& out_;
+  bool first_ = true;
+  std::set<std::pair<int, std::uint64_t>> named_;
+};
+
+// Lane assignment for overlapping intervals (disk requests): the first lane free at the start, else a new one.
+template <typename T, typename Start, typename End>
+std::vector<std::size_t> lanes(const std::vector<const T*>& items, Start start, End end) {
+  std::vector<std::uint64_t> busy_until;
+  std::vector<std::size_t> out;
+  out.reserve(items.size());
+  for (const T* it : items) {
+    std::size_t lane = 0;
+    while (lane < busy_until.size() && busy_until[lane] > start(*it)) ++lane;
+    if (lane == busy_until.size()) busy_until.push_back(0);
+    busy_until[lane] = end(*it);
+    out.push_back(lane);
+  }
+  return out;
+}
+
+double seconds(std::uint64_t from, std::uint64_t to) { return to > from ? static_cast<double>(to - from) / 1e9 : 0; }
+
+}  // namespace
+
+void Recording::start(std::uint64_t mono_ns, std::chrono::system_clock::time_point wall) {
+  start_ns_ = mono_ns;
+  wall_start_ = wall;
+}
+
+bool Recording::in_span(std::uint64_t start_ns, std::uint64_t end_ns) const {
+  return end_ns >= start_ns_ && (end_ns_ == 0 || start_ns <= end_ns_);
+}
+
+bool Recording::add_gc(const RecordedGc& e) { return admit(gcs_, e, e.start_ns, e.end_ns); }
+bool Recording::add_query(const QueryEvent& e) { return admit(queries_, e, e.start_ns, e.end_ns); }
+bool Recording::add_lock_wait(const RecordedLockWait& e) { return admit(locks_, e, e.start_ns, e.end_ns); }
+bool Recording::add_io(const IoEvent& e) { return admit(ios_, e, e.start_ns, e.complete_ns); }
+
+void Recording::add_scrape(const RecordedScrape& s) {
+  if (scrapes_.size() < max_events_) scrapes_.push_back(s);
+}
+
+void write_trace_json(const Recording& r, std::ostream& out) {
+  // Process ids: workers 1.., their PostgreSQL backends 1001.., disks 2001.. (stable order: sorted names).
+  std::set<WorkerLabels> workers;
+  std::set<std::string> devices;
+  for (const auto& g : r.gcs()) workers.insert(g.worker);
+  for (const auto& q : r.queries()) workers.insert(q.worker);
+  for (const auto& l : r.lock_waits()) workers.insert(l.worker);
+  for (const auto& s : r.scrapes()) workers.insert(s.worker);
+  for (const auto& io : r.ios()) devices.insert(io.device);
+  std::map<WorkerLabels, int> worker_pid;
+  for (const auto& w : workers) worker_pid.emplace(w, static_cast<int>(worker_pid.size()) + 1);
+  std::map<std::string, int> device_pid;
+  for (const auto& d : devices) device_pid.emplace(d, static_cast<int>(device_pid.size()) + 2001);
+
+  out << "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"generator\":\"synapse-profiler record\",\"start\":"
+      << json_quote(fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", std::chrono::floor<std::chrono::seconds>(r.wall_start())))
+      << ",\"events\":" << r.events() << ",\"dropped\":" << r.dropped() << "},\"traceEvents\":[";
+  TraceWriter t(r, out);
+  for (const auto& [w, pid] : worker_pid) {
+    t.process(pid, "worker " + worker_title(w), pid);
+    t.process(pid + 1000, "PostgreSQL for " + w.worker, pid + 1000);
+  }
+  for (const auto& [d, pid] : device_pid) t.process(pid, "disk " + d, pid);
+
+  constexpr std::uint64_t kGcTrack = 1;
+  for (const auto& g : r.gcs()) {
+    const int pid = worker_pid.at(g.worker);
+    t.thread(pid, kGcTrack, "GC pauses");
+    std::string gen = g.generation < 0 ? "?" : std::to_string(g.generation);
+    std::string collected = g.collected < 0 ? "null" : std::to_string(g.collected);
+    t.slice(pid, kGcTrack, "gc gen " + gen, "gc", g.start_ns, g.end_ns,
+            fmt::format(R"("generation":{},"collected":{},"pid":{},"thread":{})", g.generation < 0 ? "null" : gen,
+                        collected, g.tgid, g.tid));
+  }
+  for (const auto& q : r.queries()) {
+    const int pid = worker_pid.at(q.worker);
+    const std::string args = fmt::format(R"("fingerprint":{},"fingerprint_id":"{:016x}","verb":{},"table":{})",
+                                         json_quote(q.fingerprint), q.fingerprint_id, json_quote(q.verb),
+                                         json_quote(q.table));
+    if (q.server_side) {
+      t.thread(pid + 1000, q.tgid, fmt::format("backend {}", q.tgid));
+      t.slice(pid + 1000, q.tgid, "exec " + query_name(q), "db_server", q.start_ns, q.end_ns, args);
+    } else {
+      // Thread ids are the worker's own (stable, readable); the GC track's 1 is never a real thread id.
+      t.thread(pid, q.tid, fmt::format("DB thread {}", q.tid));
+      t.slice(pid, q.tid, q.desc.empty() ? query_name(q) : q.desc + ": " + query_name(q), "db_client", q.start_ns,
+              q.end_ns,
+              args + fmt::format(R"(,"desc":{},"pid":{},"connection":"{:x}")", json_quote(q.desc), q.tgid, q.conn));
+    }
+  }
+  for (const auto& l : r.lock_waits()) {
+    const int pid = worker_pid.at(l.worker) + 1000;
+    const std::uint64_t track = 1'000'000'000ULL + l.backend;  // beside the backend's executions, never inside them
+    t.thread(pid, track, fmt::format("backend {} lock waits", l.backend));
+    t.slice(pid, track, "lock wait", "db_lock", l.start_ns, l.end_ns, fmt::format(R"("backend":{})", l.backend));
+  }
+  for (const auto& [device, pid] : device_pid) {
+    std::vector<const IoEvent*> reqs;
+    for (const auto& io : r.ios()) {
+      if (io.device == device) reqs.push_back(&io);
+    }
+    std::sort(reqs.begin(), reqs.end(), [](const IoEvent* a, const IoEvent* b) { return a->start_ns < b->start_ns; });
+    auto lane = lanes<IoEvent>(reqs, [](const IoEvent& e) { return e.start_ns; },
+                               [](const IoEvent& e) { return e.complete_ns; });
+    for (std::size_t i = 0; i < reqs.size(); ++i) {
+      const IoEvent& e = *reqs[i];
+      const std::uint64_t tid = lane[i] + 1;
+      t.thread(pid, tid, fmt::format("lane {}", tid));
+      t.slice(pid, tid, fmt::format("{} {} B", e.op, e.bytes), "disk", e.start_ns, e.complete_ns,
+              fmt::format(R"("worker":{},"via":{},"bytes":{},"queue_us":{},"device_us":{})", json_quote(e.worker.worker),
+                          json_quote(e.via), e.bytes, us(seconds(e.start_ns, e.issue_ns) * 1e6),
+                          us(seconds(e.issue_ns, e.complete_ns) * 1e6)));
+      t.slice(pid, tid, "device", "disk", e.issue_ns, e.complete_ns, "");
+    }
+  }
+  for (const auto& s : r.scrapes()) {
+    const int pid = worker_pid.at(s.worker);
+    if (s.counters.query_time_sum) t.counter(pid, "synapse_storage_query_time_sum", s.at_ns, *s.counters.query_time_sum);
+    if (s.counters.gc_time_sum) t.counter(pid, "python_gc_time_sum", s.at_ns, *s.counters.gc_time_sum);
+  }
+  out << "\n]}\n";
+}
+
+Distribution distribution_of(std::vector<double> v) {
+  Distribution d;
+  d.count = v.size();
+  if (v.empty()) return d;
+  std::sort(v.begin(), v.end());
+  for (double x : v) d.total_s += x;
+  d.mean_s = d.total_s / static_cast<double>(v.size());
+  // Nearest rank: the smallest value with at least p of the values at or below it.
+  auto rank = [&](double p) {
+    auto k = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
+    return v[std::min(v.size(), std::max<std::size_t>(k, 1)) - 1];
+  };
+  d.p50_s = rank(0.50);
+  d.p99_s = rank(0.99);
+  d.max_s = v.back();
+  return d;
+}
+
+RecordingSummary summarize(const Recording& r) {
+  RecordingSummary s;
+  const std::uint64_t from = r.start_ns(), to = std::max(r.end_ns(), r.start_ns());
+  s.span_s = seconds(from, to);
+  s.wall_start = fmt::format("{:%Y-%m-%d %H:%M:%S} UTC", std::chrono::floor<std::chrono::seconds>(r.wall_start()));
+  s.events = r.events();
+  s.dropped = r.dropped();
+  s.max_events = r.max_events();
+
+  struct Acc {
+    std::vector<double> gc, client, server, locks;
+    std::map<int, std::size_t> per_gen;
+    IntervalUnion gc_u, client_u, server_u, disk_u;
+    double io_bytes = 0;
+    std::size_t io_requests = 0;
+    std::map<std::string, std::pair<QueryEvent, std::vector<double>>> fps;
+    std::map<std::string, std::vector<double>> descs;
+  };
+  std::map<WorkerLabels, Acc> acc;
+  for (const auto& g : r.gcs()) {
+    Acc& a = acc[g.worker];
+    a.gc.push_back(seconds(g.start_ns, g.end_ns));
+    ++a.per_gen[g.generation];
+    a.gc_u.add(std::max(g.start_ns, from), g.end_ns);
+  }
+  for (const auto& q : r.queries()) {
+    Acc& a = acc[q.worker];
+    const double d = seconds(q.start_ns, q.end_ns);
+    if (q.server_side) {
+      a.server.push_back(d);
+      a.server_u.add(std::max(q.start_ns, from), q.end_ns);
+      continue;
+    }
+    a.client.push_back(d);
+    a.client_u.add(std::max(q.start_ns, from), q.end_ns);
+    auto& fp = a.fps[q.fingerprint.empty() ? query_name(q) : q.fingerprint];
+    if (fp.second.empty()) fp.first = q;
+    fp.second.push_back(d);
+    a.descs[q.desc.empty() ? "unattributed" : q.desc].push_back(d);
+  }
+  for (const auto& l : r.lock_waits()) acc[l.worker].locks.push_back(seconds(l.start_ns, l.end_ns));
+  std::map<std::string, std::tuple<std::size_t, double, std::vector<double>, std::vector<double>,
+                                   std::map<std::string, std::size_t>>>
+      dev;
+  for (const auto& io : r.ios()) {
+    Acc& a = acc[io.worker];
+    a.io_bytes += io.bytes;
+    ++a.io_requests;
+    a.disk_u.add(std::max(io.start_ns, from), io.complete_ns);
+    auto& [n, bytes, queue, device, per_worker] = dev[io.device];
+    ++n;
+    bytes += io.bytes;
+    queue.push_back(seconds(io.start_ns, io.issue_ns));
+    device.push_back(seconds(io.issue_ns, io.complete_ns));
+    ++per_worker[io.worker.worker + " (" + io.via + ")"];
+  }
+
+  // Query time overlapped by GC pauses of the same process, each (query, pause) pair once.
+  std::map<std::uint32_t, WorkerLabels> worker_of_tgid;
+  std::vector<std::tuple<std::uint64_t, bool, std::size_t>> order;  // end, is_pause, index
+  for (std::size_t i = 0; i < r.gcs().size(); ++i) order.emplace_back(r.gcs()[i].end_ns, true, i);
+  for (std::size_t i = 0; i < r.queries().size(); ++i) {
+    if (!r.queries()[i].server_side) order.emplace_back(r.queries()[i].end_ns, false, i);
+  }
+  std::sort(order.begin(), order.end());
+  OverlapTracker overlap(std::max<std::uint64_t>(to - from, 1) + 1);
+  std::map<WorkerLabels, std::uint64_t> overlap_ns;
+  for (const auto& [end, pause, i] : order) {
+    if (pause) {
+      const auto& g = r.gcs()[i];
+      overlap_ns[g.worker] += overlap.add_pause(g.tgid, g.start_ns, g.end_ns);
+    } else {
+      const auto& q = r.queries()[i];
+      overlap_ns[q.worker] += overlap.add_query(q.tgid, q.start_ns, q.end_ns);
+    }
+  }
+
+  const double span = std::max(s.span_s, 1e-9);
+  for (auto& [w, a] : acc) {
+    WorkerSummary ws;
+    ws.worker = w;
+    ws.gc = distribution_of(a.gc);
+    ws.gc_pauses_s = a.gc;
+    ws.gc_per_generation = a.per_gen;
+    ws.client = distribution_of(a.client);
+    ws.server = distribution_of(a.server);
+    ws.lock_waits = distribution_of(a.locks);
+    ws.io_bytes = a.io_bytes;
+    ws.io_requests = a.io_requests;
+    ws.gc_share = static_cast<double>(a.gc_u.covered(from, to)) / 1e9 / span;
+    ws.client_share = static_cast<double>(a.client_u.covered(from, to)) / 1e9 / span;
+    ws.server_share = static_cast<double>(a.server_u.covered(from, to)) / 1e9 / span;
+    ws.disk_share = static_cast<double>(a.disk_u.covered(from, to)) / 1e9 / span;
+    ws.query_gc_overlap_s = static_cast<double>(overlap_ns[w]) / 1e9;
+    for (auto& [text, fp] : a.fps) {
+      ws.top_fingerprints.push_back({text, fp.first.verb, fp.first.table, distribution_of(std::move(fp.second))});
+    }
+    std::sort(ws.top_fingerprints.begin(), ws.top_fingerprints.end(),
+              [](const FingerprintStats& x, const FingerprintStats& y) { return x.time.total_s > y.time.total_s; });
+    if (ws.top_fingerprints.size() > 10) ws.top_fingerprints.resize(10);
+    for (auto& [desc, times] : a.descs) ws.top_transactions.push_back({desc, "", "", distribution_of(std::move(times))});
+    std::sort(ws.top_transactions.begin(), ws.top_transactions.end(),
+              [](const FingerprintStats& x, const FingerprintStats& y) { return x.time.total_s > y.time.total_s; });
+    if (ws.top_transactions.size() > 10) ws.top_transactions.resize(10);
+    s.workers.push_back(std::move(ws));
+  }
+  for (auto& [name, d] : dev) {
+    auto& [n, bytes, queue, device, per_worker] = d;
+    DeviceSummary ds;
+    ds.device = name;
+    ds.requests = n;
+    ds.bytes = bytes;
+    ds.queue = distribution_of(std::move(queue));
+    ds.device_times_s = device;
+    ds.device_time = distribution_of(std::move(device));
+    ds.per_worker = std::move(per_worker);
+    s.devices.push_back(std::move(ds));
+  }
+
+  // Findings, in plain sentences.
+  if (s.dropped > 0) {
+    s.findings.push_back(fmt::format("The event cap ({}) was reached: {} later events were not recorded; the numbers "
+                                     "below cover only what was recorded.",
+                                     s.max_events, s.dropped));
+  }
+  for (const auto& w : s.workers) {
+    const std::string& n = w.worker.worker;
+    if (w.client.total_s > 0 && w.query_gc_overlap_s > 0) {
+      s.findings.push_back(fmt::format("{} of {}'s query time overlapped GC pauses of the same process ({:.3f} s of "
+                                       "{:.3f} s): those queries waited for the collector to release the GIL.",
+                                       pct(w.query_gc_overlap_s / w.client.total_s), n, w.query_gc_overlap_s,
+                                       w.client.total_s));
+    }
+    if (w.gc.count > 0) {
+      s.findings.push_back(fmt::format("{} spent {} of the recording in {} GC pauses (p99 {}, longest {}).", n,
+                                       pct(w.gc_share), w.gc.count, ms(w.gc.p99_s), ms(w.gc.max_s)));
+    }
+    if (w.client.count > 0) {
+      std::string where =
+          w.server.count == 0
+              ? "no server-side execution was seen for it"
+              : fmt::format("PostgreSQL was executing its statements {} of the time{}", pct(w.server_share),
+                            w.client_share > 2 * w.server_share + 0.01
+                                ? ", so most of the wait is outside PostgreSQL's execution (network, connection "
+                                  "pool, libpq, locks before execution)"
+                                : "");
+      s.findings.push_back(fmt::format("{} had a database call in flight {} of the time ({} calls, p99 {}); {}.", n,
+                                       pct(w.client_share), w.client.count, ms(w.client.p99_s), where));
+    }
+    if (!w.top_fingerprints.empty()) {
+      const auto& f = w.top_fingerprints.front();
+      s.findings.push_back(fmt::format("{}'s most expensive statement: \"{}\" ({} calls, {:.3f} s in total, mean {}, "
+                                       "p99 {}).",
+                                       n, f.fingerprint.size() > 120 ? f.fingerprint.substr(0, 117) + "..." : f.fingerprint,
+                                       f.time.count, f.time.total_s, ms(f.time.mean_s), ms(f.time.p99_s)));
+    }
+    if (w.io_requests > 0) {
+      s.findings.push_back(fmt::format("{} caused {} disk requests ({:.1f} MiB), itself or through its PostgreSQL "
+                                       "backends; a request was in flight {} of the time.",
+                                       n, w.io_requests, w.io_bytes / 1048576.0, pct(w.disk_share)));
+    }
+  }
+  for (const auto& d : s.devices) {
+    s.findings.push_back(fmt::format("Disk {}: {} requests, {:.1f} MiB; device time p50 {}, p99 {}; queue time p99 {}.",
+                                     d.device, d.requests, d.bytes / 1048576.0, ms(d.device_time.p50_s),
+                                     ms(d.device_time.p99_s), ms(d.queue.p99_s)));
+  }
+  if (s.workers.empty()) s.findings.push_back("No Synapse worker activity was recorded.");
+  return s;
+}
+
+std::string render_summary_text(const RecordingSummary& s) {
+  std::string out = fmt::format("synapse-profiler record: {:.1f} s from {}, {} events{}\n\n", s.span_s, s.wall_start,
+                                s.events, s.dropped ? fmt::format(" ({} dropped at the cap)", s.dropped) : "");
+  out += "Findings:\n";
+  for (const auto& f : s.findings) out += "  - " + f + "\n";
+  out += "\nPer worker:\n";
+  for (const auto& w : s.workers) {
+    out += fmt::format("  {}\n", worker_title(w.worker));
+    out += fmt::format("    GC:        {} pauses, {:.3f} s, share {}, p99 {}, max {}\n", w.gc.count, w.gc.total_s,
+                       pct(w.gc_share), ms(w.gc.p99_s), ms(w.gc.max_s));
+    out += fmt::format("    queries:   {} calls, {:.3f} s, share {}, mean {}, p99 {}\n", w.client.count,
+                       w.client.total_s, pct(w.client_share), ms(w.client.mean_s), ms(w.client.p99_s));
+    out += fmt::format("    server:    {} statements, {:.3f} s, share {}; lock waits {} ({:.3f} s)\n", w.server.count,
+                       w.server.total_s, pct(w.server_share), w.lock_waits.count, w.lock_waits.total_s);
+    out += fmt::format("    disk:      {} requests, {:.1f} MiB, share {}\n", w.io_requests, w.io_bytes / 1048576.0,
+                       pct(w.disk_share));
+    out += fmt::format("    GC overlap with queries: {:.3f} s\n", w.query_gc_overlap_s);
+    for (std::size_t i = 0; i < w.top_transactions.size() && i < 5; ++i) {
+      const auto& t = w.top_transactions[i];
+      out += fmt::format("    transaction {}: {} queries, {:.3f} s, mean {}, p99 {}\n", t.fingerprint, t.time.count,
+                         t.time.total_s, ms(t.time.mean_s), ms(t.time.p99_s));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// A bar chart of a duration distribution over the exported buckets' bounds, as inline SVG.
+std::string svg_histogram(const std::vector<double>& values_s, const std::string& title) {
+  static const double kBounds[] = {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2,
+                                   2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  constexpr std::size_t kN = std::size(kBounds) + 1;
+  std::size_t counts[kN] = {};
+  for (double v : values_s) {
+    std::size_t b = 0;
+    while (b < std::size(kBounds) && v > kBounds[b]) ++b;
+    ++counts[b];
+  }
+  // Only the range that holds values, so the chart is readable.
+  std::size_t lo = kN, hi = 0;
+  for (std::size_t i = 0; i < kN; ++i) {
+    if (counts[i]) {
+      lo = std::min(lo, i);
+      hi = i;
+    }
+  }
+  if (lo == kN) return "<p class=\"none\">no " + html_escape(title) + "</p>";
+  const std::size_t max = *std::max_element(counts, counts + kN);
+  const int bar = 36, gap = 6, height = 120, top = 20, label = 30;
+  const int width = static_cast<int>(hi - lo + 1) * (bar + gap) + gap;
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"{}\">"
+      "<rect width=\"100%\" height=\"100%\" fill=\"#fafafa\"/>",
+      width, top + height + label, html_escape(title));
+  for (std::size_t i = lo; i <= hi; ++i) {
+    const int x = gap + static_cast<int>(i - lo) * (bar + gap);
+    const int h = counts[i] ? std::max(2, static_cast<int>(static_cast<double>(counts[i]) * height / max)) : 0;
+    const std::string le = i < std::size(kBounds) ? fmt::format("≤{}", ms(kBounds[i])) : std::string("more");
+    svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#3b6ea8\"><title>{}: {}</title></rect>",
+                       x, top + height - h, bar, h, le, counts[i]);
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{}</text>", x + bar / 2,
+                       top + height - h - 4, counts[i]);
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"8\" text-anchor=\"middle\">{}</text>", x + bar / 2,
+                       top + height + 14, i < std::size(kBounds) ? fmt::format("{:g}ms", kBounds[i] * 1e3) : "more");
+  }
+  return svg + "</svg>";
+}
+
+std::string dist_cells(const Distribution& d) {
+  return fmt::format("<td>{}</td><td>{:.3f}</td><td>{}</td><td>{}</td><td>{}</td>", d.count, d.total_s, ms(d.mean_s),
+                     ms(d.p99_s), ms(d.max_s));
+}
+
+}  // namespace
+
+std::string render_report_html(const RecordingSummary& s) {
+  std::string h = R"(<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>synapse-profiler recording</title>
+<style>
+body{font-family:sans-serif;margin:2em;color:#222;background:#fff}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}h3{font-size:1em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f0f0f0}td.l,th.l{text-align:left;font-family:monospace;max-width:60em;word-break:break-all}
+li{margin:.3em 0}.none{color:#888}
+</style></head><body>
+)";
+  h += fmt::format("<h1>synapse-profiler recording</h1><p>{:.1f} s from {}; {} events recorded{}.</p>\n", s.span_s,
+                   html_escape(s.wall_start), s.events,
+                   s.dropped ? fmt::format(", {} dropped at the cap of {}", s.dropped, s.max_events) : "");
+  h += "<h2>Findings</h2><ul id=\"findings\">\n";
+  for (const auto& f : s.findings) h += "<li>" + html_escape(f) + "</li>\n";
+  h += "</ul>\n";
+  for (const auto& w : s.workers) {
+    h += fmt::format("<h2>{}</h2>\n", html_escape(worker_title(w.worker)));
+    h += "<table><tr><th class=\"l\"></th><th>count</th><th>total s</th><th>mean</th><th>p99</th><th>max</th>"
+         "<th>share of time</th></tr>\n";
+    h += "<tr><td class=\"l\">GC pauses</td>" + dist_cells(w.gc) + "<td>" + pct(w.gc_share) + "</td></tr>\n";
+    h += "<tr><td class=\"l\">queries (libpq)</td>" + dist_cells(w.client) + "<td>" + pct(w.client_share) +
+         "</td></tr>\n";
+    h += "<tr><td class=\"l\">server-side execution</td>" + dist_cells(w.server) + "<td>" + pct(w.server_share) +
+         "</td></tr>\n";
+    h += "<tr><td class=\"l\">lock waits</td>" + dist_cells(w.lock_waits) + "<td></td></tr>\n";
+    h += fmt::format("<tr><td class=\"l\">disk requests</td><td>{}</td><td colspan=\"4\">{:.1f} MiB</td><td>{}</td>"
+                     "</tr></table>\n",
+                     w.io_requests, w.io_bytes / 1048576.0, pct(w.disk_share));
+    h += fmt::format("<p>Query time overlapped by GC pauses: {:.3f} s.</p>\n", w.query_gc_overlap_s);
+    h += "<h3>GC pause distribution</h3>\n" + svg_histogram(w.gc_pauses_s, "GC pauses") + "\n";
+    h += "<h3>Top Synapse transactions by query time</h3>\n";
+    if (w.top_transactions.empty()) {
+      h += "<p class=\"none\">no queries</p>\n";
+    } else {
+      h += "<table><tr><th class=\"l\">transaction (desc)</th><th>queries</th><th>total s</th><th>mean</th><th>p99</th>"
+           "<th>max</th></tr>\n";
+      for (const auto& t : w.top_transactions) {
+        h += "<tr><td class=\"l\">" + html_escape(t.fingerprint) + "</td>" + dist_cells(t.time) + "</tr>\n";
+      }
+      h += "</table>\n";
+    }
+    h += "<h3>Top statements by total time</h3>\n";
+    if (w.top_fingerprints.empty()) {
+      h += "<p class=\"none\">no queries</p>\n";
+    } else {
+      h += "<table><tr><th class=\"l\">fingerprint</th><th>count</th><th>total s</th><th>mean</th><th>p99</th>"
+           "<th>max</th></tr>\n";
+      for (const auto& f : w.top_fingerprints) {
+        h += "<tr><td class=\"l\">" + html_escape(f.fingerprint) + "</td>" + dist_cells(f.time) + "</tr>\n";
+      }
+      h += "</table>\n";
+    }
+  }
+  if (!s.devices.empty()) {
+    h += "<h2>Disks</h2>\n<table><tr><th class=\"l\">device</th><th>requests</th><th>MiB</th><th>queue p99</th>"
+         "<th>device p50</th><th>device p99</th><th>device max</th><th class=\"l\">by worker</th></tr>\n";
+    for (const auto& d : s.devices) {
+      std::string by;
+      for (const auto& [w, n] : d.per_worker) by += fmt::format("{}{}: {}", by.empty() ? "" : ", ", w, n);
+      h += fmt::format("<tr><td class=\"l\">{}</td><td>{}</td><td>{:.1f}</td><td>{}</td><td>{}</td><td>{}</td>"
+                       "<td>{}</td><td class=\"l\">{}</td></tr>\n",
+                       html_escape(d.device), d.requests, d.bytes / 1048576.0, ms(d.queue.p99_s),
+                       ms(d.device_time.p50_s), ms(d.device_time.p99_s), ms(d.device_time.max_s), html_escape(by));
+    }
+    h += "</table>\n";
+    for (const auto& d : s.devices) {
+      h += "<h3>Device time of " + html_escape(d.device) + "</h3>\n" +
+           svg_histogram(d.device_times_s, "device time of " + d.device) + "\n";
+    }
+  }
+  h += "</body></html>\n";
+  return h;
+}
+
+}  // namespace sp

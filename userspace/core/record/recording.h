@@ -1,0 +1,173 @@
+// A deep-dive recording (`synapse-profiler record`): every GC pause, client query, server-side execution, lock wait
+// and disk request of the profiled workers over a bounded time, kept in memory up to an event cap, plus the workers'
+// scraped Synapse counters. From it: a Chrome trace (trace.json, for Perfetto / chrome://tracing), a summary with the
+// headline findings (summary.txt) and a self-contained HTML report (report.html). All pure: the agent's probe
+// families feed it through their event sinks, tests feed it synthetic events.
+//
+// Security: queries are kept as their fingerprint (normalised text without literals), never as the SQL sent.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "core/correlate/correlator.h"  // SynapseCounters
+#include "core/model/db_stats.h"
+#include "core/model/io_stats.h"
+#include "core/model/process_book.h"
+
+namespace sp {
+
+struct RecordedGc {
+  WorkerLabels worker;
+  std::uint32_t tgid = 0;
+  std::uint32_t tid = 0;
+  std::uint64_t start_ns = 0;
+  std::uint64_t end_ns = 0;
+  int generation = -1;          // -1: unknown
+  std::int64_t collected = -1;  // -1: unknown
+};
+
+struct RecordedLockWait {
+  WorkerLabels worker;  // the worker the backend serves
+  std::uint32_t backend = 0;
+  std::uint64_t start_ns = 0;
+  std::uint64_t end_ns = 0;
+};
+
+struct RecordedScrape {
+  WorkerLabels worker;
+  std::uint64_t at_ns = 0;
+  SynapseCounters counters;
+};
+
+class Recording {
+ public:
+  // `max_events`: GC pauses, queries, lock waits and disk requests together; later ones are counted as dropped.
+  explicit Recording(std::size_t max_events = 1'000'000) : max_events_(max_events) {}
+
+  // The recording's time origin (CLOCK_MONOTONIC ns) and the wall-clock time of that moment.
+  void start(std::uint64_t mono_ns, std::chrono::system_clock::time_point wall);
+  void finish(std::uint64_t mono_ns) { end_ns_ = mono_ns; }
+
+  // Each returns false when the event was dropped (cap reached, or outside the recording's span).
+  bool add_gc(const RecordedGc& e);
+  bool add_query(const QueryEvent& e);  // client (libpq) or server side, by e.server_side
+  bool add_lock_wait(const RecordedLockWait& e);
+  bool add_io(const IoEvent& e);
+  void add_scrape(const RecordedScrape& s);
+
+  std::uint64_t start_ns() const { return start_ns_; }
+  std::uint64_t end_ns() const { return end_ns_; }
+  std::chrono::system_clock::time_point wall_start() const { return wall_start_; }
+  std::size_t max_events() const { return max_events_; }
+  std::size_t events() const { return gcs_.size() + queries_.size() + locks_.size() + ios_.size(); }
+  std::uint64_t dropped() const { return dropped_; }
+  bool cap_reached() const { return dropped_ > 0; }
+
+  const std::vector<RecordedGc>& gcs() const { return gcs_; }
+  const std::vector<QueryEvent>& queries() const { return queries_; }
+  const std::vector<RecordedLockWait>& lock_waits() const { return locks_; }
+  const std::vector<IoEvent>& ios() const { return ios_; }
+  const std::vector<RecordedScrape>& scrapes() const { return scrapes_; }
+
+ private:
+  bool in_span(std::uint64_t start_ns, std::uint64_t end_ns) const;
+  // Appends `e` to `into` when it lies in the span and the cap allows; counts it as dropped when the cap does not.
+  template <typename T>
+  bool admit(std::vector<T>& into, const T& e, std::uint64_t start_ns, std::uint64_t end_ns) {
+    if (!in_span(start_ns, end_ns)) return false;
+    if (events() >= max_events_) {
+      ++dropped_;
+      return false;
+    }
+    into.push_back(e);
+    return true;
+  }
+
+  std::size_t max_events_;
+  std::uint64_t start_ns_ = 0;
+  std::uint64_t end_ns_ = 0;
+  std::chrono::system_clock::time_point wall_start_{};
+  std::uint64_t dropped_ = 0;
+  std::vector<RecordedGc> gcs_;
+  std::vector<QueryEvent> queries_;
+  std::vector<RecordedLockWait> locks_;
+  std::vector<IoEvent> ios_;
+  std::vector<RecordedScrape> scrapes_;
+};
+
+// Chrome trace event format (JSON object form): one process per worker (GC and per-thread query tracks, scraped
+// counters), one per worker's PostgreSQL backends (server-side execution and lock waits), one per disk (requests on
+// lanes, each with its device stage nested). Timestamps in microseconds from the recording's start.
+void write_trace_json(const Recording& r, std::ostream& out);
+
+// The numbers the report and summary show.
+struct Distribution {
+  std::size_t count = 0;
+  double total_s = 0;
+  double mean_s = 0;
+  double p50_s = 0;
+  double p99_s = 0;
+  double max_s = 0;
+};
+Distribution distribution_of(std::vector<double> seconds);
+
+struct FingerprintStats {
+  std::string fingerprint;  // normalised text, no literals
+  std::string verb, table;
+  Distribution time;
+};
+
+struct WorkerSummary {
+  WorkerLabels worker;
+  Distribution gc;
+  std::map<int, std::size_t> gc_per_generation;
+  std::vector<double> gc_pauses_s;  // for the distribution chart
+  Distribution client;
+  Distribution server;
+  Distribution lock_waits;
+  double io_bytes = 0;
+  std::size_t io_requests = 0;
+  double gc_share = 0;            // union of pauses / span
+  double client_share = 0;        // union of libpq calls / span
+  double server_share = 0;
+  double disk_share = 0;
+  double query_gc_overlap_s = 0;  // client query time overlapped by a GC pause of the same process
+  std::vector<FingerprintStats> top_fingerprints;  // by total time, at most 10
+  // Client query time per Synapse transaction (desc; "unattributed" without one), by total time, at most 10.
+  std::vector<FingerprintStats> top_transactions;
+};
+
+struct DeviceSummary {
+  std::string device;
+  std::size_t requests = 0;
+  double bytes = 0;
+  Distribution queue;
+  Distribution device_time;
+  std::vector<double> device_times_s;  // for the distribution chart
+  std::map<std::string, std::size_t> per_worker;  // requests charged to each worker (with via)
+};
+
+struct RecordingSummary {
+  double span_s = 0;
+  std::string wall_start;  // ISO 8601, UTC
+  std::size_t events = 0;
+  std::uint64_t dropped = 0;
+  std::size_t max_events = 0;
+  std::vector<WorkerSummary> workers;
+  std::vector<DeviceSummary> devices;
+  std::vector<std::string> findings;  // plain sentences, most important first
+};
+RecordingSummary summarize(const Recording& r);
+
+std::string render_summary_text(const RecordingSummary& s);
+// One self-contained HTML file: inline CSS and SVG, no script, no external resource.
+std::string render_report_html(const RecordingSummary& s);
+
+}  // namespace sp

@@ -1,0 +1,66 @@
+// The libpq probe family's BPF side: one loaded object (bpf/libpq.bpf.c) shared by every traced worker, with
+// per-process uprobes on the libpq each worker has mapped. Query records come through a ring buffer drained by the
+// caller; records the ring buffer could not take are counted per process in the kernel (read_lost()).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "probes/handles.h"
+#include "probes/map_util.h"
+#include "libpq.h"
+
+struct libpq_bpf;
+
+namespace sp::bpf {
+
+struct LibpqAttachSpec {
+  int host_pid = 0;
+  std::string libpq_path;   // a path the agent can open: /proc/PID/root/<path from the target's maps>
+  bool async = true;        // also the PQsendQuery* / PQgetResult probes (extra traps on every query)
+  std::string description;  // for messages: "worker synchrotron1 (pid 42)"
+};
+
+class LibpqProbe {
+ public:
+  static std::unique_ptr<LibpqProbe> create(std::string& error);
+  ~LibpqProbe();
+  LibpqProbe(const LibpqProbe&) = delete;
+  LibpqProbe& operator=(const LibpqProbe&) = delete;
+
+  // All-or-nothing: on failure nothing stays attached and `error` names the function, the file and the worker.
+  bool attach(const LibpqAttachSpec& spec, std::string& error);
+  void detach(int host_pid);
+  // Turns desc attribution on for one attached process (its CPython's offsets and addresses), or off.
+  bool set_python(int host_pid, const pq_py_proc& settings, std::string& error);
+  void clear_python(int host_pid);
+  bool attached(int host_pid) const { return links_.count(host_pid) != 0; }
+
+  int drain(const std::function<void(const pq_event&)>& fn) { return ring_.drain(fn); }
+  int ring_fd() const { return ring_.fd(); }
+  std::vector<std::pair<std::uint32_t, pq_lost>> read_lost() const;
+  void erase_lost(int host_pid);
+  std::uint64_t events_lost() const;
+  std::uint64_t hook_misses() const;  // see recursion_misses()
+  std::uint64_t unmatched_returns() const;
+  // How the frame walk found thread states: through the TSS key, and by walking the thread list.
+  std::uint64_t thread_states_by_tss() const;
+  std::uint64_t thread_states_by_list() const;
+
+ private:
+  LibpqProbe() = default;
+  struct SkelDelete {
+    void operator()(libpq_bpf* s) const;
+  };
+  std::unique_ptr<libpq_bpf, SkelDelete> skel_;
+  TypedRing<pq_event, offsetof(pq_event, text)> ring_;  // records end at their text's NUL
+  std::map<int, std::vector<Link>> links_;
+};
+
+}  // namespace sp::bpf

@@ -1,0 +1,57 @@
+// The PostgreSQL server-side probe family's BPF side: USDT probes on each postgres binary in use (once per binary,
+// for every process that runs it, so backends forked later are covered), per-backend counters in the kernel, query
+// records through a ring buffer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "probes/handles.h"
+#include "probes/map_util.h"
+#include "pgserver.h"
+
+struct pgserver_bpf;
+
+namespace sp::bpf {
+
+class PgServerProbe {
+ public:
+  static std::unique_ptr<PgServerProbe> create(std::string& error);
+  ~PgServerProbe();
+  PgServerProbe(const PgServerProbe&) = delete;
+  PgServerProbe& operator=(const PgServerProbe&) = delete;
+
+  // Attaches every probe to `binary_path` (a path the agent can open, e.g. /proc/PM/root/usr/lib/.../postgres) for
+  // all processes, under `key`. All-or-nothing.
+  bool attach(const std::string& key, const std::string& binary_path, std::string& error);
+  void detach(const std::string& key);
+  bool attached(const std::string& key) const { return links_.count(key) != 0; }
+  std::size_t attached_count() const { return links_.size(); }
+
+  int drain(const std::function<void(const pgs_query_event&)>& fn) { return ring_.drain(fn); }
+  int drain_locks(const std::function<void(const pgs_lock_event&)>& fn) { return lock_ring_.drain(fn); }
+  int ring_fd() const { return ring_.fd(); }
+  int lock_ring_fd() const { return lock_ring_.fd(); }
+  std::vector<std::pair<std::uint32_t, pgs_backend_stats>> read_backends() const;
+  void erase_backend(int tgid);
+  std::uint64_t events_lost() const;
+  std::uint64_t hook_misses() const;  // see recursion_misses()
+
+ private:
+  PgServerProbe() = default;
+  struct SkelDelete {
+    void operator()(pgserver_bpf* s) const;
+  };
+  std::unique_ptr<pgserver_bpf, SkelDelete> skel_;
+  TypedRing<pgs_query_event, offsetof(pgs_query_event, text)> ring_;  // records end at their text's NUL
+  TypedRing<pgs_lock_event> lock_ring_;
+  std::map<std::string, std::vector<Link>> links_;
+};
+
+}  // namespace sp::bpf
