@@ -3,7 +3,9 @@
 // Decoding of what the driver's tracepoints deliver is covered with synthetic events in tests/unit/nvme_stats_test.cpp.
 #include <unistd.h>
 
-#include "probes/nvme_family.h"
+#include "agent/families/nvme_family.h"
+#include "probes/nvme_probe.h"
+#include "probes/openers.h"
 #include "exporter/families.h"
 #include "exporter/probe_metrics.h"
 #include "harness.h"
@@ -18,7 +20,7 @@ TEST(NvmeProbeIT, FamilyIsOffWithItsReasonWhereTheDriverIsAbsentAndOnWhereItIsPr
   if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
   std::string why_absent;
   const bool present = sp::bpf::kernel_has_nvme_tracepoints(why_absent);
-  sp::bpf::NvmeFamily family("/sys", {});
+  sp::agent::NvmeFamily family("/sys", {}, sp::bpf::nvme_kernel());
   std::string error;
   const bool started = family.start(error);
   family.poll();

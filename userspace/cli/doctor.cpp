@@ -10,7 +10,9 @@
 
 #include "probes/features.h"
 #include "probes/libbpf_setup.h"
-#include "probes/nvme_family.h"
+#include "probes/nvme_probe.h"
+#include "probes/openers.h"
+#include "agent/families/nvme_family.h"
 #include "cli/commands.h"
 #include "core/proc/capabilities.h"
 #include "core/correlate/correlator.h"
@@ -92,7 +94,7 @@ void check_kernel(Report& r) {
     r.line(h.ok ? Verdict::Ok : Verdict::Fail, "BPF hook " + h.hook, h.detail);
   }
   // NVMe: optional. Loading the probes is the real check (a driver without tracepoint BTF cannot be probed).
-  bpf::NvmeFamily nvme("/sys", {});
+  agent::NvmeFamily nvme("/sys", {}, bpf::nvme_kernel());
   std::string why;
   bool attached = nvme.start(why);
   r.line(attached ? Verdict::Ok : Verdict::Warn, "NVMe command probes (queue, opcode, completion status)",

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/families/blockio_kernel.h"
 #include "probes/handles.h"
 #include "probes/map_util.h"
 #include "blockio.h"
@@ -21,7 +22,7 @@ namespace sp::bpf {
 // attribute a request at insert or issue.
 bool kernel_has_block_io_start();
 
-class BlockIoProbe {
+class BlockIoProbe : public agent::BlockIoKernel {
  public:
   // Loads and attaches (system-wide: the block layer has no per-process attach). `hooks` describes what was used,
   // e.g. "tp_btf: block_io_start, block_rq_insert, block_rq_issue, block_rq_complete".
@@ -31,15 +32,15 @@ class BlockIoProbe {
   BlockIoProbe(const BlockIoProbe&) = delete;
   BlockIoProbe& operator=(const BlockIoProbe&) = delete;
 
-  const std::string& hooks() const { return hooks_; }
-  std::vector<std::pair<sp_io_key, sp_io_hist>> read() const;
+  const std::string& hooks() const override { return hooks_; }
+  std::vector<std::pair<sp_io_key, sp_io_hist>> read() const override;
   // Atomically reads and removes one entry (for processes that are not ours: folded into "other" in userspace).
-  bool take(const sp_io_key& key, sp_io_hist& out);
-  int drain(const std::function<void(const sp_io_event&)>& fn) { return ring_.drain(fn); }
-  int ring_fd() const { return ring_.fd(); }
-  std::uint64_t events_lost() const;
+  bool take(const sp_io_key& key, sp_io_hist& out) override;
+  int drain(const std::function<void(const sp_io_event&)>& fn) override { return ring_.drain(fn); }
+  int ring_fd() const override { return ring_.fd(); }
+  std::uint64_t events_lost() const override;
   std::uint64_t stat(sp_io_stat which) const;  // one of the io_stats counters, summed over CPUs
-  std::uint64_t hook_misses() const;  // see recursion_misses()
+  std::uint64_t hook_misses() const override;  // see recursion_misses()
 
  private:
   BlockIoProbe() = default;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/families/gc_kernel.h"
 #include "probes/handles.h"
 #include "probes/map_util.h"
 #include "gc.h"
@@ -19,23 +20,11 @@ struct gc_bpf;
 
 namespace sp::bpf {
 
-enum class GcAttachMethod { Usdt, Uprobe };
+using agent::GcAttachMethod;
+using agent::GcAttachSpec;
+using agent::GcHistEntry;
 
-struct GcAttachSpec {
-  int host_pid = 0;
-  std::string binary_path;     // a path the agent can open: /proc/PID/root/<path from the target's maps>
-  GcAttachMethod method = GcAttachMethod::Usdt;
-  std::uint64_t func_offset = 0;  // file offset of the collection function (Uprobe)
-  gc_target target{};          // how to read generation and collected count in this process
-  std::string description;     // for messages: "worker synchrotron1 (pid 42)"
-};
-
-struct GcHistEntry {
-  gc_hist_key key;
-  gc_hist value;
-};
-
-class GcProbe {
+class GcProbe : public agent::GcKernel {
  public:
   // Opens and loads the BPF object; nullptr with `error` set when the kernel refuses.
   static std::unique_ptr<GcProbe> create(std::string& error);
@@ -44,20 +33,20 @@ class GcProbe {
   GcProbe& operator=(const GcProbe&) = delete;
 
   // Attaches to one process. On failure nothing stays attached and `error` names the operation and the object.
-  bool attach(const GcAttachSpec& spec, std::string& error);
+  bool attach(const GcAttachSpec& spec, std::string& error) override;
   // Releases the process's probes and forgets its per-process state (histogram entries are left for the caller to
   // read one last time and then erase with erase_hist()).
-  void detach(int host_pid);
+  void detach(int host_pid) override;
   bool attached(int host_pid) const { return links_.count(host_pid) != 0; }
 
-  std::vector<GcHistEntry> read_hist() const;
-  void erase_hist(int host_pid);
+  std::vector<GcHistEntry> read_hist() const override;
+  void erase_hist(int host_pid) override;
 
   // Consumes every event in the ring buffer, calling `fn` for each; returns how many.
-  int drain(const std::function<void(const gc_event&)>& fn);
-  int ring_fd() const { return ring_.fd(); }
-  std::uint64_t events_lost() const;
-  std::uint64_t hook_misses() const;  // see recursion_misses()
+  int drain(const std::function<void(const gc_event&)>& fn) override;
+  int ring_fd() const override { return ring_.fd(); }
+  std::uint64_t events_lost() const override;
+  std::uint64_t hook_misses() const override;  // see recursion_misses()
   std::uint64_t unmatched_ends() const;
 
  private:

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/families/libpq_kernel.h"
 #include "probes/handles.h"
 #include "probes/map_util.h"
 #include "libpq.h"
@@ -20,14 +21,9 @@ struct libpq_bpf;
 
 namespace sp::bpf {
 
-struct LibpqAttachSpec {
-  int host_pid = 0;
-  std::string libpq_path;   // a path the agent can open: /proc/PID/root/<path from the target's maps>
-  bool async = true;        // also the PQsendQuery* / PQgetResult probes (extra traps on every query)
-  std::string description;  // for messages: "worker synchrotron1 (pid 42)"
-};
+using agent::LibpqAttachSpec;
 
-class LibpqProbe {
+class LibpqProbe : public agent::LibpqKernel {
  public:
   static std::unique_ptr<LibpqProbe> create(std::string& error);
   ~LibpqProbe();
@@ -35,19 +31,19 @@ class LibpqProbe {
   LibpqProbe& operator=(const LibpqProbe&) = delete;
 
   // All-or-nothing: on failure nothing stays attached and `error` names the function, the file and the worker.
-  bool attach(const LibpqAttachSpec& spec, std::string& error);
-  void detach(int host_pid);
+  bool attach(const LibpqAttachSpec& spec, std::string& error) override;
+  void detach(int host_pid) override;
   // Turns desc attribution on for one attached process (its CPython's offsets and addresses), or off.
-  bool set_python(int host_pid, const pq_py_proc& settings, std::string& error);
+  bool set_python(int host_pid, const pq_py_proc& settings, std::string& error) override;
   void clear_python(int host_pid);
   bool attached(int host_pid) const { return links_.count(host_pid) != 0; }
 
-  int drain(const std::function<void(const pq_event&)>& fn) { return ring_.drain(fn); }
-  int ring_fd() const { return ring_.fd(); }
-  std::vector<std::pair<std::uint32_t, pq_lost>> read_lost() const;
-  void erase_lost(int host_pid);
-  std::uint64_t events_lost() const;
-  std::uint64_t hook_misses() const;  // see recursion_misses()
+  int drain(const std::function<void(const pq_event&)>& fn) override { return ring_.drain(fn); }
+  int ring_fd() const override { return ring_.fd(); }
+  std::vector<std::pair<std::uint32_t, pq_lost>> read_lost() const override;
+  void erase_lost(int host_pid) override;
+  std::uint64_t events_lost() const override;
+  std::uint64_t hook_misses() const override;  // see recursion_misses()
   std::uint64_t unmatched_returns() const;
   // How the frame walk found thread states: through the TSS key, and by walking the thread list.
   std::uint64_t thread_states_by_tss() const;

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/families/pgserver_kernel.h"
 #include "probes/handles.h"
 #include "probes/map_util.h"
 #include "pgserver.h"
@@ -20,7 +21,7 @@ struct pgserver_bpf;
 
 namespace sp::bpf {
 
-class PgServerProbe {
+class PgServerProbe : public agent::PgServerKernel {
  public:
   static std::unique_ptr<PgServerProbe> create(std::string& error);
   ~PgServerProbe();
@@ -29,19 +30,20 @@ class PgServerProbe {
 
   // Attaches every probe to `binary_path` (a path the agent can open, e.g. /proc/PM/root/usr/lib/.../postgres) for
   // all processes, under `key`. All-or-nothing.
-  bool attach(const std::string& key, const std::string& binary_path, std::string& error);
-  void detach(const std::string& key);
-  bool attached(const std::string& key) const { return links_.count(key) != 0; }
-  std::size_t attached_count() const { return links_.size(); }
+  bool attach(const std::string& key, const std::string& binary_path, std::string& error) override;
+  void detach(const std::string& key) override;
+  bool attached(const std::string& key) const override { return links_.count(key) != 0; }
+  std::size_t attached_count() const override { return links_.size(); }
 
-  int drain(const std::function<void(const pgs_query_event&)>& fn) { return ring_.drain(fn); }
-  int drain_locks(const std::function<void(const pgs_lock_event&)>& fn) { return lock_ring_.drain(fn); }
+  int drain(const std::function<void(const pgs_query_event&)>& fn) override { return ring_.drain(fn); }
+  int drain_locks(const std::function<void(const pgs_lock_event&)>& fn) override { return lock_ring_.drain(fn); }
   int ring_fd() const { return ring_.fd(); }
   int lock_ring_fd() const { return lock_ring_.fd(); }
-  std::vector<std::pair<std::uint32_t, pgs_backend_stats>> read_backends() const;
-  void erase_backend(int tgid);
-  std::uint64_t events_lost() const;
-  std::uint64_t hook_misses() const;  // see recursion_misses()
+  std::vector<int> ring_fds() const override { return {ring_.fd(), lock_ring_.fd()}; }
+  std::vector<std::pair<std::uint32_t, pgs_backend_stats>> read_backends() const override;
+  void erase_backend(int tgid) override;
+  std::uint64_t events_lost() const override;
+  std::uint64_t hook_misses() const override;  // see recursion_misses()
 
  private:
   PgServerProbe() = default;

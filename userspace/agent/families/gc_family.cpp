@@ -1,13 +1,13 @@
-#include "probes/gc_family.h"
+#include "agent/families/gc_family.h"
 
 #include <fmt/core.h>
 
+#include "agent/families/family_util.h"
 #include "core/util/log.h"
+#include "exporter/probe_metrics.h"
 
-namespace sp::bpf {
+namespace sp::agent {
 namespace {
-
-std::string who(const WorkerInfo& w) { return fmt::format("worker {} (pid {})", w.worker_name, w.host_pid); }
 
 gc_target target_of(const GcProbePlan& plan) {
   gc_target t{};
@@ -24,15 +24,17 @@ gc_target target_of(const GcProbePlan& plan) {
 
 }  // namespace
 
-GcFamily::GcFamily(std::string proc_root, std::optional<GcMethod> force)
-    : proc_root_(proc_root), planner_(std::move(proc_root), force) {}
+GcFamily::GcFamily(std::string proc_root, GcKernelOpener open, std::optional<GcMethod> force)
+    : proc_root_(proc_root), open_(std::move(open)), planner_(std::move(proc_root), force) {}
 
 GcFamily::~GcFamily() = default;
 
-bool GcFamily::start(std::string& error) {
-  probe_ = GcProbe::create(error);
-  return probe_ != nullptr;
+bool GcFamily::start(std::string& why_not) {
+  kernel_ = open_(why_not);
+  return kernel_ != nullptr;
 }
+
+std::vector<int> GcFamily::ring_fds() const { return kernel_ ? std::vector<int>{kernel_->ring_fd()} : std::vector<int>{}; }
 
 void GcFamily::attach(const WorkerInfo& w) {
   ProbeStatus st;
@@ -50,41 +52,34 @@ void GcFamily::attach(const WorkerInfo& w) {
     spec.func_offset = plan->func_offset;
     spec.target = target_of(*plan);
     spec.description = who(w);
-    st.attached = probe_->attach(spec, error);
-    if (st.attached) {
-      log::info("gc: attached to {} by {} ({})", who(w), st.method, plan->detail);
-    }
+    st.attached = kernel_->attach(spec, error);
+    if (st.attached) log::info("gc: attached to {} by {} ({})", who(w), st.method, plan->detail);
   } else {
     st.method = "none";
   }
   if (!st.attached) {
     st.error = error;
-    // A process that exited meanwhile is not a failure: the agent says so once for all families.
-    if (process_running(proc_root_, w.key)) {
-      log::warn("gc: cannot attach to {}: {}", who(w), error);
-    } else {
-      log::debug("gc: cannot attach to {}, which has exited: {}", who(w), error);
-    }
+    log_attach_failure("gc", proc_root_, w, "attach to", error);
   }
   std::lock_guard lock(mutex_);
   status_[w.host_pid] = st;
 }
 
-void GcFamily::update(const ScanDiff& diff) {
-  if (!probe_) return;
+void GcFamily::update(const ScanResult&, const ScanDiff& diff) {
+  if (!kernel_) return;
   for (const auto& w : diff.removed) {
-    probe_->detach(w.host_pid);
+    kernel_->detach(w.host_pid);
     std::lock_guard lock(mutex_);
     refresh_counts();  // the last counts of the exited process, before they are erased
     book_.retire(w.host_pid);
-    probe_->erase_hist(w.host_pid);
+    kernel_->erase_hist(w.host_pid);
     status_.erase(w.host_pid);
   }
   for (const auto& w : diff.added) attach(w);
 }
 
 void GcFamily::refresh_counts() {
-  for (const auto& e : probe_->read_hist()) {
+  for (const auto& e : kernel_->read_hist()) {
     auto it = status_.find(static_cast<int>(e.key.tgid));
     if (it == status_.end()) continue;  // not ours (any more)
     GcSeries s;
@@ -96,16 +91,29 @@ void GcFamily::refresh_counts() {
 }
 
 void GcFamily::drain() {
-  if (!probe_) return;
-  std::uint64_t n = static_cast<std::uint64_t>(probe_->drain([this](const gc_event& e) {
-    if (on_event_) on_event_(e);
-  }));
-  std::lock_guard lock(mutex_);
-  events_received_ += n;
+  if (!kernel_) return;
+  std::vector<GcPause> pauses;
+  {
+    std::lock_guard lock(mutex_);
+    events_received_ += static_cast<std::uint64_t>(kernel_->drain([&](const gc_event& e) {
+      auto it = status_.find(static_cast<int>(e.tgid));
+      if (it == status_.end()) return;  // a process no longer (or not yet) ours
+      GcPause p;
+      p.worker = it->second.labels;
+      p.tgid = e.tgid;
+      p.tid = e.tid;
+      p.start_ns = e.start_ns;
+      p.end_ns = e.end_ns;
+      p.generation = e.generation;
+      p.collected = e.collected;
+      pauses.push_back(std::move(p));
+    }));
+  }
+  for (const auto& p : pauses) sink().gc_pause(p);
 }
 
 void GcFamily::poll() {
-  if (!probe_) return;
+  if (!kernel_) return;
   drain();
   std::lock_guard lock(mutex_);
   refresh_counts();
@@ -116,14 +124,32 @@ void GcFamily::forget_worker(const WorkerLabels& w) {
   book_.forget(w);
 }
 
+FamilyCounts GcFamily::counts() const {
+  FamilyCounts c;
+  c.events_lost = kernel_ ? kernel_->events_lost() : 0;
+  c.hook_misses = kernel_ ? kernel_->hook_misses() : 0;
+  return c;
+}
+
+std::vector<ProbeStatus> GcFamily::attach_status() const {
+  std::lock_guard lock(mutex_);
+  std::vector<ProbeStatus> out;
+  for (const auto& [pid, st] : status_) out.push_back(st);
+  return out;
+}
+
 GcSnapshot GcFamily::snapshot() const {
   GcSnapshot snap;
+  snap.status = attach_status();
   std::lock_guard lock(mutex_);
   snap.series = book_.totals();
-  for (const auto& [pid, st] : status_) snap.status.push_back(st);
-  snap.events_lost = probe_ ? probe_->events_lost() : 0;
+  snap.events_lost = kernel_ ? kernel_->events_lost() : 0;
   snap.events_received = events_received_;
   return snap;
 }
 
-}  // namespace sp::bpf
+void GcFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
+  for (auto& f : exporter::gc_families(snapshot())) out.push_back(std::move(f));
+}
+
+}  // namespace sp::agent

@@ -1,8 +1,9 @@
-#include "probes/blockio_family.h"
+#include "agent/families/blockio_family.h"
 
 #include "core/util/log.h"
+#include "exporter/probe_metrics.h"
 
-namespace sp::bpf {
+namespace sp::agent {
 namespace {
 
 IoSeries series_of(const sp_io_hist& h) {
@@ -15,21 +16,26 @@ IoSeries series_of(const sp_io_hist& h) {
 
 }  // namespace
 
-BlockIoFamily::BlockIoFamily(std::string sys_root, std::vector<std::string> device_globs,
-                             const PgServerFamily* pgserver)
-    : sys_root_(std::move(sys_root)), device_globs_(std::move(device_globs)), pgserver_(pgserver) {}
+BlockIoFamily::BlockIoFamily(std::string sys_root, std::vector<std::string> device_globs, BlockIoKernelOpener open,
+                             const BackendDecisions* backends)
+    : sys_root_(std::move(sys_root)), device_globs_(std::move(device_globs)), open_(std::move(open)),
+      backends_(backends) {}
 
 BlockIoFamily::~BlockIoFamily() = default;
 
-bool BlockIoFamily::start(std::string& error) {
-  probe_ = BlockIoProbe::create(error);
-  if (probe_) log::info("block I/O: attached ({})", probe_->hooks());
-  return probe_ != nullptr;
+bool BlockIoFamily::start(std::string& why_not) {
+  kernel_ = open_(why_not);
+  if (kernel_) log::info("block I/O: attached ({})", kernel_->hooks());
+  return kernel_ != nullptr;
+}
+
+std::vector<int> BlockIoFamily::ring_fds() const {
+  return kernel_ ? std::vector<int>{kernel_->ring_fd()} : std::vector<int>{};
 }
 
 const std::string& BlockIoFamily::hooks() const {
   static const std::string none;
-  return probe_ ? probe_->hooks() : none;
+  return kernel_ ? kernel_->hooks() : none;
 }
 
 std::string BlockIoFamily::device_name(std::uint32_t dev) {
@@ -45,8 +51,8 @@ bool BlockIoFamily::wanted(const std::string& device) const { return device_sele
 //    in between cannot slip through) as its final values, then retired into its worker's totals;
 // 3. only now, with the worker set final, is every process still unknown folded into "other" (and remembered, so
 //    that polls until the next scan fold its new requests right away).
-void BlockIoFamily::update(const ScanResult& current) {
-  if (!probe_) return;
+void BlockIoFamily::update(const ScanResult& current, const ScanDiff&) {
+  if (!kernel_) return;
   {
     std::lock_guard lock(mutex_);
     for (const auto& w : current.workers) workers_[w.host_pid] = labels_of(w);
@@ -55,19 +61,19 @@ void BlockIoFamily::update(const ScanResult& current) {
   std::lock_guard lock(mutex_);
   workers_.clear();
   for (const auto& w : current.workers) workers_[w.host_pid] = labels_of(w);
-  auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
-  auto undecided = pgserver_ ? pgserver_->undecided_backends() : std::set<int>{};
+  auto decisions = backends_ ? backends_->backend_decisions() : std::map<int, WorkerLabels>{};
+  auto undecided = backends_ ? backends_->undecided_backends() : std::set<int>{};
   std::set<int> gone;
   for (const auto& [pid, owner] : owners_) {
     if (!owner_of(pid, decisions)) gone.insert(pid);
   }
   others_.clear();
-  for (const auto& [key, value] : probe_->read()) {
+  for (const auto& [key, value] : kernel_->read()) {
     const int pid = static_cast<int>(key.tgid);
     if (gone.count(pid)) {
       sp_io_hist final_value{};
       const Owner& owner = owners_[pid];
-      if (probe_->take(key, final_value)) {
+      if (kernel_->take(key, final_value)) {
         book_.set_live(pid, owner.labels, {device_name(key.dev), io_op_name(key.op), owner.via},
                        series_of(final_value));
       }
@@ -93,20 +99,18 @@ std::optional<BlockIoFamily::Owner> BlockIoFamily::owner_of(int pid,
 
 void BlockIoFamily::fold_into_other(const sp_io_key& key) {
   sp_io_hist taken{};
-  if (probe_->take(key, taken)) other_[{device_name(key.dev), io_op_name(key.op), ""}].add(series_of(taken));
+  if (kernel_->take(key, taken)) other_[{device_name(key.dev), io_op_name(key.op), ""}].add(series_of(taken));
 }
 
 void BlockIoFamily::drain() {
-  if (!probe_) return;
-  auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
+  if (!kernel_) return;
+  auto decisions = backends_ ? backends_->backend_decisions() : std::map<int, WorkerLabels>{};
   drain(decisions);
 }
 
 void BlockIoFamily::drain(const std::map<int, WorkerLabels>& decisions) {
   std::vector<sp_io_event> requests;
-  probe_->drain([&](const sp_io_event& e) {
-    if (on_event_) requests.push_back(e);
-  });
+  kernel_->drain([&](const sp_io_event& e) { requests.push_back(e); });
   std::vector<IoEvent> charged;
   std::unique_lock lock(mutex_);
   for (const auto& e : requests) {
@@ -126,15 +130,15 @@ void BlockIoFamily::drain(const std::map<int, WorkerLabels>& decisions) {
     charged.push_back(std::move(out));
   }
   lock.unlock();
-  for (const auto& e : charged) on_event_(e);
+  for (const auto& e : charged) sink().io_request(e);
 }
 
 void BlockIoFamily::poll() {
-  if (!probe_) return;
-  auto decisions = pgserver_ ? pgserver_->backend_decisions() : std::map<int, WorkerLabels>{};
+  if (!kernel_) return;
+  auto decisions = backends_ ? backends_->backend_decisions() : std::map<int, WorkerLabels>{};
   drain(decisions);
   std::lock_guard lock(mutex_);
-  for (const auto& [key, value] : probe_->read()) {
+  for (const auto& [key, value] : kernel_->read()) {
     const int pid = static_cast<int>(key.tgid);
     auto owner = owner_of(pid, decisions);
     if (!owner) {
@@ -163,9 +167,20 @@ IoSnapshot BlockIoFamily::snapshot() const {
   for (const auto& [key, s] : other_) {
     if (wanted(key.device)) snap.series[{kOtherWorker, key}].add(s);
   }
-  snap.hooks = probe_ ? probe_->hooks() : "";
-  snap.events_lost = probe_ ? probe_->events_lost() : 0;
+  snap.hooks = kernel_ ? kernel_->hooks() : "";
+  snap.events_lost = kernel_ ? kernel_->events_lost() : 0;
   return snap;
 }
 
-}  // namespace sp::bpf
+FamilyCounts BlockIoFamily::counts() const {
+  FamilyCounts c;
+  c.events_lost = kernel_ ? kernel_->events_lost() : 0;
+  c.hook_misses = kernel_ ? kernel_->hook_misses() : 0;
+  return c;
+}
+
+void BlockIoFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
+  for (auto& f : exporter::disk_io_families(snapshot())) out.push_back(std::move(f));
+}
+
+}  // namespace sp::agent

@@ -1,4 +1,4 @@
-#include "probes/nvme_family.h"
+#include "probes/nvme_probe.h"
 
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -52,76 +52,49 @@ bool nvme_programs_verify(std::string& error) {
   return err == 0;
 }
 
-void NvmeFamily::SkelDelete::operator()(nvme_bpf* s) const { nvme_bpf__destroy(s); }
+void NvmeProbe::SkelDelete::operator()(nvme_bpf* s) const { nvme_bpf__destroy(s); }
 
-NvmeFamily::NvmeFamily(std::string sys_root, std::vector<std::string> device_globs)
-    : sys_root_(std::move(sys_root)), device_globs_(std::move(device_globs)) {}
+NvmeProbe::~NvmeProbe() = default;
 
-NvmeFamily::~NvmeFamily() = default;
-
-bool NvmeFamily::start(std::string& error) {
-  if (!kernel_has_nvme_tracepoints(error)) {
-    why_not_ = error;
-    return false;
-  }
+std::unique_ptr<NvmeProbe> NvmeProbe::create(std::string& error) {
+  if (!kernel_has_nvme_tracepoints(error)) return nullptr;
+  std::unique_ptr<NvmeProbe> p(new NvmeProbe());
   for (bool btf : {true, false}) {
-    skel_.reset(nvme_bpf__open());
-    if (!skel_) {
+    p->skel_.reset(nvme_bpf__open());
+    if (!p->skel_) {
       error = "open BPF object nvme: " + errno_text(errno);
       break;
     }
-    auto* progs = &skel_->progs;
+    auto* progs = &p->skel_->progs;
     bpf_program__set_autoload(progs->nvme_setup_btf, btf);
     bpf_program__set_autoload(progs->nvme_complete_btf, btf);
     bpf_program__set_autoload(progs->nvme_setup_raw, !btf);
     bpf_program__set_autoload(progs->nvme_complete_raw, !btf);
     const char* variant = btf ? "tp_btf" : "raw_tp";
-    if (int err = nvme_bpf__load(skel_.get())) {
+    if (int err = nvme_bpf__load(p->skel_.get())) {
       error = fmt::format("load BPF object nvme ({}): {}", variant, errno_text(err));
       log::debug("{}", error);
-      skel_.reset();
+      p->skel_.reset();
       continue;
     }
-    if (int err = nvme_bpf__attach(skel_.get())) {
+    if (int err = nvme_bpf__attach(p->skel_.get())) {
       error = fmt::format("attach nvme tracepoints ({}): {}", variant, errno_text(err));
-      skel_.reset();
+      p->skel_.reset();
       break;
     }
-    hooks_ = fmt::format("{}: nvme_setup_cmd, nvme_complete_rq", variant);
-    why_not_.clear();
-    log::info("nvme: attached ({})", hooks_);
-    return true;
+    p->hooks_ = fmt::format("{}: nvme_setup_cmd, nvme_complete_rq", variant);
+    log::info("nvme: attached ({})", p->hooks_);
+    return p;
   }
-  why_not_ = error;
-  return false;
+  return nullptr;
 }
 
-void NvmeFamily::poll() {
-  if (!skel_) return;
-  auto raw = hash_entries<sp_nvme_key, sp_nvme_hist>(skel_->maps.nvme_hist);
-  std::uint64_t untracked = percpu_sum(skel_->maps.nvme_stats, SP_NVME_STAT_UNTRACKED);
-  std::lock_guard lock(mutex_);
-  raw_ = std::move(raw);
-  untracked_ = untracked;
+std::vector<std::pair<sp_nvme_key, sp_nvme_hist>> NvmeProbe::read() const {
+  return hash_entries<sp_nvme_key, sp_nvme_hist>(skel_->maps.nvme_hist);
 }
 
-std::uint64_t NvmeFamily::hook_misses() const { return skel_ ? recursion_misses(skel_->obj) : 0; }
+std::uint64_t NvmeProbe::untracked() const { return percpu_sum(skel_->maps.nvme_stats, SP_NVME_STAT_UNTRACKED); }
 
-NvmeSnapshot NvmeFamily::snapshot() const {
-  NvmeSnapshot snap;
-  snap.active = skel_ != nullptr;
-  snap.why_not = why_not_;
-  snap.hooks = hooks_;
-  std::lock_guard lock(mutex_);
-  snap.untracked = untracked_;
-  auto name = [this](std::uint32_t dev) {
-    auto it = device_names_.find(dev);
-    if (it == device_names_.end()) it = device_names_.emplace(dev, block_device_name(sys_root_, dev)).first;
-    return it->second;
-  };
-  auto keep = [this](const std::string& device) { return device_selected(device_globs_, device); };
-  snap.series = decode_nvme(raw_, name, keep);
-  return snap;
-}
+std::uint64_t NvmeProbe::hook_misses() const { return recursion_misses(skel_->obj); }
 
 }  // namespace sp::bpf

@@ -1,22 +1,35 @@
-#include "probes/pgserver_family.h"
+#include "agent/families/pgserver_family.h"
 
 #include <fmt/core.h>
 #include <sys/stat.h>
 
 #include <string_view>
 
+#include "core/proc/socket_inventory.h"
 #include "core/util/log.h"
+#include "exporter/probe_metrics.h"
 #include "core/postgres/sql_fingerprint.h"
 
-namespace sp::bpf {
-PgServerFamily::PgServerFamily(std::string proc_root) : proc_root_(proc_root), mapper_(std::move(proc_root)) {}
+namespace sp::agent {
+PgServerFamily::PgServerFamily(std::string proc_root, PgServerKernelOpener open, BackendLinker link)
+    : proc_root_(std::move(proc_root)), open_(std::move(open)), link_(std::move(link)) {
+  if (!link_) {
+    link_ = [mapper = std::make_shared<BackendMapper>(proc_root_)](const std::vector<int>& workers,
+                                                                   const std::vector<int>& backends,
+                                                                   std::string& error) {
+      return mapper->map(workers, backends, error);
+    };
+  }
+}
 
 PgServerFamily::~PgServerFamily() = default;
 
-bool PgServerFamily::start(std::string& error) {
-  probe_ = PgServerProbe::create(error);
-  return probe_ != nullptr;
+bool PgServerFamily::start(std::string& why_not) {
+  kernel_ = open_(why_not);
+  return kernel_ != nullptr;
 }
+
+std::vector<int> PgServerFamily::ring_fds() const { return kernel_ ? kernel_->ring_fds() : std::vector<int>{}; }
 
 const WorkerLabels& PgServerFamily::labels_of(int backend_pid) const {
   auto it = backend_labels_.find(backend_pid);
@@ -32,7 +45,7 @@ void PgServerFamily::map_backends(const std::vector<int>& backend_pids, bool fin
   std::vector<int> workers;
   for (const auto& [pid, labels] : worker_labels_) workers.push_back(pid);
   std::string error;
-  auto links = mapper_.map(workers, undecided, error);
+  auto links = link_(workers, undecided, error);
   if (!error.empty()) log::debug("postgres: mapping backends to workers: {}", error);
   for (const auto& link : links) {
     auto it = worker_labels_.find(link.worker_pid);
@@ -62,7 +75,7 @@ void PgServerFamily::account(const pgs_query_event& e) {
     fp.verb = sql_verb(text, cut);
   }
   queries_[{labels, fp.verb}].record(e.end_ns - e.start_ns);
-  if (on_event_) {
+  if (!(labels == kOtherWorker)) {
     QueryEvent q;
     q.worker = labels;
     q.server_side = true;
@@ -74,7 +87,7 @@ void PgServerFamily::account(const pgs_query_event& e) {
     q.fingerprint = fp.text;
     q.verb = std::move(fp.verb);
     q.table = std::move(fp.table);
-    on_event_(q);
+    sink().query(q);
   }
 }
 
@@ -99,8 +112,8 @@ void PgServerFamily::attribute(std::vector<pgs_query_event> events) {
   }
 }
 
-void PgServerFamily::update(const ScanResult& current) {
-  if (!probe_) return;
+void PgServerFamily::update(const ScanResult& current, const ScanDiff&) {
+  if (!kernel_) return;
 
   // Attach to each postgres binary in use, once, whatever the number of clusters running it.
   std::map<std::string, std::set<int>> binaries;
@@ -116,9 +129,9 @@ void PgServerFamily::update(const ScanResult& current) {
   }
   std::lock_guard lock(mutex_);
   for (const auto& [key, postmasters] : binaries) {
-    if (probe_->attached(key)) continue;
+    if (kernel_->attached(key)) continue;
     std::string error;
-    if (probe_->attach(key, paths[key], error)) {
+    if (kernel_->attach(key, paths[key], error)) {
       log::info("postgres: attached to {} (postmaster pid {})", paths[key], *postmasters.begin());
     } else {
       log::warn("postgres: cannot attach: {}", error);
@@ -136,7 +149,7 @@ void PgServerFamily::update(const ScanResult& current) {
     if (binaries.count(it->first)) {
       it = unused_since_.erase(it);
     } else if (now - it->second >= kUnusedBinaryGrace) {
-      probe_->detach(it->first);
+      kernel_->detach(it->first);
       it = unused_since_.erase(it);
     } else {
       ++it;
@@ -153,7 +166,7 @@ void PgServerFamily::update(const ScanResult& current) {
   }
   // Records drained after the worker list is fresh, so that new connections of new workers find them.
   std::vector<pgs_query_event> drained;
-  probe_->drain([&](const pgs_query_event& e) { drained.push_back(e); });
+  kernel_->drain([&](const pgs_query_event& e) { drained.push_back(e); });
   attribute(std::move(drained));
   // Every backend this scan lists is decided now: its client existed before it, so it is in this scan too.
   map_backends(std::vector<int>(live.begin(), live.end()), true);
@@ -181,34 +194,39 @@ void PgServerFamily::update(const ScanResult& current) {
   for (int pid : live_backends_) {
     if (live.count(pid)) continue;
     backends_.retire(pid);
-    probe_->erase_backend(pid);
+    kernel_->erase_backend(pid);
     backend_labels_.erase(pid);
   }
   live_backends_ = std::move(live);
 }
 
 void PgServerFamily::drain() {
-  if (!probe_) return;
+  if (!kernel_) return;
   std::vector<pgs_query_event> events;
-  probe_->drain([&](const pgs_query_event& e) { events.push_back(e); });
+  kernel_->drain([&](const pgs_query_event& e) { events.push_back(e); });
   std::vector<pgs_lock_event> locks;
-  probe_->drain_locks([&](const pgs_lock_event& e) {
-    if (on_lock_) locks.push_back(e);
-  });
+  kernel_->drain_locks([&](const pgs_lock_event& e) { locks.push_back(e); });
   std::lock_guard lock(mutex_);
   attribute(std::move(events));
   for (const auto& l : locks) {
     // Only backends already mapped: a lock wait is never the first thing a new connection does.
     auto it = backend_labels_.find(static_cast<int>(l.tgid));
-    if (it != backend_labels_.end() && !(it->second == kOtherWorker)) on_lock_(it->second, l.tgid, l.start_ns, l.end_ns);
+    if (it != backend_labels_.end() && !(it->second == kOtherWorker)) {
+      LockWait w;
+      w.worker = it->second;
+      w.backend = l.tgid;
+      w.start_ns = l.start_ns;
+      w.end_ns = l.end_ns;
+      sink().lock_wait(w);
+    }
   }
 }
 
 void PgServerFamily::poll() {
-  if (!probe_) return;
+  if (!kernel_) return;
   drain();
   std::lock_guard lock(mutex_);
-  for (const auto& [tgid, s] : probe_->read_backends()) {
+  for (const auto& [tgid, s] : kernel_->read_backends()) {
     int pid = static_cast<int>(tgid);
     if (!backend_labels_.count(pid)) continue;  // not decided yet: counted once it is
     BackendTotals t;
@@ -234,16 +252,16 @@ DbServerSnapshot PgServerFamily::snapshot() const {
     snap.backends[key.first].add(t);
     if (t.lost_queries.count) snap.queries[{key.first, "unknown"}].add(t.lost_queries);
   }
-  snap.clusters_attached = probe_ ? probe_->attached_count() : 0;
+  snap.clusters_attached = kernel_ ? kernel_->attached_count() : 0;
   snap.attach_errors = attach_errors_;
-  snap.events_lost = probe_ ? probe_->events_lost() : 0;
+  snap.events_lost = kernel_ ? kernel_->events_lost() : 0;
   for (const auto& [pid, labels] : backend_labels_) (labels == kOtherWorker ? snap.backends_unmapped : snap.backends_mapped)++;
   return snap;
 }
 
-}  // namespace sp::bpf
+}  // namespace sp::agent
 
-namespace sp::bpf {
+namespace sp::agent {
 
 std::map<int, WorkerLabels> PgServerFamily::backend_decisions() const {
   std::lock_guard lock(mutex_);
@@ -259,4 +277,15 @@ std::set<int> PgServerFamily::undecided_backends() const {
   return out;
 }
 
-}  // namespace sp::bpf
+FamilyCounts PgServerFamily::counts() const {
+  FamilyCounts c;
+  c.events_lost = kernel_ ? kernel_->events_lost() : 0;
+  c.hook_misses = kernel_ ? kernel_->hook_misses() : 0;
+  return c;
+}
+
+void PgServerFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
+  for (auto& f : exporter::db_server_families(snapshot())) out.push_back(std::move(f));
+}
+
+}  // namespace sp::agent

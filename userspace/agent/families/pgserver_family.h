@@ -1,4 +1,4 @@
-// The PostgreSQL server-side family as the agent runs it: attaches to every postgres binary a discovered cluster
+// The PostgreSQL server-side family: attaches to every postgres binary a discovered cluster
 // runs, maps each backend to the Synapse worker it serves (its client socket's peer belongs to the worker; see
 // core/proc/socket_inventory.h), and attributes queries, lock waits and transaction outcomes to that worker, or to
 // worker "other" for backends that serve no discovered Synapse process.
@@ -18,48 +18,44 @@
 #include <string>
 #include <vector>
 
-#include "probes/pgserver_probe.h"
+#include "agent/families/backend_decisions.h"
+#include "agent/families/pgserver_kernel.h"
+#include "agent/probe_family.h"
 #include "core/model/db_stats.h"
+#include "core/postgres/backend_map.h"
 #include "core/proc/discovery.h"
-#include "core/proc/socket_inventory.h"
 
-namespace sp::bpf {
+namespace sp::agent {
 
-class PgServerFamily {
+class PgServerFamily : public ProbeFamily, public BackendDecisions {
  public:
-  explicit PgServerFamily(std::string proc_root);
-  ~PgServerFamily();
+  // Which worker each backend serves (PIDs as in proc_root), for the backends given; see BackendMapper::map.
+  using BackendLinker = std::function<std::vector<BackendLink>(const std::vector<int>& worker_pids,
+                                                               const std::vector<int>& backend_pids,
+                                                               std::string& error)>;
+  // `link`: empty for the real one (socket dumps under proc_root, core/proc/socket_inventory.h).
+  PgServerFamily(std::string proc_root, PgServerKernelOpener open, BackendLinker link = {});
+  ~PgServerFamily() override;
 
-  bool start(std::string& error);
-  bool started() const { return probe_ != nullptr; }
-  // The ring buffers the agent waits on (RingWaker); empty before start().
-  std::vector<int> ring_fds() const {
-    return probe_ ? std::vector<int>{probe_->ring_fd(), probe_->lock_ring_fd()} : std::vector<int>{};
-  }
+  const char* name() const override { return "postgres"; }
+  bool start(std::string& why_not) override;
+  bool started() const override { return kernel_ != nullptr; }
+  std::vector<int> ring_fds() const override;
+  // Attaches to each postgres binary in use, then decides every backend the scan lists (see the top of this file).
+  void update(const ScanResult& current, const ScanDiff& diff) override;
+  // Statement and lock-wait records only (when a ring fills up between two polls).
+  void drain() override;
+  // The records, then the per-backend counts.
+  void poll() override;
+  void forget_worker(const WorkerLabels& w) override;
+  FamilyCounts counts() const override;
+  void collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const override;
 
-  void update(const ScanResult& current);
-  // Drain statement and lock-wait records, then refresh the per-backend counts.
-  void poll();
-  // Only the records (when a ring fills up between two polls).
-  void drain();
   DbServerSnapshot snapshot() const;
-  // Drops the totals of worker `w`, gone for longer than --forget-after (ProcessBook::forget): memory stays bounded
-  // by the workers of the recent past, not by every name the agent has ever seen.
-  void forget_worker(const WorkerLabels& w);
-  std::uint64_t hook_misses() const { return probe_ ? probe_->hook_misses() : 0; }
-
-  // Backends decided so far (PID as in proc_root -> the worker served, or kOtherWorker), and the backends of the
-  // last scan not decided yet (their I/O waits for the decision).
-  std::map<int, WorkerLabels> backend_decisions() const;
-  std::set<int> undecided_backends() const;
-
-  // Per-query events (server side), for correlation and recording; called with the family's lock held.
-  void set_event_sink(std::function<void(const QueryEvent&)> sink) { on_event_ = std::move(sink); }
-  // Lock waits of backends whose worker is decided (worker, backend pid, start, end; CLOCK_MONOTONIC), from poll().
-  using LockSink = std::function<void(const WorkerLabels&, std::uint32_t, std::uint64_t, std::uint64_t)>;
-  void set_lock_sink(LockSink sink) { on_lock_ = std::move(sink); }
-  // Whether the events handed to the sink carry the statement's fingerprint (recordings) or only its verb (the
-  // agent's series; the default is true). Statements of backends serving nobody we profile never carry one.
+  std::map<int, WorkerLabels> backend_decisions() const override;
+  std::set<int> undecided_backends() const override;
+  // Whether the statements handed to the sink carry their fingerprint (recordings) or only their verb (the agent's
+  // series; the default is true). Statements of backends serving nobody we profile never carry one.
   void set_fingerprints(bool on) { fingerprints_ = on; }
 
  private:
@@ -72,10 +68,9 @@ class PgServerFamily {
   const WorkerLabels& labels_of(int backend_pid) const;  // caller holds mutex_
 
   std::string proc_root_;
-  std::unique_ptr<PgServerProbe> probe_;
-  BackendMapper mapper_;
-  std::function<void(const QueryEvent&)> on_event_;
-  LockSink on_lock_;
+  PgServerKernelOpener open_;
+  BackendLinker link_;
+  std::unique_ptr<PgServerKernel> kernel_;
   bool fingerprints_ = true;
 
   mutable std::mutex mutex_;
@@ -95,4 +90,4 @@ class PgServerFamily {
   std::uint64_t pending_overflow_ = 0;        // records attributed to "other" because pending_ was full
 };
 
-}  // namespace sp::bpf
+}  // namespace sp::agent

@@ -1,17 +1,17 @@
-#include "probes/libpq_family.h"
+#include "agent/families/libpq_family.h"
 
 #include <fmt/core.h>
 
 #include <string_view>
 
+#include "agent/families/family_util.h"
 #include "core/util/log.h"
+#include "exporter/probe_metrics.h"
 #include "core/util/safe_file.h"
 #include "core/postgres/sql_fingerprint.h"
 
-namespace sp::bpf {
+namespace sp::agent {
 namespace {
-
-std::string who(const WorkerInfo& w) { return fmt::format("worker {} (pid {})", w.worker_name, w.host_pid); }
 
 const char* walk_result(std::uint32_t status) {
   switch (status) {
@@ -56,21 +56,25 @@ pq_py_proc to_kernel(const DescProcessPlan& p) {
 
 }  // namespace
 
-LibpqFamily::LibpqFamily(std::string proc_root, LibpqAsyncMode async_mode)
-    : proc_root_(std::move(proc_root)), async_mode_(async_mode), desc_planner_(proc_root_) {}
+LibpqFamily::LibpqFamily(std::string proc_root, LibpqKernelOpener open, LibpqOptions options)
+    : proc_root_(std::move(proc_root)), open_(std::move(open)), options_(options), desc_planner_(proc_root_) {}
 
 LibpqFamily::~LibpqFamily() = default;
 
-bool LibpqFamily::start(std::string& error) {
-  probe_ = LibpqProbe::create(error);
-  return probe_ != nullptr;
+bool LibpqFamily::start(std::string& why_not) {
+  kernel_ = open_(why_not);
+  return kernel_ != nullptr;
+}
+
+std::vector<int> LibpqFamily::ring_fds() const {
+  return kernel_ ? std::vector<int>{kernel_->ring_fd()} : std::vector<int>{};
 }
 
 // psycopg2 (what Synapse uses) only calls the synchronous API, through which every query already passes; the
 // asynchronous probes would add four traps to each of its queries for nothing. Other libpq users (psycopg 3 is built
 // on the asynchronous API) get them.
 bool LibpqFamily::wants_async(const WorkerInfo& w) const {
-  if (async_mode_ != LibpqAsyncMode::Auto) return async_mode_ == LibpqAsyncMode::On;
+  if (options_.async_mode != LibpqAsyncMode::Auto) return options_.async_mode == LibpqAsyncMode::On;
   ReadResult maps = read_file(fmt::format("{}/{}/maps", proc_root_, w.host_pid), 16u << 20);
   return maps.error != 0 || maps.data.find("/psycopg2/") == std::string::npos;
 }
@@ -87,16 +91,12 @@ void LibpqFamily::attach(const WorkerInfo& w) {
   spec.description = who(w);
   st.method = spec.async ? "uprobe_sync_async" : "uprobe_sync";
   std::string error;
-  st.attached = probe_->attach(spec, error);
+  st.attached = kernel_->attach(spec, error);
   if (st.attached) {
     log::info("libpq: attached to {} ({}, {})", who(w), w.libpq_path, st.method);
   } else {
     st.error = error;
-    if (process_running(proc_root_, w.key)) {
-      log::warn("libpq: cannot attach to {}: {}", who(w), error);
-    } else {
-      log::debug("libpq: cannot attach to {}, which has exited: {}", who(w), error);
-    }
+    log_attach_failure("libpq", proc_root_, w, "attach to", error);
   }
   std::optional<DescAttributionStatus> desc;
   if (st.attached) desc = attach_python(w);
@@ -111,7 +111,7 @@ DescAttributionStatus LibpqFamily::attach_python(const WorkerInfo& w) {
   d.host_pid = w.host_pid;
   std::string why_not;
   auto plan = desc_planner_.plan(w, why_not);
-  if (plan && probe_->set_python(w.host_pid, to_kernel(*plan), why_not)) {
+  if (plan && kernel_->set_python(w.host_pid, to_kernel(*plan), why_not)) {
     d.active = true;
     d.detail = plan->detail;
     log::info("libpq: queries of {} are attributed to Synapse transactions ({})", who(w), d.detail);
@@ -128,13 +128,13 @@ DescAttributionStatus LibpqFamily::attach_python(const WorkerInfo& w) {
 }
 
 void LibpqFamily::update(const ScanResult& current, const ScanDiff& diff) {
-  if (!probe_) return;
+  if (!kernel_) return;
   poll();  // events of workers about to be removed still find their labels
   for (const auto& w : diff.removed) {
-    probe_->detach(w.host_pid);
+    kernel_->detach(w.host_pid);
     std::lock_guard lock(mutex_);
     lost_.retire(w.host_pid);
-    probe_->erase_lost(w.host_pid);
+    kernel_->erase_lost(w.host_pid);
     status_.erase(w.host_pid);
     desc_status_.erase(w.host_pid);
   }
@@ -179,20 +179,20 @@ void LibpqFamily::consume(const pq_event& e) {
   d.count += 1;
   d.sum_ns += e.end_ns - e.start_ns;
   desc_walks_[{it->second.labels, walk_result(e.desc_status)}] += 1;
-  if (on_event_) on_event_(q);
+  sink().query(q);
 }
 
 void LibpqFamily::drain() {
-  if (!probe_) return;
+  if (!kernel_) return;
   std::lock_guard lock(mutex_);
-  probe_->drain([this](const pq_event& e) { consume(e); });
+  kernel_->drain([this](const pq_event& e) { consume(e); });
 }
 
 void LibpqFamily::poll() {
-  if (!probe_) return;
+  if (!kernel_) return;
   drain();
   std::lock_guard lock(mutex_);
-  for (const auto& [tgid, lost] : probe_->read_lost()) {
+  for (const auto& [tgid, lost] : kernel_->read_lost()) {
     auto it = status_.find(static_cast<int>(tgid));
     if (it == status_.end()) continue;
     lost_.set_live(it->first, it->second.labels, 0, LatencyHistogram::from_kernel(lost.buckets, lost.count, lost.sum_ns));
@@ -217,8 +217,40 @@ DbClientSnapshot LibpqFamily::snapshot() const {
   snap.desc_walks = desc_walks_;
   for (const auto& [pid, d] : desc_status_) snap.desc_status.push_back(d);
   for (const auto& [pid, st] : status_) snap.status.push_back(st);
-  snap.events_lost = probe_ ? probe_->events_lost() : 0;
+  snap.events_lost = kernel_ ? kernel_->events_lost() : 0;
   return snap;
 }
 
-}  // namespace sp::bpf
+FamilyCounts LibpqFamily::counts() const {
+  FamilyCounts c;
+  c.events_lost = kernel_ ? kernel_->events_lost() : 0;
+  c.hook_misses = kernel_ ? kernel_->hook_misses() : 0;
+  return c;
+}
+
+std::vector<ProbeStatus> LibpqFamily::attach_status() const {
+  std::lock_guard lock(mutex_);
+  std::vector<ProbeStatus> out;
+  for (const auto& [pid, st] : status_) out.push_back(st);
+  for (const auto& [pid, d] : desc_status_) {
+    ProbeStatus st;
+    st.labels = d.labels;
+    st.host_pid = d.host_pid;
+    st.probe = "libpq_desc";
+    st.method = "python_frames";
+    st.attached = d.active;
+    st.error = d.detail;
+    out.push_back(st);
+  }
+  return out;
+}
+
+void LibpqFamily::collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const {
+  const DbClientSnapshot db = snapshot();
+  for (auto& f : exporter::db_client_families(db, options_.table_labels)) out.push_back(std::move(f));
+  for (auto& f : exporter::db_desc_families(db, options_.desc_labels, hub.desc_ratio, hub.desc_server)) {
+    out.push_back(std::move(f));
+  }
+}
+
+}  // namespace sp::agent

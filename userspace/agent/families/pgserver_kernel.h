@@ -1,0 +1,37 @@
+// The PostgreSQL server-side family's kernel side as the family sees it: what userspace/probes/pgserver_probe.h does
+// with the BPF object (bpf/pgserver.bpf.c), as an interface that unit tests implement with a fake.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pgserver.h"
+
+namespace sp::agent {
+
+class PgServerKernel {
+ public:
+  virtual ~PgServerKernel() = default;
+  // Attaches every probe to `binary_path` (a path the agent can open) for all processes running it, under `key`.
+  virtual bool attach(const std::string& key, const std::string& binary_path, std::string& error) = 0;
+  virtual void detach(const std::string& key) = 0;
+  virtual bool attached(const std::string& key) const = 0;
+  virtual std::size_t attached_count() const = 0;
+  virtual int drain(const std::function<void(const pgs_query_event&)>& fn) = 0;
+  virtual int drain_locks(const std::function<void(const pgs_lock_event&)>& fn) = 0;
+  virtual std::vector<int> ring_fds() const = 0;
+  // Per backend, counted in the kernel: lock waits, transaction outcomes, statements whose record was lost.
+  virtual std::vector<std::pair<std::uint32_t, pgs_backend_stats>> read_backends() const = 0;
+  virtual void erase_backend(int tgid) = 0;
+  virtual std::uint64_t events_lost() const = 0;
+  virtual std::uint64_t hook_misses() const = 0;
+};
+
+using PgServerKernelOpener = std::function<std::unique_ptr<PgServerKernel>(std::string& error)>;
+
+}  // namespace sp::agent
