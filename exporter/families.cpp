@@ -1,5 +1,6 @@
 #include "exporter/families.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "exporter/text_writer.h"
@@ -77,6 +78,17 @@ std::string to_text(const std::vector<prometheus::MetricFamily>& families) {
   std::string out;
   append_text(out, families);
   return out;
+}
+
+std::set<std::string> top_n_by_weight(const std::map<std::string, std::uint64_t>& weight, std::size_t n) {
+  std::vector<std::pair<std::uint64_t, std::string>> ranked;
+  for (const auto& [value, w] : weight) ranked.emplace_back(w, value);
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  std::set<std::string> kept;
+  for (std::size_t i = 0; i < ranked.size() && i < n; ++i) kept.insert(ranked[i].second);
+  return kept;
 }
 
 }  // namespace sp::exporter

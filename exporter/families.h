@@ -4,6 +4,8 @@
 #include <prometheus/metric_family.h>
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,6 +32,10 @@ prometheus::MetricFamily counter_family(std::string name, std::string help,
                                         std::vector<prometheus::ClientMetric> points);
 prometheus::MetricFamily histogram_family(std::string name, std::string help,
                                           std::vector<prometheus::ClientMetric> points);
+
+// Capping a label fed by outside input (tables named in SQL, Synapse's transaction names): the `n` values with the
+// most weight keep their name (ties broken by name, so the choice is stable); the caller exports the rest as "other".
+std::set<std::string> top_n_by_weight(const std::map<std::string, std::uint64_t>& weight, std::size_t n);
 
 // Serialises families as Prometheus text exposition format 0.0.4 (what /metrics serves).
 std::string to_text(const std::vector<prometheus::MetricFamily>& families);

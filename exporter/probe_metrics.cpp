@@ -66,16 +66,10 @@ std::vector<prometheus::MetricFamily> gc_families(const GcSnapshot& snap) {
 
 std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot& snap, std::size_t table_top_n) {
   std::map<std::string, std::uint64_t> time_per_table;
-  for (const auto& [key, h] : snap.series) time_per_table[key.second.table] += h.sum_ns;
-  std::vector<std::pair<std::uint64_t, std::string>> ranked;
-  for (const auto& [table, ns] : time_per_table) {
-    if (!table.empty() && table != "unknown") ranked.emplace_back(ns, table);
+  for (const auto& [key, h] : snap.series) {
+    if (!key.second.table.empty() && key.second.table != "unknown") time_per_table[key.second.table] += h.sum_ns;
   }
-  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first > b.first : a.second < b.second;
-  });
-  std::set<std::string> kept;
-  for (std::size_t i = 0; i < ranked.size() && i < table_top_n; ++i) kept.insert(ranked[i].second);
+  const std::set<std::string> kept = top_n_by_weight(time_per_table, table_top_n);
 
   // Merge the tables that lost their name into "other" before building points.
   std::map<std::tuple<WorkerLabels, std::string, std::string>, LatencyHistogram> merged;
@@ -108,13 +102,7 @@ std::vector<prometheus::MetricFamily> db_desc_families(
   for (const auto& [key, t] : snap.desc) {
     if (!key.second.empty() && key.second != kUnknown) time_per_desc[key.second] += t.sum_ns;
   }
-  std::vector<std::pair<std::uint64_t, std::string>> ranked;
-  for (const auto& [desc, ns] : time_per_desc) ranked.emplace_back(ns, desc);
-  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first > b.first : a.second < b.second;
-  });
-  std::set<std::string> kept;
-  for (std::size_t i = 0; i < ranked.size() && i < desc_top_n; ++i) kept.insert(ranked[i].second);
+  const std::set<std::string> kept = top_n_by_weight(time_per_desc, desc_top_n);
   auto label_of = [&](const std::string& desc) -> std::string {
     if (desc.empty()) return std::string(kUnattributed);
     if (desc == kUnknown || kept.count(desc)) return desc;
