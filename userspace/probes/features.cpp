@@ -22,7 +22,7 @@ extern "C" __attribute__((noinline, used)) int sp_feature_probe_target(int x) {
 namespace sp::bpf {
 namespace {
 
-using FeatureSkel = Skeleton<feature_probe_bpf, feature_probe_bpf__destroy>;
+using FeatureSkel = Skeleton<feature_probe_bpf>;
 
 // Opens the skeleton with every program disabled except `keep`.
 FeatureSkel open_only(bpf_program* (*pick)(feature_probe_bpf*), std::string& error) {

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "probes/handles.h"
 #include "core/model/nvme_stats.h"
 
 struct nvme_bpf;
@@ -36,12 +37,9 @@ class NvmeFamily {
   std::uint64_t hook_misses() const;
 
  private:
-  struct SkelDelete {
-    void operator()(nvme_bpf* s) const;
-  };
   std::string sys_root_;
   std::vector<std::string> device_globs_;
-  std::unique_ptr<nvme_bpf, SkelDelete> skel_;
+  Skeleton<nvme_bpf> skel_;
   std::string hooks_;
   std::string why_not_ = "not started";
 
