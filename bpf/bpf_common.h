@@ -37,6 +37,12 @@ static __always_inline void sp_percpu_inc(void *map, __u32 idx) {
   if (v) *v += 1;
 }
 
+/* The calling thread's slot in a BPF_MAP_TYPE_TASK_STORAGE map (a pointer to the map's value type), NULL when it has
+ * none. With `create` a missing slot is made, zeroed; the result is still checked (the kernel can fail to allocate). */
+static __always_inline void *sp_task_slot(void *map, bool create) {
+  return bpf_task_storage_get(map, bpf_get_current_task_btf(), 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
 /* Wakeup flags for ring-buffer records. The agent drains its rings on a 250 ms timer: no wakeup per record (each
  * would cost the producer an irq_work and the agent a context switch), but a forced one whenever a record takes the
  * ring's unread data across a quarter of its size (25, 50, 75 %), so that the agent (waiting edge-triggered in epoll,

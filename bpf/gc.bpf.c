@@ -38,11 +38,6 @@ struct {
   __type(value, struct gc_start);
 } gc_starts SEC(".maps");
 
-static __always_inline struct gc_start *start_slot(bool create) {
-  return bpf_task_storage_get(&gc_starts, bpf_get_current_task_btf(), 0,
-                              create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
-}
-
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 16384);
@@ -93,7 +88,7 @@ static __always_inline struct gc_target *target(void) {
 }
 
 static __always_inline void gc_begin(__s32 generation) {
-  struct gc_start *cur = start_slot(true);
+  struct gc_start *cur = sp_task_slot(&gc_starts, true);
   if (!cur) return;
   if (cur->depth) {
     cur->depth++;
@@ -107,7 +102,7 @@ static __always_inline void gc_begin(__s32 generation) {
 static __always_inline void gc_end(__s64 collected) {
   __u64 now = bpf_ktime_get_ns();
   __u64 id = sp_current_pid_tgid();
-  struct gc_start *s = start_slot(false);
+  struct gc_start *s = sp_task_slot(&gc_starts, false);
   if (!s || !s->depth) {
     if (target()) stat_inc(SP_GC_STAT_UNMATCHED);  // attached in the middle of a collection
     return;

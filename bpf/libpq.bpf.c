@@ -67,14 +67,9 @@ struct {
   __type(value, struct pq_call);
 } pq_calls SEC(".maps");
 
-static __always_inline struct pq_call *call_slot(bool create) {
-  return bpf_task_storage_get(&pq_calls, bpf_get_current_task_btf(), 0,
-                              create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
-}
-
 // True while the calling thread is inside PQexec & co.
 static __always_inline bool in_sync_call(void) {
-  struct pq_call *c = call_slot(false);
+  struct pq_call *c = sp_task_slot(&pq_calls, false);
   return c && c->start_ns;
 }
 
@@ -319,7 +314,7 @@ static __always_inline void sync_enter(void *conn, const void *text, __u32 kind)
   __u64 start = bpf_ktime_get_ns();
   __u64 id = sp_current_pid_tgid();
   if (!id) return;  // outside the agent's PID namespace: not a process it attached to
-  struct pq_call *c = call_slot(true);
+  struct pq_call *c = sp_task_slot(&pq_calls, true);
   if (!c) return;
   c->text = (__u64)text;
   c->conn = (__u64)conn;
@@ -347,7 +342,7 @@ static __always_inline void copy_desc(struct pq_event *e, __u32 status, __u32 le
 static __always_inline void sync_exit(void) {
   __u64 end = bpf_ktime_get_ns();
   __u64 id = sp_current_pid_tgid();
-  struct pq_call *c = call_slot(false);
+  struct pq_call *c = sp_task_slot(&pq_calls, false);
   if (!c || !c->start_ns) {
     stat_inc(SP_PQ_STAT_UNMATCHED);
     return;

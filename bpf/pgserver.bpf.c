@@ -30,11 +30,6 @@ struct {
   __type(value, struct pgs_task);
 } pgs_tasks SEC(".maps");
 
-static __always_inline struct pgs_task *task_slot(bool create) {
-  return bpf_task_storage_get(&pgs_tasks, bpf_get_current_task_btf(), 0,
-                              create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
-}
-
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 16384);
@@ -83,7 +78,7 @@ SEC("usdt")
 int BPF_USDT(pgs_query_start, const char *query) {
   __u32 tgid = sp_current_pid_tgid() >> 32;
   if (!tgid) return 0;  // outside the agent's PID namespace
-  struct pgs_task *t = task_slot(true);
+  struct pgs_task *t = sp_task_slot(&pgs_tasks, true);
   if (!t) return 0;
   t->text = (__u64)query;
   t->query_start_ns = bpf_ktime_get_ns();
@@ -94,7 +89,7 @@ SEC("usdt")
 int BPF_USDT(pgs_query_done, const char *query) {
   __u64 end = bpf_ktime_get_ns();
   __u32 tgid = sp_current_pid_tgid() >> 32;
-  struct pgs_task *t = task_slot(false);
+  struct pgs_task *t = sp_task_slot(&pgs_tasks, false);
   if (!t || !t->query_start_ns) {
     stat_inc(SP_PGS_STAT_UNMATCHED);
     return 0;
@@ -131,7 +126,7 @@ SEC("usdt")
 int BPF_USDT(pgs_lock_wait_start) {
   __u32 tgid = sp_current_pid_tgid() >> 32;
   if (!tgid) return 0;
-  struct pgs_task *t = task_slot(true);
+  struct pgs_task *t = sp_task_slot(&pgs_tasks, true);
   if (t) t->lock_start_ns = bpf_ktime_get_ns();
   return 0;
 }
@@ -140,7 +135,7 @@ SEC("usdt")
 int BPF_USDT(pgs_lock_wait_done) {
   __u64 end = bpf_ktime_get_ns();
   __u32 tgid = sp_current_pid_tgid() >> 32;
-  struct pgs_task *t = task_slot(false);
+  struct pgs_task *t = sp_task_slot(&pgs_tasks, false);
   if (!t || !t->lock_start_ns) return 0;
   __u64 dur = end - t->lock_start_ns;
   t->lock_start_ns = 0;

@@ -71,7 +71,7 @@ std::optional<sp::GcProbePlan> gc_plan(const std::string& path, const std::strin
   return plan;
 }
 
-using FloorSkel = sp::bpf::Skeleton<probe_floor_bpf, probe_floor_bpf__destroy>;
+using FloorSkel = sp::bpf::Skeleton<probe_floor_bpf>;
 
 // Loads the floor object with only the programs `mode` needs: "uprobe" (usdt/uprobe/uretprobe), "tp_btf", "raw_tp".
 FloorSkel load_floor(const std::string& mode) {

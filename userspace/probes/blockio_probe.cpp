@@ -27,8 +27,6 @@ bool kernel_has_block_io_start() {
   return has;
 }
 
-void BlockIoProbe::SkelDelete::operator()(blockio_bpf* s) const { blockio_bpf__destroy(s); }
-
 // Members go in reverse order: ring buffer, then the object (whose destruction detaches the programs).
 BlockIoProbe::~BlockIoProbe() = default;
 

@@ -44,10 +44,7 @@ class BlockIoProbe : public agent::BlockIoKernel {
 
  private:
   BlockIoProbe() = default;
-  struct SkelDelete {
-    void operator()(blockio_bpf* s) const;
-  };
-  std::unique_ptr<blockio_bpf, SkelDelete> skel_;
+  Skeleton<blockio_bpf> skel_;
   TypedRing<sp_io_event> ring_;
   std::string hooks_;
 };

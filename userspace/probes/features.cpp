@@ -3,12 +3,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "probes/handles.h"
+#include "probes/map_util.h"
 #include "core/util/log.h"
 #include "feature_probe.skel.h"
 
@@ -22,9 +22,7 @@ extern "C" __attribute__((noinline, used)) int sp_feature_probe_target(int x) {
 namespace sp::bpf {
 namespace {
 
-using FeatureSkel = Skeleton<feature_probe_bpf, feature_probe_bpf__destroy>;
-
-std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
+using FeatureSkel = Skeleton<feature_probe_bpf>;
 
 // Opens the skeleton with every program disabled except `keep`.
 FeatureSkel open_only(bpf_program* (*pick)(feature_probe_bpf*), std::string& error) {
@@ -108,7 +106,7 @@ std::string kernel_btf_problem() {
     btf__free(vmlinux);
     return {};
   }
-  return std::string("no kernel BTF (/sys/kernel/btf/vmlinux): ") + std::strerror(err);
+  return "no kernel BTF (/sys/kernel/btf/vmlinux): " + errno_text(err);
 }
 
 }  // namespace sp::bpf

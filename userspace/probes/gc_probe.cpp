@@ -20,8 +20,6 @@ static_assert(sizeof(gc_event) == 40);
 
 namespace sp::bpf {
 
-void GcProbe::SkelDelete::operator()(gc_bpf* s) const { gc_bpf__destroy(s); }
-
 // Members go in reverse order: links (detach), ring buffer, then the object.
 GcProbe::~GcProbe() = default;
 

@@ -53,10 +53,7 @@ class GcProbe : public agent::GcKernel {
   GcProbe() = default;
   std::uint64_t stat(int idx) const;
 
-  struct SkelDelete {
-    void operator()(gc_bpf* s) const;
-  };
-  std::unique_ptr<gc_bpf, SkelDelete> skel_;
+  Skeleton<gc_bpf> skel_;
   TypedRing<gc_event> ring_;
   std::map<int, std::vector<Link>> links_;
 };

@@ -13,8 +13,6 @@ static_assert(sizeof(pq_lost) == 8 * (SP_LAT_BUCKETS + 2));
 
 namespace sp::bpf {
 
-void LibpqProbe::SkelDelete::operator()(libpq_bpf* s) const { libpq_bpf__destroy(s); }
-
 // Members go in reverse order: links (detach), ring buffer, then the object.
 LibpqProbe::~LibpqProbe() = default;
 

@@ -51,10 +51,7 @@ class LibpqProbe : public agent::LibpqKernel {
 
  private:
   LibpqProbe() = default;
-  struct SkelDelete {
-    void operator()(libpq_bpf* s) const;
-  };
-  std::unique_ptr<libpq_bpf, SkelDelete> skel_;
+  Skeleton<libpq_bpf> skel_;
   TypedRing<pq_event, offsetof(pq_event, text)> ring_;  // records end at their text's NUL
   std::map<int, std::vector<Link>> links_;
 };

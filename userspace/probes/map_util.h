@@ -15,6 +15,7 @@
 
 namespace sp::bpf {
 
+// The message for an errno value, or for libbpf's negative error codes (-ENOENT reads as ENOENT).
 std::string errno_text(int err);
 
 // Hook invocations the kernel skipped for the loaded programs of `obj`: a program does not run while a BPF program

@@ -39,20 +39,17 @@ bool kernel_has_nvme_tracepoints(std::string& why) {
 }
 
 bool nvme_programs_verify(std::string& error) {
-  nvme_bpf* skel = nvme_bpf__open();
+  Skeleton<nvme_bpf> skel(nvme_bpf__open());
   if (!skel) {
     error = "open BPF object nvme: " + errno_text(errno);
     return false;
   }
   bpf_program__set_autoload(skel->progs.nvme_setup_btf, false);
   bpf_program__set_autoload(skel->progs.nvme_complete_btf, false);
-  int err = nvme_bpf__load(skel);
-  nvme_bpf__destroy(skel);
+  int err = nvme_bpf__load(skel.get());
   if (err) error = "load BPF object nvme (raw_tp): " + errno_text(err);
   return err == 0;
 }
-
-void NvmeProbe::SkelDelete::operator()(nvme_bpf* s) const { nvme_bpf__destroy(s); }
 
 NvmeProbe::~NvmeProbe() = default;
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "agent/families/nvme_kernel.h"
+#include "probes/handles.h"
 
 struct nvme_bpf;
 
@@ -34,10 +35,7 @@ class NvmeProbe : public agent::NvmeKernel {
 
  private:
   NvmeProbe() = default;
-  struct SkelDelete {
-    void operator()(nvme_bpf* s) const;
-  };
-  std::unique_ptr<nvme_bpf, SkelDelete> skel_;
+  Skeleton<nvme_bpf> skel_;
   std::string hooks_;
 };
 

@@ -13,8 +13,6 @@ static_assert(sizeof(pgs_backend_stats) == 8 * (2 * SP_LAT_BUCKETS + 6));
 
 namespace sp::bpf {
 
-void PgServerProbe::SkelDelete::operator()(pgserver_bpf* s) const { pgserver_bpf__destroy(s); }
-
 // Members go in reverse order: links (detach), ring buffer, then the object.
 PgServerProbe::~PgServerProbe() = default;
 

@@ -47,10 +47,7 @@ class PgServerProbe : public agent::PgServerKernel {
 
  private:
   PgServerProbe() = default;
-  struct SkelDelete {
-    void operator()(pgserver_bpf* s) const;
-  };
-  std::unique_ptr<pgserver_bpf, SkelDelete> skel_;
+  Skeleton<pgserver_bpf> skel_;
   TypedRing<pgs_query_event, offsetof(pgs_query_event, text)> ring_;  // records end at their text's NUL
   TypedRing<pgs_lock_event> lock_ring_;
   std::map<std::string, std::vector<Link>> links_;
