@@ -10,18 +10,17 @@
 
 #include "core/util/json.h"
 #include "core/correlate/overlap.h"
+#include "core/record/record_format.h"
 
 namespace sp {
 
+using record_format::ms;
+using record_format::pct;
+using record_format::query_name;
+using record_format::seconds;
+using record_format::worker_title;
+
 namespace {
-
-std::string worker_title(const WorkerLabels& w) {
-  return w.worker_app.empty() ? w.worker : fmt::format("{} ({})", w.worker, w.worker_app);
-}
-
-std::string query_name(const QueryEvent& q) {
-  return q.table.empty() ? q.verb : fmt::format("{} {}", q.verb, q.table);
-}
 
 // Fixed notation, microseconds with nanosecond precision: what the trace format's "ts"/"dur" take.
 std::string us(double v) { return fmt::format("{:.3f}", v); }
@@ -43,9 +42,6 @@ std::string html_escape(std::string_view s) {
   }
   return out;
 }
-
-std::string pct(double share) { return fmt::format("{:.1f} %", share * 100); }
-std::string ms(double seconds) { return fmt::format("{:.2f} ms", seconds * 1e3); }
 
 class TraceWriter {
  public:
@@ -103,8 +99,6 @@ std::vector<std::size_t> lanes(const std::vector<const T*>& items, Start start, 
   }
   return out;
 }
-
-double seconds(std::uint64_t from, std::uint64_t to) { return to > from ? static_cast<double>(to - from) / 1e9 : 0; }
 
 }  // namespace
 
