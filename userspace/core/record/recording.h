@@ -102,11 +102,6 @@ class Recording {
   std::vector<RecordedScrape> scrapes_;
 };
 
-// Chrome trace event format (JSON object form): one process per worker (GC and per-thread query tracks, scraped
-// counters), one per worker's PostgreSQL backends (server-side execution and lock waits), one per disk (requests on
-// lanes, each with its device stage nested). Timestamps in microseconds from the recording's start.
-void write_trace_json(const Recording& r, std::ostream& out);
-
 // The numbers the report and summary show.
 struct Distribution {
   std::size_t count = 0;
