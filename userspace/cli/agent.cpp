@@ -37,6 +37,7 @@
 #include "core/proc/pid_namespace.h"
 #include "core/proc/proc_parse.h"
 #include "core/record/recording.h"
+#include "core/record/report_html.h"
 #include "core/record/trace_json.h"
 #include "core/util/ring_waker.h"
 #include "core/scrape/scraper.h"

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/record/recording.h"
+#include "core/record/report_html.h"
 #include "core/record/trace_json.h"
 
 namespace {

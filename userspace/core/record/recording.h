@@ -162,7 +162,5 @@ struct RecordingSummary {
 RecordingSummary summarize(const Recording& r);
 
 std::string render_summary_text(const RecordingSummary& s);
-// One self-contained HTML file: inline CSS and SVG, no script, no external resource.
-std::string render_report_html(const RecordingSummary& s);
 
 }  // namespace sp
