@@ -38,6 +38,7 @@
 #include "core/proc/proc_parse.h"
 #include "core/record/recording.h"
 #include "core/record/report_html.h"
+#include "core/record/summary.h"
 #include "core/record/trace_json.h"
 #include "core/util/ring_waker.h"
 #include "core/scrape/scraper.h"

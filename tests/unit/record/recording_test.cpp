@@ -8,6 +8,7 @@
 
 #include "core/record/recording.h"
 #include "core/record/report_html.h"
+#include "core/record/summary.h"
 #include "core/record/trace_json.h"
 
 namespace {

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "core/record/recording.h"
+#include "core/record/summary.h"
 
 namespace sp {
 
