@@ -13,6 +13,9 @@
 #include "cli/agent_setup.h"
 #include "cli/commands.h"
 #include "core/record/recording.h"
+#include "core/record/report_html.h"
+#include "core/record/summary.h"
+#include "core/record/trace_json.h"
 #include "core/record/recording_sink.h"
 #include "core/util/log.h"
 

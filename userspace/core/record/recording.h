@@ -1,8 +1,8 @@
 // A deep-dive recording (`synapse-profiler record`): every GC pause, client query, server-side execution, lock wait
 // and disk request of the profiled workers over a bounded time, kept in memory up to an event cap, plus the workers'
-// scraped Synapse counters. From it: a Chrome trace (trace.json, for Perfetto / chrome://tracing), a summary with the
-// headline findings (summary.txt) and a self-contained HTML report (report.html). All pure: the agent's probe
-// families feed it through their event sinks, tests feed it synthetic events.
+// scraped Synapse counters. Only the model: what is made of it lives beside it, the Chrome trace in trace_json.h,
+// the numbers and findings in summary.h, the HTML report in report_html.h. All pure: the agent's probe families feed it
+// through their event sinks, tests feed it synthetic events.
 //
 // Security: queries are kept as their fingerprint (normalised text without literals), never as the SQL sent.
 #pragma once
@@ -10,41 +10,20 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <map>
-#include <optional>
-#include <ostream>
-#include <string>
 #include <vector>
 
 #include "core/correlate/correlator.h"  // SynapseCounters
 #include "core/model/db_stats.h"
+#include "core/model/events.h"
 #include "core/model/io_stats.h"
 #include "core/model/process_book.h"
 
 namespace sp {
 
-struct RecordedGc {
-  WorkerLabels worker;
-  std::uint32_t tgid = 0;
-  std::uint32_t tid = 0;
-  std::uint64_t start_ns = 0;
-  std::uint64_t end_ns = 0;
-  int generation = -1;          // -1: unknown
-  std::int64_t collected = -1;  // -1: unknown
-};
-
-struct RecordedLockWait {
-  WorkerLabels worker;  // the worker the backend serves
-  std::uint32_t backend = 0;
-  std::uint64_t start_ns = 0;
-  std::uint64_t end_ns = 0;
-};
-
-struct RecordedScrape {
-  WorkerLabels worker;
-  std::uint64_t at_ns = 0;
-  SynapseCounters counters;
-};
+// A recording keeps the events as the families hand them on (core/model/events.h).
+using RecordedGc = GcPause;
+using RecordedLockWait = LockWait;
+using RecordedScrape = SynapseScrape;
 
 class Recording {
  public:
@@ -101,73 +80,5 @@ class Recording {
   std::vector<IoEvent> ios_;
   std::vector<RecordedScrape> scrapes_;
 };
-
-// Chrome trace event format (JSON object form): one process per worker (GC and per-thread query tracks, scraped
-// counters), one per worker's PostgreSQL backends (server-side execution and lock waits), one per disk (requests on
-// lanes, each with its device stage nested). Timestamps in microseconds from the recording's start.
-void write_trace_json(const Recording& r, std::ostream& out);
-
-// The numbers the report and summary show.
-struct Distribution {
-  std::size_t count = 0;
-  double total_s = 0;
-  double mean_s = 0;
-  double p50_s = 0;
-  double p99_s = 0;
-  double max_s = 0;
-};
-Distribution distribution_of(std::vector<double> seconds);
-
-struct FingerprintStats {
-  std::string fingerprint;  // normalised text, no literals
-  std::string verb, table;
-  Distribution time;
-};
-
-struct WorkerSummary {
-  WorkerLabels worker;
-  Distribution gc;
-  std::map<int, std::size_t> gc_per_generation;
-  std::vector<double> gc_pauses_s;  // for the distribution chart
-  Distribution client;
-  Distribution server;
-  Distribution lock_waits;
-  double io_bytes = 0;
-  std::size_t io_requests = 0;
-  double gc_share = 0;            // union of pauses / span
-  double client_share = 0;        // union of libpq calls / span
-  double server_share = 0;
-  double disk_share = 0;
-  double query_gc_overlap_s = 0;  // client query time overlapped by a GC pause of the same process
-  std::vector<FingerprintStats> top_fingerprints;  // by total time, at most 10
-  // Client query time per Synapse transaction (desc; "unattributed" without one), by total time, at most 10.
-  std::vector<FingerprintStats> top_transactions;
-};
-
-struct DeviceSummary {
-  std::string device;
-  std::size_t requests = 0;
-  double bytes = 0;
-  Distribution queue;
-  Distribution device_time;
-  std::vector<double> device_times_s;  // for the distribution chart
-  std::map<std::string, std::size_t> per_worker;  // requests charged to each worker (with via)
-};
-
-struct RecordingSummary {
-  double span_s = 0;
-  std::string wall_start;  // ISO 8601, UTC
-  std::size_t events = 0;
-  std::uint64_t dropped = 0;
-  std::size_t max_events = 0;
-  std::vector<WorkerSummary> workers;
-  std::vector<DeviceSummary> devices;
-  std::vector<std::string> findings;  // plain sentences, most important first
-};
-RecordingSummary summarize(const Recording& r);
-
-std::string render_summary_text(const RecordingSummary& s);
-// One self-contained HTML file: inline CSS and SVG, no script, no external resource.
-std::string render_report_html(const RecordingSummary& s);
 
 }  // namespace sp

@@ -13,15 +13,7 @@ void RecordingSink::count(bool recorded, std::atomic<std::size_t>& counter) {
 
 void RecordingSink::gc_pause(const GcPause& e) {
   if (!wanted(e.worker)) return;
-  RecordedGc g;
-  g.worker = e.worker;
-  g.tgid = e.tgid;
-  g.tid = e.tid;
-  g.start_ns = e.start_ns;
-  g.end_ns = e.end_ns;
-  g.generation = e.generation;
-  g.collected = e.collected;
-  count(recording_.add_gc(g), gc_);
+  count(recording_.add_gc(e), gc_);
 }
 
 void RecordingSink::query(const QueryEvent& q) {
@@ -31,12 +23,7 @@ void RecordingSink::query(const QueryEvent& q) {
 
 void RecordingSink::lock_wait(const LockWait& l) {
   if (!wanted(l.worker)) return;
-  RecordedLockWait r;
-  r.worker = l.worker;
-  r.backend = l.backend;
-  r.start_ns = l.start_ns;
-  r.end_ns = l.end_ns;
-  count(recording_.add_lock_wait(r), server_);
+  count(recording_.add_lock_wait(l), server_);
 }
 
 void RecordingSink::io_request(const IoEvent& e) {
@@ -46,7 +33,7 @@ void RecordingSink::io_request(const IoEvent& e) {
 
 void RecordingSink::synapse_scrape(const SynapseScrape& s) {
   if (!wanted(s.worker)) return;
-  recording_.add_scrape({s.worker, s.at_ns, s.counters});
+  recording_.add_scrape(s);
 }
 
 }  // namespace sp
