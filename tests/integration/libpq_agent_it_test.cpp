@@ -242,6 +242,10 @@ TEST_F(LibpqAgentIT, QueryTimeOverlappedByGcPausesMatchesTheWorkload) {
   };
   attach_and_go(*held);
   attach_and_go(*idle);
+  // A known worker's counter exists from its discovery on, at 0 (a dashboard panel shows 0, not "No data").
+  EXPECT_TRUE(sp::test::metric_value(metrics(), "synapse_profiler_db_query_gc_overlap_seconds_total",
+                                     {{"worker", "db_gc_only"}})
+                  .has_value());
   double held_before = overlap("db_gc_hold");
   double idle_before = overlap("db_gc_only");
   finish(*held);
