@@ -18,19 +18,15 @@ IoSeries series_of(const sp_io_hist& h) {
 
 BlockIoFamily::BlockIoFamily(std::string sys_root, std::vector<std::string> device_globs, BlockIoKernelOpener open,
                              const BackendDecisions* backends)
-    : sys_root_(std::move(sys_root)), device_globs_(std::move(device_globs)), open_(std::move(open)),
+    : KernelFamily(std::move(open)), sys_root_(std::move(sys_root)), device_globs_(std::move(device_globs)),
       backends_(backends) {}
 
 BlockIoFamily::~BlockIoFamily() = default;
 
 bool BlockIoFamily::start(std::string& why_not) {
-  kernel_ = open_(why_not);
-  if (kernel_) log::info("block I/O: attached ({})", kernel_->hooks());
-  return kernel_ != nullptr;
-}
-
-std::vector<int> BlockIoFamily::ring_fds() const {
-  return kernel_ ? std::vector<int>{kernel_->ring_fd()} : std::vector<int>{};
+  if (!KernelFamily::start(why_not)) return false;
+  log::info("block I/O: attached ({})", kernel_->hooks());
+  return true;
 }
 
 const std::string& BlockIoFamily::hooks() const {
@@ -172,15 +168,8 @@ IoSnapshot BlockIoFamily::snapshot() const {
   return snap;
 }
 
-FamilyCounts BlockIoFamily::counts() const {
-  FamilyCounts c;
-  c.events_lost = kernel_ ? kernel_->events_lost() : 0;
-  c.hook_misses = kernel_ ? kernel_->hook_misses() : 0;
-  return c;
-}
-
 void BlockIoFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  for (auto& f : exporter::disk_io_families(snapshot())) out.push_back(std::move(f));
+  append(out, exporter::disk_io_families(snapshot()));
 }
 
 }  // namespace sp::agent

@@ -14,13 +14,13 @@
 
 #include "agent/families/backend_decisions.h"
 #include "agent/families/blockio_kernel.h"
-#include "agent/probe_family.h"
+#include "agent/families/kernel_family.h"
 #include "core/model/io_stats.h"
 #include "core/proc/discovery.h"
 
 namespace sp::agent {
 
-class BlockIoFamily : public ProbeFamily {
+class BlockIoFamily : public KernelFamily<BlockIoKernel> {
  public:
   // `device_globs`: shell patterns of device names to report ("vd*", "nvme*"); empty: every disk. `backends`: the
   // postgres family's decisions (null: no backend is ever charged to a worker).
@@ -30,8 +30,6 @@ class BlockIoFamily : public ProbeFamily {
 
   const char* name() const override { return "block_io"; }
   bool start(std::string& why_not) override;
-  bool started() const override { return kernel_ != nullptr; }
-  std::vector<int> ring_fds() const override;
   const std::string& hooks() const;
 
   // See the order explained at its definition.
@@ -43,7 +41,6 @@ class BlockIoFamily : public ProbeFamily {
   // The records, then the per-process counts.
   void poll() override;
   void forget_worker(const WorkerLabels& w) override;
-  FamilyCounts counts() const override;
   void collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const override;
 
   IoSnapshot snapshot() const;
@@ -63,9 +60,7 @@ class BlockIoFamily : public ProbeFamily {
 
   std::string sys_root_;
   std::vector<std::string> device_globs_;
-  BlockIoKernelOpener open_;
   const BackendDecisions* backends_;
-  std::unique_ptr<BlockIoKernel> kernel_;
 
   mutable std::mutex mutex_;
   std::map<int, WorkerLabels> workers_;  // host PID -> labels, from the last scan

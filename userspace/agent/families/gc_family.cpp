@@ -25,16 +25,9 @@ gc_target target_of(const GcProbePlan& plan) {
 }  // namespace
 
 GcFamily::GcFamily(std::string proc_root, GcKernelOpener open, std::optional<GcMethod> force)
-    : proc_root_(proc_root), open_(std::move(open)), planner_(std::move(proc_root), force) {}
+    : KernelFamily(std::move(open)), proc_root_(proc_root), planner_(std::move(proc_root), force) {}
 
 GcFamily::~GcFamily() = default;
-
-bool GcFamily::start(std::string& why_not) {
-  kernel_ = open_(why_not);
-  return kernel_ != nullptr;
-}
-
-std::vector<int> GcFamily::ring_fds() const { return kernel_ ? std::vector<int>{kernel_->ring_fd()} : std::vector<int>{}; }
 
 void GcFamily::attach(const WorkerInfo& w) {
   ProbeStatus st;
@@ -124,13 +117,6 @@ void GcFamily::forget_worker(const WorkerLabels& w) {
   book_.forget(w);
 }
 
-FamilyCounts GcFamily::counts() const {
-  FamilyCounts c;
-  c.events_lost = kernel_ ? kernel_->events_lost() : 0;
-  c.hook_misses = kernel_ ? kernel_->hook_misses() : 0;
-  return c;
-}
-
 std::vector<ProbeStatus> GcFamily::attach_status() const {
   std::lock_guard lock(mutex_);
   std::vector<ProbeStatus> out;
@@ -149,7 +135,7 @@ GcSnapshot GcFamily::snapshot() const {
 }
 
 void GcFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  for (auto& f : exporter::gc_families(snapshot())) out.push_back(std::move(f));
+  append(out, exporter::gc_families(snapshot()));
 }
 
 }  // namespace sp::agent

@@ -12,28 +12,24 @@
 #include <vector>
 
 #include "agent/families/gc_kernel.h"
-#include "agent/probe_family.h"
+#include "agent/families/kernel_family.h"
 #include "core/model/gc_stats.h"
 #include "core/python/gc_planner.h"
 
 namespace sp::agent {
 
-class GcFamily : public ProbeFamily {
+class GcFamily : public KernelFamily<GcKernel> {
  public:
   // `force` pins one method for every process (tests, --gc-method); nullopt chooses per process.
   GcFamily(std::string proc_root, GcKernelOpener open, std::optional<GcMethod> force = std::nullopt);
   ~GcFamily() override;
 
   const char* name() const override { return "gc"; }
-  bool start(std::string& why_not) override;
-  bool started() const override { return kernel_ != nullptr; }
-  std::vector<int> ring_fds() const override;
   // Attach to workers that appeared, detach from the ones that left (their last counts are kept first).
   void update(const ScanResult& current, const ScanDiff& diff) override;
   void drain() override;
   void poll() override;
   void forget_worker(const WorkerLabels& w) override;
-  FamilyCounts counts() const override;
   std::vector<ProbeStatus> attach_status() const override;
   void collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const override;
 
@@ -43,9 +39,7 @@ class GcFamily : public ProbeFamily {
   void attach(const WorkerInfo& w);
   void refresh_counts();  // caller holds mutex_
   std::string proc_root_;
-  GcKernelOpener open_;
   GcPlanner planner_;  // used by the scan thread only
-  std::unique_ptr<GcKernel> kernel_;
 
   mutable std::mutex mutex_;
   std::map<int, ProbeStatus> status_;  // by host PID, live workers only

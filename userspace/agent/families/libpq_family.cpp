@@ -57,18 +57,9 @@ pq_py_proc to_kernel(const DescProcessPlan& p) {
 }  // namespace
 
 LibpqFamily::LibpqFamily(std::string proc_root, LibpqKernelOpener open, LibpqOptions options)
-    : proc_root_(std::move(proc_root)), open_(std::move(open)), options_(options), desc_planner_(proc_root_) {}
+    : KernelFamily(std::move(open)), proc_root_(std::move(proc_root)), options_(options), desc_planner_(proc_root_) {}
 
 LibpqFamily::~LibpqFamily() = default;
-
-bool LibpqFamily::start(std::string& why_not) {
-  kernel_ = open_(why_not);
-  return kernel_ != nullptr;
-}
-
-std::vector<int> LibpqFamily::ring_fds() const {
-  return kernel_ ? std::vector<int>{kernel_->ring_fd()} : std::vector<int>{};
-}
 
 // psycopg2 (what Synapse uses) only calls the synchronous API, through which every query already passes; the
 // asynchronous probes would add four traps to each of its queries for nothing. Other libpq users (psycopg 3 is built
@@ -221,13 +212,6 @@ DbClientSnapshot LibpqFamily::snapshot() const {
   return snap;
 }
 
-FamilyCounts LibpqFamily::counts() const {
-  FamilyCounts c;
-  c.events_lost = kernel_ ? kernel_->events_lost() : 0;
-  c.hook_misses = kernel_ ? kernel_->hook_misses() : 0;
-  return c;
-}
-
 std::vector<ProbeStatus> LibpqFamily::attach_status() const {
   std::lock_guard lock(mutex_);
   std::vector<ProbeStatus> out;
@@ -247,10 +231,8 @@ std::vector<ProbeStatus> LibpqFamily::attach_status() const {
 
 void LibpqFamily::collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const {
   const DbClientSnapshot db = snapshot();
-  for (auto& f : exporter::db_client_families(db, options_.table_labels)) out.push_back(std::move(f));
-  for (auto& f : exporter::db_desc_families(db, options_.desc_labels, hub.desc_ratio, hub.desc_server)) {
-    out.push_back(std::move(f));
-  }
+  append(out, exporter::db_client_families(db, options_.table_labels));
+  append(out, exporter::db_desc_families(db, options_.desc_labels, hub.desc_ratio, hub.desc_server));
 }
 
 }  // namespace sp::agent

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "agent/families/libpq_kernel.h"
-#include "agent/probe_family.h"
+#include "agent/families/kernel_family.h"
 #include "core/model/db_stats.h"
 #include "core/proc/discovery.h"
 #include "core/python/desc_planner.h"
@@ -27,15 +27,12 @@ struct LibpqOptions {
   std::size_t desc_labels = 50;   // descs that keep their name
 };
 
-class LibpqFamily : public ProbeFamily {
+class LibpqFamily : public KernelFamily<LibpqKernel> {
  public:
   LibpqFamily(std::string proc_root, LibpqKernelOpener open, LibpqOptions options = {});
   ~LibpqFamily() override;
 
   const char* name() const override { return "libpq"; }
-  bool start(std::string& why_not) override;
-  bool started() const override { return kernel_ != nullptr; }
-  std::vector<int> ring_fds() const override;
   // Attach to current workers that have libpq mapped and are not attached yet; detach from removed ones (after a
   // last drain, so that their records still find their labels).
   void update(const ScanResult& current, const ScanDiff& diff) override;
@@ -44,7 +41,6 @@ class LibpqFamily : public ProbeFamily {
   // The records, then the lost-record counts.
   void poll() override;
   void forget_worker(const WorkerLabels& w) override;
-  FamilyCounts counts() const override;
   // probe "libpq" per worker tried, and probe "libpq_desc" (method python_frames) per attached worker.
   std::vector<ProbeStatus> attach_status() const override;
   void collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const override;
@@ -58,9 +54,7 @@ class LibpqFamily : public ProbeFamily {
   void consume(const pq_event& e);  // caller holds mutex_
 
   std::string proc_root_;
-  LibpqKernelOpener open_;
   LibpqOptions options_;
-  std::unique_ptr<LibpqKernel> kernel_;
 
   mutable std::mutex mutex_;
   DescPlanner desc_planner_;  // scanning thread only

@@ -6,14 +6,14 @@
 namespace sp::agent {
 
 NvmeFamily::NvmeFamily(std::string sys_root, std::vector<std::string> device_globs, NvmeKernelOpener open)
-    : sys_root_(std::move(sys_root)), device_globs_(std::move(device_globs)), open_(std::move(open)) {}
+    : KernelFamily(std::move(open)), sys_root_(std::move(sys_root)), device_globs_(std::move(device_globs)) {}
 
 NvmeFamily::~NvmeFamily() = default;
 
 bool NvmeFamily::start(std::string& why_not) {
-  kernel_ = open_(why_not);
-  why_not_ = kernel_ ? "" : why_not;
-  return kernel_ != nullptr;
+  const bool ok = KernelFamily::start(why_not);
+  why_not_ = ok ? "" : why_not;
+  return ok;
 }
 
 void NvmeFamily::poll() {
@@ -23,12 +23,6 @@ void NvmeFamily::poll() {
   std::lock_guard lock(mutex_);
   raw_ = std::move(raw);
   untracked_ = untracked;
-}
-
-FamilyCounts NvmeFamily::counts() const {
-  FamilyCounts c;  // no ring buffer: nothing to lose
-  c.hook_misses = kernel_ ? kernel_->hook_misses() : 0;
-  return c;
 }
 
 NvmeSnapshot NvmeFamily::snapshot() const {
@@ -49,7 +43,7 @@ NvmeSnapshot NvmeFamily::snapshot() const {
 }
 
 void NvmeFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  for (auto& f : exporter::nvme_families(snapshot())) out.push_back(std::move(f));
+  append(out, exporter::nvme_families(snapshot()));
 }
 
 }  // namespace sp::agent

@@ -11,23 +11,21 @@
 #include <vector>
 
 #include "agent/families/nvme_kernel.h"
-#include "agent/probe_family.h"
+#include "agent/families/kernel_family.h"
 #include "core/model/nvme_stats.h"
 
 namespace sp::agent {
 
-class NvmeFamily : public ProbeFamily {
+class NvmeFamily : public KernelFamily<NvmeKernel> {
  public:
   NvmeFamily(std::string sys_root, std::vector<std::string> device_globs, NvmeKernelOpener open);
   ~NvmeFamily() override;
 
   const char* name() const override { return "nvme"; }
   bool start(std::string& why_not) override;
-  bool started() const override { return kernel_ != nullptr; }
   bool optional() const override { return true; }
   void update(const ScanResult&, const ScanDiff&) override {}
   void poll() override;
-  FamilyCounts counts() const override;
   void collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const override;
 
   NvmeSnapshot snapshot() const;
@@ -35,8 +33,6 @@ class NvmeFamily : public ProbeFamily {
  private:
   std::string sys_root_;
   std::vector<std::string> device_globs_;
-  NvmeKernelOpener open_;
-  std::unique_ptr<NvmeKernel> kernel_;
   std::string why_not_ = "not started";
 
   mutable std::mutex mutex_;

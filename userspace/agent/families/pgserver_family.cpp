@@ -12,7 +12,7 @@
 
 namespace sp::agent {
 PgServerFamily::PgServerFamily(std::string proc_root, PgServerKernelOpener open, BackendLinker link)
-    : proc_root_(std::move(proc_root)), open_(std::move(open)), link_(std::move(link)) {
+    : KernelFamily(std::move(open)), proc_root_(std::move(proc_root)), link_(std::move(link)) {
   if (!link_) {
     link_ = [mapper = std::make_shared<BackendMapper>(proc_root_)](const std::vector<int>& workers,
                                                                    const std::vector<int>& backends,
@@ -23,13 +23,6 @@ PgServerFamily::PgServerFamily(std::string proc_root, PgServerKernelOpener open,
 }
 
 PgServerFamily::~PgServerFamily() = default;
-
-bool PgServerFamily::start(std::string& why_not) {
-  kernel_ = open_(why_not);
-  return kernel_ != nullptr;
-}
-
-std::vector<int> PgServerFamily::ring_fds() const { return kernel_ ? kernel_->ring_fds() : std::vector<int>{}; }
 
 const WorkerLabels& PgServerFamily::labels_of(int backend_pid) const {
   auto it = backend_labels_.find(backend_pid);
@@ -277,15 +270,8 @@ std::set<int> PgServerFamily::undecided_backends() const {
   return out;
 }
 
-FamilyCounts PgServerFamily::counts() const {
-  FamilyCounts c;
-  c.events_lost = kernel_ ? kernel_->events_lost() : 0;
-  c.hook_misses = kernel_ ? kernel_->hook_misses() : 0;
-  return c;
-}
-
 void PgServerFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  for (auto& f : exporter::db_server_families(snapshot())) out.push_back(std::move(f));
+  append(out, exporter::db_server_families(snapshot()));
 }
 
 }  // namespace sp::agent

@@ -20,14 +20,14 @@
 
 #include "agent/families/backend_decisions.h"
 #include "agent/families/pgserver_kernel.h"
-#include "agent/probe_family.h"
+#include "agent/families/kernel_family.h"
 #include "core/model/db_stats.h"
 #include "core/postgres/backend_map.h"
 #include "core/proc/discovery.h"
 
 namespace sp::agent {
 
-class PgServerFamily : public ProbeFamily, public BackendDecisions {
+class PgServerFamily : public KernelFamily<PgServerKernel>, public BackendDecisions {
  public:
   // Which worker each backend serves (PIDs as in proc_root), for the backends given; see BackendMapper::map.
   using BackendLinker = std::function<std::vector<BackendLink>(const std::vector<int>& worker_pids,
@@ -38,9 +38,6 @@ class PgServerFamily : public ProbeFamily, public BackendDecisions {
   ~PgServerFamily() override;
 
   const char* name() const override { return "postgres"; }
-  bool start(std::string& why_not) override;
-  bool started() const override { return kernel_ != nullptr; }
-  std::vector<int> ring_fds() const override;
   // Attaches to each postgres binary in use, then decides every backend the scan lists (see the top of this file).
   void update(const ScanResult& current, const ScanDiff& diff) override;
   // Statement and lock-wait records only (when a ring fills up between two polls).
@@ -48,7 +45,6 @@ class PgServerFamily : public ProbeFamily, public BackendDecisions {
   // The records, then the per-backend counts.
   void poll() override;
   void forget_worker(const WorkerLabels& w) override;
-  FamilyCounts counts() const override;
   void collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const override;
 
   DbServerSnapshot snapshot() const;
@@ -68,9 +64,7 @@ class PgServerFamily : public ProbeFamily, public BackendDecisions {
   const WorkerLabels& labels_of(int backend_pid) const;  // caller holds mutex_
 
   std::string proc_root_;
-  PgServerKernelOpener open_;
   BackendLinker link_;
-  std::unique_ptr<PgServerKernel> kernel_;
   bool fingerprints_ = true;
 
   mutable std::mutex mutex_;
