@@ -10,10 +10,8 @@
 
 #include "probes/features.h"
 #include "probes/libbpf_setup.h"
-#include "probes/nvme_probe.h"
-#include "probes/openers.h"
-#include "agent/families/nvme_family.h"
 #include "cli/commands.h"
+#include "cli/family_registry.h"
 #include "core/proc/capabilities.h"
 #include "core/correlate/correlator.h"
 #include "core/python/desc_planner.h"
@@ -93,14 +91,23 @@ void check_kernel(Report& r) {
   for (const auto& h : bpf::check_all_hooks()) {
     r.line(h.ok ? Verdict::Ok : Verdict::Fail, "BPF hook " + h.hook, h.detail);
   }
-  // NVMe: optional. Loading the probes is the real check (a driver without tracepoint BTF cannot be probed).
-  agent::NvmeFamily nvme("/sys", {}, bpf::nvme_kernel());
-  std::string why;
-  bool attached = nvme.start(why);
-  r.line(attached ? Verdict::Ok : Verdict::Warn, "NVMe command probes (queue, opcode, completion status)",
-         attached ? nvme.snapshot().hooks
-                  : why + "; block I/O is still measured at the block layer for every disk, only the NVMe-specific "
-                          "series (synapse_profiler_nvme_*) stay silent");
+}
+
+// Every registered probe family loaded the way `run` loads it (system-wide hooks attached too): the verifier's and
+// the kernel's real answer. Attaching to each process is checked per worker below.
+void check_families(Report& r, const CliOptions& o) {
+  for (const auto& f : make_probe_families(o, /*keep_fingerprints=*/false)) {
+    std::string why;
+    const bool ok = f->start(why);
+    const std::string what = fmt::format("probe family {} loads", f->name());
+    if (ok) {
+      r.line(Verdict::Ok, what, "");
+    } else if (f->optional()) {
+      r.line(Verdict::Warn, what, why + "; optional: every other family works without it, only its own series stay silent");
+    } else {
+      r.line(Verdict::Fail, what, why);
+    }
+  }
 }
 
 // The server-side probes need PostgreSQL's USDT probes (postgres built with --enable-dtrace).
@@ -191,6 +198,7 @@ int run_doctor(const CliOptions& options) {
   Report r;
   check_privileges(r);
   check_kernel(r);
+  check_families(r, options);
   check_pid_namespace(r, options.proc_root);
   ScanResult scan_result = scan(discovery_options(options));
   for (const auto& w : scan_result.warnings) r.line(Verdict::Warn, "discovery", w);
