@@ -290,6 +290,32 @@ TEST(CorrelationHub, GoneWorkersStopBeingCorrelatedAndAreForgottenAfterForgetAft
   EXPECT_TRUE(hub.update_workers(scan({}), diff({}), 60 * kSec).empty());
 }
 
+// Families drain a removed process's last events during their update(), before the hub hears the process went: those
+// events must not bring the worker back once the hub has let it go.
+TEST(CorrelationHub, EventsDrainedAsAWorkerGoesDoNotBringItBack) {
+  sp::HubOptions options;
+  options.forget_after_ns = 10 * kSec;
+  sp::CorrelationHub hub(options);
+  const auto p100 = process(100, kW1);
+  hub.update_workers(scan({p100}), diff({p100}), 0);
+  hub.flush(1 * kSec, {});
+  hub.gc_pause(pause(kW1, 100, 1100 * kMs, 1200 * kMs));
+  hub.query(client(kW1, 100, 100, 1100 * kMs, 1300 * kMs, "SELECT", "get_users"));
+  hub.lock_wait(lock_wait(kW1, 500, 1150 * kMs, 1200 * kMs));
+  hub.update_workers(scan({}), diff({}, {p100}), 2 * kSec);
+  hub.flush(3 * kSec, {});
+  auto s = hub.snapshot();
+  EXPECT_EQ(s.correlation.count(kW1), 0u);
+  // Its last lock wait is still decided, against its last call.
+  ASSERT_EQ(s.desc_server.count({kW1, "get_users"}), 1u);
+  EXPECT_EQ(s.desc_server.at({kW1, "get_users"}).lock_waits, 1u);
+
+  EXPECT_EQ(hub.update_workers(scan({}), diff({}), 12 * kSec).size(), 1u);
+  s = hub.snapshot();
+  EXPECT_EQ(s.correlation.count(kW1), 0u);
+  EXPECT_FALSE(has_desc_totals_of(s, kW1));
+}
+
 TEST(CorrelationHub, EachScrapeIsTakenOncePerStartTime) {
   sp::CorrelationHub hub;
   hub.update_workers(scan({process(100, kW1)}), diff({process(100, kW1)}), 0);
