@@ -44,6 +44,9 @@ std::vector<WorkerLabels> CorrelationHub::update_workers(const ScanResult& curre
   std::set<WorkerLabels> present;
   for (const auto& [pid, labels] : worker_of_) present.insert(labels);
   std::lock_guard lock(mutex_);
+  // The families drained a removed process's last events in their update(), just before this: apply them now, or
+  // the next flush would bring a worker forgotten below back into the views (and nothing would forget it again).
+  apply_queued();
   for (const auto& w : diff.removed) {
     const WorkerLabels labels = labels_of(w);
     if (present.count(labels)) continue;
@@ -73,10 +76,7 @@ std::vector<WorkerLabels> CorrelationHub::update_workers(const ScanResult& curre
   return expired;
 }
 
-std::vector<SynapseScrape> CorrelationHub::flush(std::uint64_t now_ns,
-                                                 const std::map<std::string, ScrapeResult>& scraped) {
-  std::vector<SynapseScrape> taken;
-  std::lock_guard lock(mutex_);
+void CorrelationHub::apply_queued() {
   for (const auto& e : busy_batch_) {
     if (e.cause == Cause::Gc) correlator_.add_gc(e.worker, e.start_ns, e.end_ns);
     if (e.cause == Cause::Disk) correlator_.add_disk(e.worker, e.start_ns, e.end_ns);
@@ -97,6 +97,13 @@ std::vector<SynapseScrape> CorrelationHub::flush(std::uint64_t now_ns,
   client_batch_.clear();
   server_batch_.clear();
   lock_batch_.clear();
+}
+
+std::vector<SynapseScrape> CorrelationHub::flush(std::uint64_t now_ns,
+                                                 const std::map<std::string, ScrapeResult>& scraped) {
+  std::vector<SynapseScrape> taken;
+  std::lock_guard lock(mutex_);
+  apply_queued();
   desc_matcher_.settle(now_ns);
   correlator_.tick(now_ns);
   desc_ratio_.tick(now_ns);

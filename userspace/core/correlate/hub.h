@@ -55,8 +55,9 @@ class CorrelationHub : public EventSink {
   void lock_wait(const LockWait& l) override;
   void io_request(const IoEvent& e) override;
 
-  // After each discovery scan, at `now_ns`. Returns the workers gone for longer than forget_after: their series
-  // are dropped here, and the caller drops the families' ones.
+  // After each discovery scan, at `now_ns` (and after the families' update(), whose last events of a removed process
+  // are applied before the process's worker is let go). Returns the workers gone for longer than forget_after: their
+  // series are dropped here, and the caller drops the families' ones.
   std::vector<WorkerLabels> update_workers(const ScanResult& current, const ScanDiff& diff, std::uint64_t now_ns);
 
   // Applies the queued events, decides what ended by `now_ns`, then adds the scrapes that finished since the last
@@ -72,6 +73,7 @@ class CorrelationHub : public EventSink {
     std::uint64_t start_ns, end_ns;
   };
   void add_overlap(const WorkerLabels& worker, std::uint64_t ns);
+  void apply_queued();  // hands the queued events to the views; under mutex_
 
   const HubOptions options_;
   // Feeding thread only.
