@@ -310,6 +310,16 @@ TEST(CorrelationHub, EventsDrainedAsAWorkerGoesDoNotBringItBack) {
   ASSERT_EQ(s.desc_server.count({kW1, "get_users"}), 1u);
   EXPECT_EQ(s.desc_server.at({kW1, "get_users"}).lock_waits, 1u);
 
+  // Later events of the gone worker (a backend finishing a statement for it, a scrape that was in flight) are
+  // dropped: they do not bring it back either.
+  hub.lock_wait(lock_wait(kW1, 500, 3100 * kMs, 3200 * kMs));
+  hub.gc_pause(pause(kW1, 100, 3100 * kMs, 3200 * kMs));
+  EXPECT_TRUE(hub.flush(4 * kSec, {{"w1", scrape(3 * kSec, 2.0)}}).empty());
+  hub.flush(6 * kSec, {});
+  s = hub.snapshot();
+  EXPECT_EQ(s.correlation.count(kW1), 0u);
+  EXPECT_EQ(s.desc_server.count({kW1, "unmatched"}), 0u);
+
   EXPECT_EQ(hub.update_workers(scan({}), diff({}), 12 * kSec).size(), 1u);
   s = hub.snapshot();
   EXPECT_EQ(s.correlation.count(kW1), 0u);

@@ -12,12 +12,19 @@ void CorrelationHub::add_overlap(const WorkerLabels& worker, std::uint64_t ns) {
   overlap_ns_[worker] += ns;
 }
 
+// Events of a worker with no process left (a backend still finishing a statement for it, a scrape result that was
+// in flight) would bring it back into the views after update_workers() forgot it: they are dropped. The set is empty
+// nearly always, so this costs one comparison per event.
+bool CorrelationHub::gone(const WorkerLabels& w) const { return !gone_since_.empty() && gone_since_.count(w); }
+
 void CorrelationHub::gc_pause(const GcPause& e) {
+  if (gone(e.worker)) return;
   add_overlap(e.worker, overlap_.add_pause(e.tgid, e.start_ns, e.end_ns));
   busy_batch_.push_back({Cause::Gc, e.worker, e.start_ns, e.end_ns});
 }
 
 void CorrelationHub::query(const QueryEvent& q) {
+  if (gone(q.worker)) return;
   if (q.server_side) {
     if (q.worker == kOtherWorker) return;
     server_batch_.push_back(q);
@@ -27,9 +34,12 @@ void CorrelationHub::query(const QueryEvent& q) {
   client_batch_.push_back(q);
 }
 
-void CorrelationHub::lock_wait(const LockWait& l) { lock_batch_.push_back(l); }
+void CorrelationHub::lock_wait(const LockWait& l) {
+  if (!gone(l.worker)) lock_batch_.push_back(l);
+}
 
 void CorrelationHub::io_request(const IoEvent& e) {
+  if (gone(e.worker)) return;
   busy_batch_.push_back({Cause::Disk, e.worker, e.start_ns, e.complete_ns});
 }
 
@@ -115,6 +125,7 @@ std::vector<SynapseScrape> CorrelationHub::flush(std::uint64_t now_ns,
     const auto at_ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(r.started.time_since_epoch()).count());
     const WorkerLabels labels{worker, r.worker_app, r.pod};
+    if (gone(labels)) continue;
     SynapseCounters counters = synapse_counters(*r.families);
     correlator_.add_scrape(labels, at_ns, counters);
     desc_ratio_.add_scrape(labels, at_ns, transaction_seconds_by_desc(*r.families));

@@ -73,6 +73,7 @@ class CorrelationHub : public EventSink {
     std::uint64_t start_ns, end_ns;
   };
   void add_overlap(const WorkerLabels& worker, std::uint64_t ns);
+  bool gone(const WorkerLabels& w) const;
   void apply_queued();  // hands the queued events to the views; under mutex_
 
   const HubOptions options_;
