@@ -339,6 +339,20 @@ TEST_F(GcFamilyTest, PausesReachTheSinkWithTheirWorkersLabelsAndOthersDoNot) {
   EXPECT_EQ(snap.events_received, 4u);  // every record the ring held, whoever it was from
 }
 
+// The agent forgets a removed worker in the hub right after update(): the pauses its process left in the ring since
+// the last poll must reach the sink during update(), while the process still has its labels.
+TEST_F(GcFamilyTest, PausesLeftInTheRingByAnExitedProcessReachTheSinkBeforeItIsForgotten) {
+  run(101, "synchrotron1");
+  discovery_.rescan();
+  kernel_->collection(101, 0, 2'000'000, 5);
+  discovery_.stop(101);
+  discovery_.rescan();
+
+  ASSERT_EQ(sink_.pauses.size(), 1u);
+  EXPECT_EQ(sink_.pauses[0].worker, worker_labels("synchrotron1"));
+  EXPECT_EQ(sink_.pauses[0].collected, 5);
+}
+
 TEST_F(GcFamilyTest, CountsAndRingComeFromTheKernel) {
   run(101, "synchrotron1");
   discovery_.rescan();

@@ -28,7 +28,8 @@ class GcFamily : public ProbeFamily {
   bool start(std::string& why_not) override;
   bool started() const override { return kernel_ != nullptr; }
   std::vector<int> ring_fds() const override;
-  // Attach to workers that appeared, detach from the ones that left (their last counts are kept first).
+  // Attach to workers that appeared, detach from the ones that left (their last pauses are drained and their last
+  // counts kept first).
   void update(const ScanResult& current, const ScanDiff& diff) override;
   void drain() override;
   void poll() override;
