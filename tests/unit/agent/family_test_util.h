@@ -5,9 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +33,50 @@ class RecordingSink : public EventSink {
   std::vector<GcPause> pauses;
   std::vector<QueryEvent> queries;
 };
+
+// What the fake kernel sides share: attach failures the test scripts per PID, a log of what the family asked of the
+// kernel ("attach 101", "detach 101", ...), the specs it attached with, and a ring of records for it to drain.
+template <typename Spec, typename Record>
+class FakeKernelSide {
+ public:
+  std::map<int, std::string> refusals;  // host PID -> the error its attach fails with
+  std::vector<std::string> calls;
+  std::vector<Spec> specs;
+
+ protected:
+  void note(const char* call, int pid) { calls.push_back(std::string(call) + " " + std::to_string(pid)); }
+  bool scripted_attach(const Spec& spec, std::string& error) {
+    note("attach", spec.host_pid);
+    specs.push_back(spec);
+    if (auto it = refusals.find(spec.host_pid); it != refusals.end()) {
+      error = it->second;
+      return false;
+    }
+    return true;
+  }
+  void push(const Record& r) { ring_.push_back(r); }
+  int drain_ring(const std::function<void(const Record&)>& fn) {
+    int n = 0;
+    for (; !ring_.empty(); ++n) {
+      fn(ring_.front());
+      ring_.pop_front();
+    }
+    return n;
+  }
+
+ private:
+  std::deque<Record> ring_;
+};
+
+// An opener that hands the family a new `Fake` and lets the test keep a pointer to it (the family owns it).
+template <typename Interface, typename Fake>
+std::function<std::unique_ptr<Interface>(std::string&)> fake_opener(Fake*& kernel) {
+  return [&kernel](std::string&) -> std::unique_ptr<Interface> {
+    auto k = std::make_unique<Fake>();
+    kernel = k.get();
+    return k;
+  };
+}
 
 // A generic worker named `name` running as `pid` (its start time tells it from a later process under that PID).
 inline WorkerInfo make_worker(int pid, const std::string& name) {
@@ -85,6 +132,24 @@ class FakeProcRoot {
   TempDir dir_{"sp-family-proc"};
 };
 
+// A started `Family` over a `Fake` kernel side (which always loads) and a fake /proc, its events recorded, its scans
+// run by hand.
+template <typename Family, typename Interface, typename Fake>
+class FamilyTest : public testing::Test {
+ protected:
+  FamilyTest() {
+    family_.set_sink(&sink_);
+    std::string why;
+    EXPECT_TRUE(family_.start(why)) << why;
+  }
+
+  FakeProcRoot proc_;
+  Fake* kernel_ = nullptr;  // owned by family_
+  Family family_{proc_.path(), fake_opener<Interface>(kernel_)};
+  RecordingSink sink_;
+  FakeDiscovery discovery_{family_};
+};
+
 // The family's series as exposition text.
 inline std::string exposition(const agent::ProbeFamily& family) {
   std::vector<prometheus::MetricFamily> out;
@@ -104,6 +169,12 @@ inline std::string sample(const std::string& text, const std::string& series) {
 // `worker="NAME",worker_app="synapse.app.generic_worker"`, what every per-worker sample's labels start with.
 inline std::string label_text(const std::string& worker) {
   return "worker=\"" + worker + "\",worker_app=\"" + kWorkerApp + "\"";
+}
+
+// The value of `metric{worker labels<more_labels>}` in exposition text; `more_labels` starts with a comma.
+inline std::string worker_sample(const std::string& text, const std::string& metric, const std::string& worker,
+                                 const std::string& more_labels = "") {
+  return sample(text, metric + "{" + label_text(worker) + more_labels + "}");
 }
 
 }  // namespace sp::test

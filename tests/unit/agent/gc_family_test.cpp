@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,9 +23,8 @@ using sp::agent::GcAttachMethod;
 using sp::agent::GcAttachSpec;
 using sp::agent::GcFamily;
 using sp::agent::GcHistEntry;
-using sp::test::label_text;
-using sp::test::sample;
 using sp::test::worker_labels;
+using sp::test::worker_sample;
 using testing::ElementsAre;
 using testing::HasSubstr;
 using testing::IsEmpty;
@@ -36,15 +34,10 @@ constexpr int kFakeRingFd = 77;
 // The GC object as the family sees it: the test makes collections happen in traced processes (counted in the
 // process's histograms like gc.bpf.c does, and recorded in the ring unless it is full), scripts attach failures,
 // and reads back which calls the family made.
-class FakeGcKernel : public sp::agent::GcKernel {
+class FakeGcKernel : public sp::agent::GcKernel, public sp::test::FakeKernelSide<GcAttachSpec, gc_event> {
  public:
-  // Scripted by the test.
-  std::map<int, std::string> refusals;  // host PID -> the error its attach fails with
-  bool ring_full = false;               // collections are counted in the histograms and as lost records only
+  bool ring_full = false;  // collections are counted in the histograms and as lost records only
   std::uint64_t misses = 0;
-  // What the family did.
-  std::vector<std::string> calls;  // "attach 101", "detach 101", "erase_hist 101"
-  std::vector<GcAttachSpec> specs;
 
   // One collection of `generation` in process `tgid` that took `duration_ns`.
   void collection(std::uint32_t tgid, int generation, std::uint64_t duration_ns,
@@ -70,55 +63,30 @@ class FakeGcKernel : public sp::agent::GcKernel {
     e.end_ns = now_ns_;
     e.collected = collected;
     e.generation = generation;
-    ring_.push_back(e);
+    push(e);
   }
 
-  bool attach(const GcAttachSpec& spec, std::string& error) override {
-    calls.push_back("attach " + std::to_string(spec.host_pid));
-    specs.push_back(spec);
-    if (auto it = refusals.find(spec.host_pid); it != refusals.end()) {
-      error = it->second;
-      return false;
-    }
-    return true;
-  }
-  void detach(int host_pid) override { calls.push_back("detach " + std::to_string(host_pid)); }
+  bool attach(const GcAttachSpec& spec, std::string& error) override { return scripted_attach(spec, error); }
+  void detach(int host_pid) override { note("detach", host_pid); }
   std::vector<GcHistEntry> read_hist() const override {
     std::vector<GcHistEntry> out;
     for (const auto& [key, value] : hist_) out.push_back({{key.first, key.second}, value});
     return out;
   }
   void erase_hist(int host_pid) override {
-    calls.push_back("erase_hist " + std::to_string(host_pid));
+    note("erase_hist", host_pid);
     std::erase_if(hist_, [&](const auto& e) { return e.first.first == static_cast<std::uint32_t>(host_pid); });
   }
-  int drain(const std::function<void(const gc_event&)>& fn) override {
-    int n = 0;
-    for (; !ring_.empty(); ++n) {
-      fn(ring_.front());
-      ring_.pop_front();
-    }
-    return n;
-  }
+  int drain(const std::function<void(const gc_event&)>& fn) override { return drain_ring(fn); }
   int ring_fd() const override { return kFakeRingFd; }
   std::uint64_t events_lost() const override { return lost_; }
   std::uint64_t hook_misses() const override { return misses; }
 
  private:
   std::map<std::pair<std::uint32_t, std::int32_t>, gc_hist> hist_;
-  std::deque<gc_event> ring_;
   std::uint64_t lost_ = 0;
   std::uint64_t now_ns_ = 1'000'000'000;
 };
-
-// An opener that hands the family a fresh fake and lets the test keep a pointer to it (the family owns it).
-sp::agent::GcKernelOpener fake_opener(FakeGcKernel*& kernel) {
-  return [&kernel](std::string&) -> std::unique_ptr<sp::agent::GcKernel> {
-    auto k = std::make_unique<FakeGcKernel>();
-    kernel = k.get();
-    return k;
-  };
-}
 
 // The file offset of `symbol` in tests/data/elf/`file`, read from its symbol table: where a uprobe goes.
 std::uint64_t file_offset_of(const std::string& file, const std::string& symbol) {
@@ -140,14 +108,8 @@ sp::WorkerInfo gc_worker(int pid, const std::string& name, const std::string& py
   return w;
 }
 
-class GcFamilyTest : public testing::Test {
+class GcFamilyTest : public sp::test::FamilyTest<GcFamily, sp::agent::GcKernel, FakeGcKernel> {
  protected:
-  GcFamilyTest() {
-    family_.set_sink(&sink_);
-    std::string why;
-    EXPECT_TRUE(family_.start(why)) << why;
-  }
-
   // Worker `name` runs as `pid` on the synthetic interpreter `python` from the next rescan on.
   void run(int pid, const std::string& name, const std::string& python = "/fake_gc_nopie") {
     proc_.add(pid);
@@ -160,16 +122,10 @@ class GcFamilyTest : public testing::Test {
     const auto it = snap.series.find({worker_labels(worker), generation});
     return it == snap.series.end() ? sp::GcSeries{} : it->second;
   }
-
-  sp::test::FakeProcRoot proc_;
-  FakeGcKernel* kernel_ = nullptr;  // owned by family_
-  GcFamily family_{proc_.path(), fake_opener(kernel_)};
-  sp::test::RecordingSink sink_;
-  sp::test::FakeDiscovery discovery_{family_};
 };
 
-TEST_F(GcFamilyTest, AttachesByTheMethodPlannedForEachProcesssInterpreter) {
-  run(101, "synchrotron1", "/fake_gc_nopie");    // method table only: gc.collect()'s wrapper
+TEST_F(GcFamilyTest, AttachesByTheMethodPlannedForEachInterpreter) {
+  run(101, "synchrotron1", "/fake_gc_nopie");          // method table only: gc.collect()'s wrapper
   run(102, "federation_sender1", "/fake_gc_symbols");  // unstripped: the collection function itself
   discovery_.rescan();
 
@@ -241,7 +197,7 @@ TEST(GcFamily, AForcedMethodTheInterpreterLacksIsAPlanFailure) {
   sp::test::FakeProcRoot proc;
   proc.add(101);
   FakeGcKernel* kernel = nullptr;
-  GcFamily family(proc.path(), fake_opener(kernel), sp::GcMethod::Usdt);
+  GcFamily family(proc.path(), sp::test::fake_opener<sp::agent::GcKernel>(kernel), sp::GcMethod::Usdt);
   std::string why;
   ASSERT_TRUE(family.start(why)) << why;
   sp::test::FakeDiscovery discovery(family);
@@ -255,7 +211,7 @@ TEST(GcFamily, AForcedMethodTheInterpreterLacksIsAPlanFailure) {
   EXPECT_THAT(status[0].error, HasSubstr("usdt"));
 }
 
-TEST_F(GcFamilyTest, AnExitedProcesssCountsStayWithItsWorkerAndItsRestartAddsToThem) {
+TEST_F(GcFamilyTest, CountsOfAnExitedProcessStayWithItsWorkerAndARestartAddsToThem) {
   run(101, "synchrotron1");
   discovery_.rescan();
   kernel_->collection(101, 0, 2'000'000, 30);
@@ -386,19 +342,22 @@ TEST_F(GcFamilyTest, CollectExportsPauseHistogramsAndCollectedObjectsPerWorkerAn
   family_.poll();
 
   const std::string text = sp::test::exposition(family_);
-  const std::string gen0 = label_text("synchrotron1") + ",generation=\"0\"";
-  const std::string gen2 = label_text("synchrotron1") + ",generation=\"2\"";
-  const std::string pause = "synapse_profiler_gc_pause_seconds";
-  EXPECT_EQ(sample(text, pause + "_bucket{" + gen0 + ",le=\"5e-05\"}"), "2") << text;
-  EXPECT_EQ(sample(text, pause + "_bucket{" + gen0 + ",le=\"0.0025\"}"), "2");
-  EXPECT_EQ(sample(text, pause + "_bucket{" + gen0 + ",le=\"0.005\"}"), "4");
-  EXPECT_EQ(sample(text, pause + "_bucket{" + gen0 + ",le=\"+Inf\"}"), "4");
-  EXPECT_EQ(sample(text, pause + "_count{" + gen0 + "}"), "4");
-  EXPECT_EQ(sample(text, pause + "_bucket{" + gen2 + ",le=\"1\"}"), "0");
-  EXPECT_EQ(sample(text, pause + "_bucket{" + gen2 + ",le=\"2.5\"}"), "1");
-  EXPECT_EQ(sample(text, pause + "_sum{" + gen2 + "}"), "1.5");
-  EXPECT_EQ(sample(text, "synapse_profiler_gc_collected_objects_total{" + gen0 + "}"), "8");
-  EXPECT_EQ(sample(text, "synapse_profiler_gc_collected_objects_total{" + gen2 + "}"), "100");
+  // synchrotron1's sample of `metric` for a generation (and a bucket).
+  auto value = [&](const std::string& metric, const char* generation, const std::string& le = "") {
+    return worker_sample(text, metric, "synchrotron1",
+                         std::string(",generation=\"") + generation + "\"" + (le.empty() ? "" : ",le=\"" + le + "\""));
+  };
+  const std::string bucket = "synapse_profiler_gc_pause_seconds_bucket";
+  EXPECT_EQ(value(bucket, "0", "5e-05"), "2") << text;
+  EXPECT_EQ(value(bucket, "0", "0.0025"), "2");
+  EXPECT_EQ(value(bucket, "0", "0.005"), "4");
+  EXPECT_EQ(value(bucket, "0", "+Inf"), "4");
+  EXPECT_EQ(value("synapse_profiler_gc_pause_seconds_count", "0"), "4");
+  EXPECT_EQ(value(bucket, "2", "1"), "0");
+  EXPECT_EQ(value(bucket, "2", "2.5"), "1");
+  EXPECT_EQ(value("synapse_profiler_gc_pause_seconds_sum", "2"), "1.5");
+  EXPECT_EQ(value("synapse_profiler_gc_collected_objects_total", "0"), "8");
+  EXPECT_EQ(value("synapse_profiler_gc_collected_objects_total", "2"), "100");
   EXPECT_THAT(text, testing::Not(HasSubstr("generation=\"1\"")));
 }
 
