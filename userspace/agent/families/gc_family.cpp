@@ -60,6 +60,7 @@ void GcFamily::attach(const WorkerInfo& w) {
 
 void GcFamily::update(const ScanResult&, const ScanDiff& diff) {
   if (!kernel_) return;
+  if (!diff.removed.empty()) drain();  // pauses of workers about to be removed still find their labels
   for (const auto& w : diff.removed) {
     kernel_->detach(w.host_pid);
     std::lock_guard lock(mutex_);

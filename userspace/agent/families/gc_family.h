@@ -25,7 +25,8 @@ class GcFamily : public KernelFamily<GcKernel> {
   ~GcFamily() override;
 
   const char* name() const override { return "gc"; }
-  // Attach to workers that appeared, detach from the ones that left (their last counts are kept first).
+  // Attach to workers that appeared, detach from the ones that left (their last pauses are drained and their last
+  // counts kept first).
   void update(const ScanResult& current, const ScanDiff& diff) override;
   void drain() override;
   void poll() override;
