@@ -230,6 +230,28 @@ TEST_F(PgServerFamilyTest, KernelTotalsOfABackendAreRetiredIntoItsWorkerWhenItEx
   EXPECT_EQ(statements(kSyncLabels, "unknown"), 2u);
 }
 
+// What a backend did between the last poll and its exit (its last transaction, a lock wait, a statement whose record
+// was lost) is still in the kernel when the rescan finds it gone: it is its worker's, not dropped with the entry.
+TEST_F(PgServerFamilyTest, WhatABackendDidAfterTheLastPollIsKeptWhenItExits) {
+  linker_.connect(100, kSync.key.pid);
+  rescan({kSync}, {backend(100)});
+  kernel_->commit(100);
+  family_.poll();
+
+  kernel_->commit(100);
+  kernel_->lost_statement(100, 3'000'000);
+  const auto last_wait = kernel_->lock_wait(100, 20'000'000);
+  rescan({kSync}, {});
+  family_.poll();
+  EXPECT_FALSE(kernel_->has_backend(100));
+  EXPECT_EQ(totals(kSyncLabels).commits, 2u);
+  EXPECT_EQ(totals(kSyncLabels).lock_waits.count, 1u);
+  EXPECT_EQ(statements(kSyncLabels, "unknown"), 1u);
+  ASSERT_EQ(sink_.lock_waits.size(), 1u);
+  EXPECT_EQ(sink_.lock_waits[0].worker, kSyncLabels);
+  EXPECT_EQ(sink_.lock_waits[0].end_ns, last_wait.end_ns);
+}
+
 // A backend's kernel counts wait until it is decided: they are never charged to "other" first and moved later.
 TEST_F(PgServerFamilyTest, KernelTotalsOfAnUndecidedBackendWaitForItsDecision) {
   rescan({kSync}, {});
