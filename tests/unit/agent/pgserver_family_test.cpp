@@ -252,6 +252,49 @@ TEST_F(PgServerFamilyTest, WhatABackendDidAfterTheLastPollIsKeptWhenItExits) {
   EXPECT_EQ(sink_.lock_waits[0].end_ns, last_wait.end_ns);
 }
 
+// A connection of a known worker is decided at its first statement, between two scans. If it ends before a scan lists
+// it, the next scan lets it go like any exited backend (its kernel entry too), so that a later process with its PID
+// is decided anew.
+TEST_F(PgServerFamilyTest, BackendDecidedBetweenRescansIsLetGoWhenTheNextScanDoesNotListIt) {
+  rescan({kSync}, {});
+  linker_.connect(105, kSync.key.pid);
+  kernel_->statement(105, "SELECT 1 FROM users");
+  kernel_->commit(105);
+  family_.poll();
+  ASSERT_EQ(sink_.queries.size(), 1u);
+  EXPECT_EQ(family_.backend_decisions().at(105), kSyncLabels);
+
+  linker_.disconnect(105);
+  rescan({kSync}, {});
+  EXPECT_FALSE(family_.backend_decisions().count(105));
+  EXPECT_FALSE(kernel_->has_backend(105));
+  EXPECT_EQ(totals(kSyncLabels).commits, 1u);
+
+  // The PID comes back as the backend of a psql session.
+  rescan({kSync}, {backend(105)});
+  EXPECT_EQ(family_.backend_decisions().at(105), kOtherWorker);
+  kernel_->commit(105);
+  family_.poll();
+  EXPECT_EQ(totals(kSyncLabels).commits, 1u);
+  EXPECT_EQ(totals(kOtherWorker).commits, 1u);
+}
+
+// A backend decided during a rescan's own drain may have been forked after that scan read /proc: not being listed
+// does not make it gone yet.
+TEST_F(PgServerFamilyTest, BackendDecidedDuringARescanIsNotLetGoByThatRescan) {
+  rescan({kSync}, {});
+  linker_.connect(106, kSync.key.pid);
+  kernel_->statement(106, "SELECT 1 FROM users");
+  rescan({kSync}, {});
+  EXPECT_EQ(family_.backend_decisions().at(106), kSyncLabels);
+  EXPECT_EQ(kernel_->count_calls("erase_backend 106"), 0u);
+  ASSERT_EQ(sink_.queries.size(), 1u);
+
+  rescan({kSync}, {backend(106)});
+  EXPECT_EQ(family_.backend_decisions().at(106), kSyncLabels);
+  EXPECT_EQ(kernel_->count_calls("erase_backend 106"), 0u);
+}
+
 // A backend's kernel counts wait until it is decided: they are never charged to "other" first and moved later.
 TEST_F(PgServerFamilyTest, KernelTotalsOfAnUndecidedBackendWaitForItsDecision) {
   rescan({kSync}, {});

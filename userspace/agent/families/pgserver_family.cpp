@@ -164,6 +164,11 @@ void PgServerFamily::update(const ScanResult& current, const ScanDiff&) {
   for (const auto& p : current.postgres) {
     if (!p.postmaster) live.insert(p.key.pid);
   }
+  // Backends decided before this scan read /proc (by a rescan, or at a poll since for a connection opened between two
+  // scans): one this scan does not list has exited. One decided below, by this rescan's own drain, may have been
+  // forked after the scan read /proc and waits for the next rescan.
+  std::set<int> decided_before;
+  for (const auto& [pid, labels] : backend_labels_) decided_before.insert(pid);
   // Records drained after the worker list is fresh, so that new connections of new workers find them. Lock waits
   // too: those of a backend that has exited since the last poll must reach the sink before it is let go below.
   std::vector<pgs_query_event> drained;
@@ -198,7 +203,7 @@ void PgServerFamily::update(const ScanResult& current, const ScanDiff&) {
   // Backends that have exited: their kernel entries still hold what they did since the last poll (often their last
   // transaction), so they are read once more before their counts are retired and the entries freed.
   std::vector<int> gone;
-  for (int pid : live_backends_) {
+  for (int pid : decided_before) {
     if (!live.count(pid)) gone.push_back(pid);
   }
   if (!gone.empty()) read_totals();
