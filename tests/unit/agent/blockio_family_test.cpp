@@ -191,6 +191,37 @@ TEST_F(BlockIoFamilyTest, BackendsUndecidedByPostgresKeepTheirEntriesUntilDecide
   EXPECT_TRUE(kernel_->has_entry(400, kSda, SP_IO_READ));
 }
 
+// Backends exit between the last poll and a rescan, and the postgres family (first in the agent's list) lets them go
+// before block I/O's update runs. What they did since that poll is their worker's all the same: 400's last request
+// (its earlier ones were polled), and 402's only one.
+TEST_F(BlockIoFamilyTest, WhatBackendsDidBeforeTheyExitedStaysTheirWorkers) {
+  start();
+  decisions_.decided = {{400, kSyncLabels}, {402, kSyncLabels}};
+  rescan({kSync});
+  kernel_->complete(400, kSda, SP_IO_READ, 4096);
+  family_->poll();
+  kernel_->complete(400, kSda, SP_IO_READ, 4096);
+  kernel_->complete(402, kSda, SP_IO_WRITE, 8192);
+  decisions_.decided.clear();
+  rescan({kSync});
+
+  EXPECT_EQ(requests(kSyncLabels, "sda", SP_IO_READ, "postgres"), 2u);
+  EXPECT_EQ(requests(kSyncLabels, "sda", SP_IO_WRITE, "postgres"), 1u);
+  EXPECT_EQ(requests(kOtherWorker, "sda", SP_IO_WRITE, ""), 0u);
+  EXPECT_FALSE(kernel_->has_entry(400, kSda, SP_IO_READ));
+  EXPECT_FALSE(kernel_->has_entry(402, kSda, SP_IO_WRITE));
+  ASSERT_EQ(sink_.io_requests.size(), 3u);
+  for (const auto& e : sink_.io_requests) EXPECT_EQ(e.via, "postgres");
+
+  // Let go for good: a later process with one of their PIDs is nobody's.
+  family_->poll();
+  kernel_->complete(402, kSda, SP_IO_WRITE, 512);
+  rescan({kSync});
+  EXPECT_EQ(requests(kSyncLabels, "sda", SP_IO_WRITE, "postgres"), 1u);
+  EXPECT_EQ(requests(kOtherWorker, "sda", SP_IO_WRITE, ""), 1u);
+  EXPECT_EQ(sink_.io_requests.size(), 3u);
+}
+
 // --devices nvme*: requests of other devices, and requests of nobody we profile, never reach the sink; the series
 // show the selected devices only.
 TEST_F(BlockIoFamilyTest, OnlyOwnersRequestsOfSelectedDevicesReachTheSink) {
