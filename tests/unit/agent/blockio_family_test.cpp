@@ -17,8 +17,8 @@ namespace sp::agent::test {
 namespace {
 
 constexpr std::uint32_t dev_of(std::uint32_t major, std::uint32_t minor) { return major << 20 | minor; }
-constexpr std::uint32_t kSda = dev_of(8, 0);       // named "sda" by the fake /sys
-constexpr std::uint32_t kNvme = dev_of(259, 0);    // named "nvme0n1"
+constexpr std::uint32_t kSda = dev_of(8, 0);          // named "sda" by the fake /sys
+constexpr std::uint32_t kNvme = dev_of(259, 0);       // named "nvme0n1"
 constexpr std::uint32_t kNoUevent = dev_of(252, 16);  // no uevent: named "252:16"
 
 const WorkerInfo kSync = worker(200, "synchrotron1");
@@ -240,7 +240,7 @@ TEST_F(BlockIoFamilyTest, OnlyOwnersRequestsOfSelectedDevicesReachTheSink) {
   std::set<std::pair<WorkerLabels, IoKey>> keys;
   for (const auto& [key, s] : family_->snapshot().series) keys.insert(key);
   EXPECT_EQ(keys, (std::set<std::pair<WorkerLabels, IoKey>>{{kSyncLabels, {"nvme0n1", "write_sync", "self"}},
-                                                             {kOtherWorker, {"nvme0n1", "write", ""}}}));
+                                                            {kOtherWorker, {"nvme0n1", "write", ""}}}));
 }
 
 TEST_F(BlockIoFamilyTest, DevicesAreNamedFromSysElseByMajorMinor) {

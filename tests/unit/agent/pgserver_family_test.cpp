@@ -20,8 +20,8 @@ const WorkerLabels kFedLabels = labels_of(kFed);
 
 class PgServerFamilyTest : public ::testing::Test {
  protected:
-  PgServerFamilyTest() : family_("/nonexistent-proc", open_fake<FakePgServerKernel, PgServerKernel>(kernel_),
-                                 linker_.linker()) {
+  PgServerFamilyTest()
+      : family_("/nonexistent-proc", open_fake<FakePgServerKernel, PgServerKernel>(kernel_), linker_.linker()) {
     family_.set_sink(&sink_);
     std::string why_not;
     EXPECT_TRUE(family_.start(why_not)) << why_not;
