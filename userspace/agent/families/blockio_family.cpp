@@ -47,17 +47,22 @@ bool BlockIoFamily::wanted(const std::string& device) const { return device_sele
 //    in between cannot slip through) as its final values, then retired into its worker's totals;
 // 3. only now, with the worker set final, is every process still unknown folded into "other" (and remembered, so
 //    that polls until the next scan fold its new requests right away).
+// Backends are to 1. and 2. what workers are: the postgres family, which comes first in the agent's list, has already
+// let go of those that exited since the last poll, so the drain of 1. still charges them with that poll's decisions.
 void BlockIoFamily::update(const ScanResult& current, const ScanDiff&) {
   if (!kernel_) return;
   {
     std::lock_guard lock(mutex_);
     for (const auto& w : current.workers) workers_[w.host_pid] = labels_of(w);
   }
-  poll();
+  auto decided_before = postgres_decisions();
+  decided_before.insert(last_decisions_.begin(), last_decisions_.end());  // where both decide, the current one wins
+  poll(decided_before);
   std::lock_guard lock(mutex_);
   workers_.clear();
   for (const auto& w : current.workers) workers_[w.host_pid] = labels_of(w);
-  auto decisions = backends_ ? backends_->backend_decisions() : std::map<int, WorkerLabels>{};
+  auto decisions = postgres_decisions();
+  last_decisions_ = decisions;
   auto undecided = backends_ ? backends_->undecided_backends() : std::set<int>{};
   std::set<int> gone;
   for (const auto& [pid, owner] : owners_) {
@@ -98,10 +103,14 @@ void BlockIoFamily::fold_into_other(const sp_io_key& key) {
   if (kernel_->take(key, taken)) other_[{device_name(key.dev), io_op_name(key.op), ""}].add(series_of(taken));
 }
 
+std::map<int, WorkerLabels> BlockIoFamily::postgres_decisions() const {
+  return backends_ ? backends_->backend_decisions() : std::map<int, WorkerLabels>{};
+}
+
 void BlockIoFamily::drain() {
   if (!kernel_) return;
-  auto decisions = backends_ ? backends_->backend_decisions() : std::map<int, WorkerLabels>{};
-  drain(decisions);
+  last_decisions_ = postgres_decisions();
+  drain(last_decisions_);
 }
 
 void BlockIoFamily::drain(const std::map<int, WorkerLabels>& decisions) {
@@ -131,7 +140,11 @@ void BlockIoFamily::drain(const std::map<int, WorkerLabels>& decisions) {
 
 void BlockIoFamily::poll() {
   if (!kernel_) return;
-  auto decisions = backends_ ? backends_->backend_decisions() : std::map<int, WorkerLabels>{};
+  last_decisions_ = postgres_decisions();
+  poll(last_decisions_);
+}
+
+void BlockIoFamily::poll(const std::map<int, WorkerLabels>& decisions) {
   drain(decisions);
   std::lock_guard lock(mutex_);
   for (const auto& [key, value] : kernel_->read()) {

@@ -47,6 +47,8 @@ class BlockIoFamily : public KernelFamily<BlockIoKernel> {
 
  private:
   void drain(const std::map<int, WorkerLabels>& decisions);
+  void poll(const std::map<int, WorkerLabels>& decisions);
+  std::map<int, WorkerLabels> postgres_decisions() const;
   struct Owner {
     WorkerLabels labels;
     std::string via;  // "self" or "postgres"
@@ -61,6 +63,9 @@ class BlockIoFamily : public KernelFamily<BlockIoKernel> {
   std::string sys_root_;
   std::vector<std::string> device_globs_;
   const BackendDecisions* backends_;
+  // The postgres family's decisions as of the last drain, poll or rescan (scanning thread only): at a rescan, those
+  // of backends that have exited since are gone from the postgres family already.
+  std::map<int, WorkerLabels> last_decisions_;
 
   mutable std::mutex mutex_;
   std::map<int, WorkerLabels> workers_;  // host PID -> labels, from the last scan

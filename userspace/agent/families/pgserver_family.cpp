@@ -157,9 +157,17 @@ void PgServerFamily::update(const ScanResult& current, const ScanDiff&) {
   for (const auto& p : current.postgres) {
     if (!p.postmaster) live.insert(p.key.pid);
   }
-  // Records drained after the worker list is fresh, so that new connections of new workers find them.
+  // Backends decided before this scan read /proc (by a rescan, or at a poll since for a connection opened between two
+  // scans): one this scan does not list has exited. One decided below, by this rescan's own drain, may have been
+  // forked after the scan read /proc and waits for the next rescan.
+  std::set<int> decided_before;
+  for (const auto& [pid, labels] : backend_labels_) decided_before.insert(pid);
+  // Records drained after the worker list is fresh, so that new connections of new workers find them. Lock waits
+  // too: those of a backend that has exited since the last poll must reach the sink before it is let go below.
   std::vector<pgs_query_event> drained;
   kernel_->drain([&](const pgs_query_event& e) { drained.push_back(e); });
+  std::vector<pgs_lock_event> locks;
+  kernel_->drain_locks([&](const pgs_lock_event& e) { locks.push_back(e); });
   attribute(std::move(drained));
   // Every backend this scan lists is decided now: its client existed before it, so it is in this scan too.
   map_backends(std::vector<int>(live.begin(), live.end()), true);
@@ -184,8 +192,15 @@ void PgServerFamily::update(const ScanResult& current, const ScanDiff&) {
   }
   for (int pid : unseen) log::debug("postgres: backend {} ended unseen by any rescan; its statements are other", pid);
   pending_old_ = std::move(still_waiting);
-  for (int pid : live_backends_) {
-    if (live.count(pid)) continue;
+  hand_on_lock_waits(locks);
+  // Backends that have exited: their kernel entries still hold what they did since the last poll (often their last
+  // transaction), so they are read once more before their counts are retired and the entries freed.
+  std::vector<int> gone;
+  for (int pid : decided_before) {
+    if (!live.count(pid)) gone.push_back(pid);
+  }
+  if (!gone.empty()) read_totals();
+  for (int pid : gone) {
     backends_.retire(pid);
     kernel_->erase_backend(pid);
     backend_labels_.erase(pid);
@@ -201,6 +216,10 @@ void PgServerFamily::drain() {
   kernel_->drain_locks([&](const pgs_lock_event& e) { locks.push_back(e); });
   std::lock_guard lock(mutex_);
   attribute(std::move(events));
+  hand_on_lock_waits(locks);
+}
+
+void PgServerFamily::hand_on_lock_waits(const std::vector<pgs_lock_event>& locks) {
   for (const auto& l : locks) {
     // Only backends already mapped: a lock wait is never the first thing a new connection does.
     auto it = backend_labels_.find(static_cast<int>(l.tgid));
@@ -219,6 +238,10 @@ void PgServerFamily::poll() {
   if (!kernel_) return;
   drain();
   std::lock_guard lock(mutex_);
+  read_totals();
+}
+
+void PgServerFamily::read_totals() {
   for (const auto& [tgid, s] : kernel_->read_backends()) {
     int pid = static_cast<int>(tgid);
     if (!backend_labels_.count(pid)) continue;  // not decided yet: counted once it is

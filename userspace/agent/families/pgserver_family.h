@@ -61,6 +61,10 @@ class PgServerFamily : public KernelFamily<PgServerKernel>, public BackendDecisi
   // Attributes drained records, or holds those of undecided backends; caller holds mutex_.
   void attribute(std::vector<pgs_query_event> events);
   void account(const pgs_query_event& e);
+  // Hands the lock waits of backends serving a worker to the sink; caller holds mutex_.
+  void hand_on_lock_waits(const std::vector<pgs_lock_event>& locks);
+  // The kernel's per-backend counts of every decided backend, as its live totals; caller holds mutex_.
+  void read_totals();
   const WorkerLabels& labels_of(int backend_pid) const;  // caller holds mutex_
 
   std::string proc_root_;
