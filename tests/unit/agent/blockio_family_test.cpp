@@ -34,7 +34,7 @@ class BlockIoFamilyTest : public ::testing::Test {
 
   // `backends`: whose decisions the family asks (the scripted ones by default).
   void start(std::vector<std::string> device_globs = {}, const BackendDecisions* backends = nullptr) {
-    family_ = std::make_unique<BlockIoFamily>(sys_.path().string(), std::move(device_globs),
+    family_ = std::make_unique<BlockIoFamily>(sys_.path(), std::move(device_globs),
                                               open_fake<FakeBlockIoKernel, BlockIoKernel>(kernel_),
                                               backends ? backends : &decisions_);
     family_->set_sink(&sink_);
@@ -69,7 +69,7 @@ class BlockIoFamilyTest : public ::testing::Test {
 
  private:
   void write_uevent(const std::string& maj_min, const std::string& text) {
-    const auto dir = sys_.path() / "dev" / "block" / maj_min;
+    const auto dir = std::filesystem::path(sys_.path()) / "dev" / "block" / maj_min;
     std::filesystem::create_directories(dir);
     std::ofstream(dir / "uevent") << text;
   }

@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "../../common/temp_dir.h"
+#include "family_test_util.h"
 #include "agent/families/backend_decisions.h"
 #include "agent/families/blockio_kernel.h"
 #include "agent/families/pgserver_family.h"
@@ -284,14 +286,7 @@ class ScriptedDecisions : public BackendDecisions {
 
 // A Synapse worker as discovery reports it (host PID = PID in proc_root).
 inline WorkerInfo worker(int pid, const std::string& name, const std::string& app = "synapse.app.generic_worker") {
-  WorkerInfo w;
-  w.key = {pid, 1000u + static_cast<std::uint64_t>(pid)};
-  w.host_pid = pid;
-  w.ns_pids = {pid};
-  w.worker_name = name;
-  w.name_source = "worker_name";
-  w.worker_app = app;
-  return w;
+  return sp::test::make_worker(pid, name, app);
 }
 
 inline constexpr int kPostmasterPid = 900;
@@ -325,23 +320,6 @@ class Scans {
   DiscoveryState state_;
 };
 
-// A directory that is removed with the test.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = std::filesystem::temp_directory_path() /
-            fmt::format("sp-{}-{}-{}", info->test_suite_name(), info->name(), ::getpid());
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using sp::test::TempDir;
 
 }  // namespace sp::agent::test

@@ -79,14 +79,14 @@ std::function<std::unique_ptr<Interface>(std::string&)> fake_opener(Fake*& kerne
 }
 
 // A generic worker named `name` running as `pid` (its start time tells it from a later process under that PID).
-inline WorkerInfo make_worker(int pid, const std::string& name) {
+inline WorkerInfo make_worker(int pid, const std::string& name, const std::string& app = kWorkerApp) {
   WorkerInfo w;
   w.key = {pid, 1000u + static_cast<std::uint64_t>(pid)};
   w.host_pid = pid;
   w.ns_pids = {pid};
   w.worker_name = name;
   w.name_source = "worker_name";
-  w.worker_app = kWorkerApp;
+  w.worker_app = app;
   return w;
 }
 
