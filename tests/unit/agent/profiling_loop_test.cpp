@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "family_test_util.h"
 #include "agent/exposition.h"
 #include "agent/probe_family.h"
 #include "agent/profiling_loop.h"
@@ -101,12 +102,7 @@ class CountingSink : public sp::EventSink {
 };
 
 sp::WorkerInfo process(int pid, const sp::WorkerLabels& labels) {
-  sp::WorkerInfo w;
-  w.host_pid = pid;
-  w.key = {pid, 1000 + static_cast<std::uint64_t>(pid)};
-  w.worker_name = labels.worker;
-  w.worker_app = labels.worker_app;
-  return w;
+  return sp::test::make_worker(pid, labels.worker, labels.worker_app);
 }
 
 // Returns the scripted scans in turn, then the last one again.

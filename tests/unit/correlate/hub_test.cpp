@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "../agent/family_test_util.h"
 #include "core/correlate/hub.h"
 #include "core/model/db_stats.h"
 #include "core/scrape/prom_text.h"
@@ -20,12 +21,7 @@ const sp::WorkerLabels kW1{"w1", kApp};
 const sp::WorkerLabels kW2{"w2", kApp};
 
 sp::WorkerInfo process(int pid, const sp::WorkerLabels& labels) {
-  sp::WorkerInfo w;
-  w.host_pid = pid;
-  w.key = {pid, 1000 + static_cast<std::uint64_t>(pid)};
-  w.worker_name = labels.worker;
-  w.worker_app = labels.worker_app;
-  return w;
+  return sp::test::make_worker(pid, labels.worker, labels.worker_app);
 }
 
 sp::ScanResult scan(std::vector<sp::WorkerInfo> workers) {
