@@ -27,7 +27,7 @@
 
 #include "core/correlate/hub.h"
 #include "core/model/events.h"
-#include "core/model/gc_stats.h"  // ProbeStatus
+#include "core/model/probe_status.h"
 #include "core/proc/discovery.h"
 
 namespace sp::agent {

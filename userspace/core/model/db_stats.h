@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/model/gc_stats.h"  // ProbeStatus
+#include "core/model/probe_status.h"
 #include "core/model/latency_histogram.h"
 #include "core/model/process_book.h"
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/model/latency_histogram.h"
+#include "core/model/probe_status.h"
 #include "core/model/process_book.h"
 
 namespace sp {
@@ -22,16 +23,6 @@ struct GcSeries {
     collected += o.collected;
     collected_unknown += o.collected_unknown;
   }
-};
-
-// One probe family's state for one worker: attached or not, by which method, and why not.
-struct ProbeStatus {
-  WorkerLabels labels;
-  int host_pid = 0;
-  std::string probe;   // "gc", "libpq", ...
-  std::string method;  // "usdt", "symbol", "methoddef", ...
-  bool attached = false;
-  std::string error;
 };
 
 struct GcSnapshot {
