@@ -2,7 +2,8 @@
 # The main job for a newcomer: set up, build, and run the agent against the Synapse processes on this machine. When
 # none is running, it first starts the bundled Synapse-like workload (a main process and two workers on a PostgreSQL
 # cluster of its own). It prints where the metrics are and a short live summary per worker.
-#   scripts/demo.sh [--listen HOST:PORT] [--duration SECONDS]   (needs root for the BPF probes)
+#   scripts/demo.sh [--listen HOST:PORT] [--duration SECONDS]
+# It needs root (BPF probes, packages, a PostgreSQL cluster): run from another user it starts itself again through sudo.
 # Stopping: Ctrl-C (SIGINT), SIGTERM or SIGHUP, at any moment, stops everything the demo started (the agent, the
 # workload, its PostgreSQL), removes its files and ends the script by that signal, so that its exit status is the
 # usual 128+signal: 130 after Ctrl-C, 143 after SIGTERM (`timeout`, a service manager), 129 after SIGHUP. A signal
@@ -11,17 +12,19 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
+args=("$@")
 listen=127.0.0.1:9477
 duration=3600
 while [[ $# -gt 0 ]]; do
   case $1 in
     --listen) listen=$2; shift ;;
     --duration) duration=$2; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+sp_as_root "$0" "${args[@]}"
 
 workdir=
 cleanup() {
