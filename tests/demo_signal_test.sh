@@ -32,7 +32,7 @@ alive() {
 }
 
 # run_case NAME SIGNAL TARGET EXPECTED_STATUS WHEN: TARGET is "script" (its PID) or "group" (its process group); WHEN
-# is "setup" (1 s after the start, in the package check), "agent" (as soon as the agent serves /metrics, while the
+# is "setup" (1 s after the start, during the set-up), "agent" (as soon as the agent serves /metrics, while the
 # script waits for it to settle) or "loop" (after the first summary, in the sleep between two).
 run_case() {
   local name=$1 sig=$2 target=$3 expected=$4 when=$5 out port procs=() pgpid='' workdir='' status p
@@ -46,6 +46,9 @@ run_case() {
     env --default-signal=INT,TERM,HUP setsid "$SP_ROOT/scripts/demo.sh" --listen "127.0.0.1:$port" \
     </dev/null >"$out" 2>&1 &
   demo_pid=$!
+  local sid
+  sid=$(ps -o sid= -p "$demo_pid" | tr -d ' ')
+  [[ $sid == "$demo_pid" ]] || { echo "FAIL: demo.sh ($demo_pid) is not the leader of its own session ($sid)"; return 1; }
   local ready=0
   for _ in $(seq 120); do  # 60 s: set-up, a PostgreSQL cluster, three workload processes, the agent
     case $when in
@@ -67,6 +70,9 @@ run_case() {
     procs+=("$pgpid")
   fi
   echo "started: ${#procs[@]} processes${workdir:+, workload in $workdir}${pgpid:+, postmaster $pgpid}"
+  if [[ $when != setup ]] && ! grep -q "starting the bundled Synapse-like workload" "$out"; then
+    echo "note: Synapse processes already run here, so the demo started no workload of its own: only its agent is checked"
+  fi
 
   local sent=$EPOCHREALTIME
   if [[ $target == group ]]; then kill -s "$sig" -- "-$demo_pid"; else kill -s "$sig" "$demo_pid"; fi
