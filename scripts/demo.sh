@@ -1,23 +1,64 @@
 #!/usr/bin/env bash
 # The main job for a newcomer: set up, build, and run the agent against the Synapse processes on this machine. When
 # none is running, it first starts the bundled Synapse-like workload (a main process and two workers on a PostgreSQL
-# cluster of its own). It prints where the metrics are and a short live summary per worker; Ctrl-C stops everything
-# it started.
-#   scripts/demo.sh [--listen HOST:PORT] [--duration SECONDS]   (needs root for the BPF probes)
+# cluster of its own). It prints where the metrics are and a short live summary per worker.
+#   scripts/demo.sh [--listen HOST:PORT] [--duration SECONDS]
+# It needs root (BPF probes, packages, a PostgreSQL cluster): run from another user it starts itself again through sudo.
+# Stopping: Ctrl-C (SIGINT), SIGTERM or SIGHUP, at any moment, stops everything the demo started (the agent, the
+# workload, its PostgreSQL), removes its files and ends the script by that signal, so that its exit status is the
+# usual 128+signal: 130 after Ctrl-C, 143 after SIGTERM (`timeout`, a service manager), 129 after SIGHUP. A signal
+# sent to the script alone while a set-up step runs (package check, build) takes effect when that step returns;
+# Ctrl-C at the terminal stops the step itself at once.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
+args=("$@")
 listen=127.0.0.1:9477
 duration=3600
 while [[ $# -gt 0 ]]; do
   case $1 in
     --listen) listen=$2; shift ;;
     --duration) duration=$2; shift ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+sp_as_root "$0" "${args[@]}"
+
+workdir=
+cleanup() {
+  set +e  # every step runs, whatever the one before it returned
+  # Not to be cut short by a second Ctrl-C: a cluster or an agent would be left behind. Bounded below.
+  trap '' INT TERM HUP
+  trap - EXIT
+  echo; echo "demo: stopping"
+  # Every background job of this shell: the workload, the agent, a sleep; also one started just before the signal.
+  # shellcheck disable=SC2046  # PIDs, split on purpose
+  if [[ -n $(jobs -p) ]]; then
+    kill $(jobs -p) 2>/dev/null
+    for _ in {1..100}; do [[ -z $(jobs -pr) ]] && break; sleep 0.1; done
+    # shellcheck disable=SC2046
+    [[ -n $(jobs -pr) ]] && { echo "demo: still running after 10 s, killing: $(jobs -pr)"; kill -KILL $(jobs -pr); }
+    wait
+  fi
+  [[ -n $workdir && -d $workdir/pg ]] && sp_pg_stop "$workdir/pg"
+  [[ -n $workdir ]] && rm -rf "$workdir"
+}
+# After a signal: clean up, then end by that same signal (status 128+N for the caller, and a calling script sees that
+# its child was interrupted, not that it chose to exit).
+stop_on() {
+  cleanup
+  trap - "$1"
+  kill -s "$1" $$
+  exit $((128 + $(kill -l "$1")))  # only if the signal did not end us
+}
+trap cleanup EXIT
+trap 'stop_on INT' INT
+trap 'stop_on TERM' TERM
+trap 'stop_on HUP' HUP
+# A sleep that a signal interrupts at once: bash runs a trap only when the foreground command returns.
+pause() { sleep "$1" & wait $!; }
 
 "$SP_ROOT/scripts/setup.sh"
 build=${SP_BUILD_DIR:-$SP_ROOT/build}
@@ -25,18 +66,6 @@ sp_build "$build"
 bin=$build/synapse-profiler
 
 workdir=$(mktemp -d /tmp/sp-demo.XXXXXX)
-pids=()
-cleanup() {
-  set +e  # every step runs, whatever the one before it returned
-  trap - EXIT INT TERM
-  echo; echo "demo: stopping"
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ -d $workdir/pg ]] && sp_pg_stop "$workdir/pg"
-  rm -rf "$workdir"
-}
-trap cleanup EXIT INT TERM
-
 found=$("$bin" workers --json --quiet | jq length)
 if [[ $found -eq 0 ]]; then
   echo "demo: no Synapse process is running here; starting the bundled Synapse-like workload"
@@ -58,14 +87,12 @@ if [[ $found -eq 0 ]]; then
     # Each process needs its port before the next one picks: wait for it to listen.
     (cd "$wl" && exec /usr/bin/python3.11 -m "$app" -c "$cfg" --duration "$duration" \
         --truth "$workdir/$name.truth.jsonl") >"$workdir/$name.log" 2>&1 &
-    pids+=($!)
     for _ in $(seq 50); do ss -Htln "sport = :$port" | grep -q . && break; sleep 0.1; done
   done
 fi
 
 "$bin" run --listen "$listen" --rescan-interval 2s &
-pids+=($!)
-sleep 2
+pause 2
 echo
 echo "demo: Prometheus metrics at http://$listen/metrics (health: http://$listen/healthz). Ctrl-C to stop."
 # One line per worker from the agent's own series: GC pauses, libpq queries, disk bytes (its own and its backends').
@@ -86,6 +113,6 @@ summary() {
 
 while true; do
   echo "---- $(date +%T) totals since the agent started:"
-  curl -fsS "http://$listen/metrics" 2>/dev/null | summary || true
-  sleep 5
+  curl -fsS --max-time 4 "http://$listen/metrics" 2>/dev/null | summary || true
+  pause 5
 done

@@ -7,9 +7,12 @@
 #                                each, default 45) on top of its corpus, under ASan+UBSan
 #   scripts/test.sh -R REGEX     only tests matching REGEX (passed to ctest)
 # SYNAPSE_PROFILER_REQUIRE_BPF=1 turns every skipped BPF test into a failure (CI sets it).
+# It needs root (packages, a PostgreSQL cluster, the BPF tests): run from another user it starts itself again through
+# sudo, keeping the SP_* and SYNAPSE_PROFILER_* variables.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
+args=("$@")
 sanitize=0
 fuzz=0
 ctest_args=()
@@ -17,11 +20,12 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --sanitize) sanitize=1 ;;
     --fuzz) fuzz=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) ctest_args+=("$1") ;;
   esac
   shift
 done
+sp_as_root "$0" "${args[@]}"
 
 "$SP_ROOT/scripts/setup.sh"
 

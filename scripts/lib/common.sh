@@ -10,6 +10,26 @@ sp_build() {  # sp_build BUILD_DIR [extra cmake args...]; SP_BUILD_TARGET limits
   cmake --build "$dir" -j "$(nproc)" ${SP_BUILD_TARGET:+--target "$SP_BUILD_TARGET"}
 }
 
+# sp_as_root SCRIPT ARG...: for the scripts that need root (BPF probes, packages, a PostgreSQL cluster run as
+# 'postgres'). As root, returns. Otherwise runs SCRIPT ARG... again under sudo, keeping the SP_* and SYNAPSE_PROFILER_*
+# variables that sudo would drop, or, without sudo, says so and fails.
+sp_as_root() {
+  [[ $EUID -eq 0 ]] && return 0
+  local script=$1 name var keep=()
+  name=${script##*/}
+  shift
+  if ! command -v sudo >/dev/null; then
+    echo "$name needs root (BPF probes, packages, a PostgreSQL cluster) and sudo is not installed:" \
+         "run it from a root shell (e.g. su -c '$script')" >&2
+    exit 1
+  fi
+  for var in $(compgen -e); do
+    [[ $var == SP_* || $var == SYNAPSE_PROFILER_* ]] && keep+=("$var")
+  done
+  echo "$name needs root: running it again through sudo" >&2
+  exec sudo ${keep[0]:+"--preserve-env=$(IFS=,; echo "${keep[*]}")"} -- "$BASH" "$script" "$@"
+}
+
 sp_free_port() {
   local port
   for port in $(seq "${1:-55432}" "${2:-55999}"); do
