@@ -42,8 +42,8 @@ struct {
 } reactor_procs SEC(".maps");
 
 // The layout of every syscalls:sys_exit_* event (tracefs events/syscalls/sys_exit_epoll_wait/format): the common
-// header, `int __syscall_nr` at 8, `long ret` at 16. Tracepoint contexts are not relocated by CO-RE; this layout has
-// been the same since syscall tracepoints exist.
+// header, `int __syscall_nr` at 8, `long ret` at 16 (the kernel's struct syscall_trace_exit; read from the format file
+// on 6.18). Tracepoint contexts are not relocated by CO-RE: a kernel that changed this layout would need a variant.
 struct syscall_exit_ctx {
   __u64 common;
   __s32 nr;
@@ -51,12 +51,18 @@ struct syscall_exit_ctx {
   __s64 ret;
 };
 
-// The calling thread's process entry when it is the main thread of a profiled process, else NULL. The main-thread
-// test comes first: it needs no map lookup, and most threads that wait in epoll are not a process's main thread.
-static __always_inline struct reactor_proc *reactor_of_current(void) {
-  __u64 id = sp_current_pid_tgid();
-  __u32 tgid = id >> 32;
-  if (!tgid || (__u32)id != tgid) return 0;
+// Whether the calling thread is its process's main thread (the thread-group leader: tid == tgid, in the host's ids
+// as in any namespace's). The first test of every program: no map lookup, no namespace translation, and most threads
+// that call epoll are not a main thread (and with raw_syscalls most calls are not epoll's).
+static __always_inline bool is_main_thread(void) {
+  __u64 id = bpf_get_current_pid_tgid();
+  return (__u32)id == (__u32)(id >> 32);
+}
+
+// The calling main thread's process entry when the process is profiled, else NULL.
+static __always_inline struct reactor_proc *profiled_process(void) {
+  __u32 tgid = sp_current_pid_tgid() >> 32;
+  if (!tgid) return 0;  // outside the agent's PID namespace
   return bpf_map_lookup_elem(&reactor_procs, &tgid);
 }
 
@@ -95,13 +101,15 @@ static __always_inline void on_exit(struct reactor_proc *p, __s64 ret) {
 }
 
 static __always_inline int tp_enter(void) {
-  struct reactor_proc *p = reactor_of_current();
+  if (!is_main_thread()) return 0;
+  struct reactor_proc *p = profiled_process();
   if (p) on_enter(p);
   return 0;
 }
 
 static __always_inline int tp_exit(struct syscall_exit_ctx *ctx) {
-  struct reactor_proc *p = reactor_of_current();
+  if (!is_main_thread()) return 0;
+  struct reactor_proc *p = profiled_process();
   if (p) on_exit(p, ctx->ret);
   return 0;
 }
@@ -127,11 +135,12 @@ int rt_pwait2_exit(struct syscall_exit_ctx *ctx) { return tp_exit(ctx); }
 // raw_syscalls:sys_enter(struct pt_regs *regs, long id).
 SEC("raw_tp/sys_enter")
 int rt_raw_enter(struct bpf_raw_tracepoint_args *ctx) {
-  __u64 id = sp_current_pid_tgid();
-  if ((__u32)id != (__u32)(id >> 32)) return 0;
+  if (!is_main_thread()) return 0;
   __s64 nr = (__s64)ctx->args[1];
   if (nr != nr_epoll_wait && nr != nr_epoll_pwait && nr != nr_epoll_pwait2) return 0;
-  return tp_enter();
+  struct reactor_proc *p = profiled_process();
+  if (p) on_enter(p);
+  return 0;
 }
 
 // raw_syscalls:sys_exit(struct pt_regs *regs, long ret). The exit carries no syscall number: the exit that follows an
@@ -139,9 +148,8 @@ int rt_raw_enter(struct bpf_raw_tracepoint_args *ctx) {
 // inside epoll goes on. A return from a wait that began before counting did is missed; the next one is seen.
 SEC("raw_tp/sys_exit")
 int rt_raw_exit(struct bpf_raw_tracepoint_args *ctx) {
-  __u64 id = sp_current_pid_tgid();
-  if ((__u32)id != (__u32)(id >> 32)) return 0;
-  struct reactor_proc *p = reactor_of_current();
+  if (!is_main_thread()) return 0;
+  struct reactor_proc *p = profiled_process();
   if (!p || !p->enter_ns) return 0;
   on_exit(p, (__s64)ctx->args[1]);
   return 0;
