@@ -2,8 +2,10 @@
 
 #include <fmt/core.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
 #include "core/util/log.h"
 #include "probes/map_util.h"
@@ -26,6 +28,16 @@ constexpr long kNrEpollPwait2 = SYS_epoll_pwait2;
 constexpr long kNrEpollPwait2 = -1;
 #endif
 
+// Whether libbpf can attach the per-syscall tracepoints: it reads each one's perf event id from tracefs, under
+// debugfs or at /sys/kernel/tracing. Asked first so that a host without tracefs takes raw_syscalls without loading
+// the other variant and without libbpf's warnings about it.
+bool tracefs_has_epoll_events() {
+  for (const char* root : {"/sys/kernel/debug/tracing", "/sys/kernel/tracing"}) {
+    if (access((std::string(root) + "/events/syscalls/sys_enter_epoll_wait/id").c_str(), R_OK) == 0) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 // Members go in reverse order: links (detach), then the object.
@@ -36,6 +48,11 @@ std::unique_ptr<ReactorProbe> ReactorProbe::create(std::string& error, const std
   for (const std::string variant : {"syscalls", "raw_syscalls"}) {
     if (!force.empty() && force != variant) continue;
     const bool per_syscall = variant == "syscalls";
+    if (per_syscall && !tracefs_has_epoll_events()) {
+      last_error = "attach reactor tracepoints (syscalls): no syscalls/sys_enter_epoll_wait in tracefs (not mounted?)";
+      log::debug("reactor: {}", last_error);
+      continue;
+    }
     std::unique_ptr<ReactorProbe> p(new ReactorProbe());
     p->skel_.reset(reactor_bpf__open());
     if (!p->skel_) {
@@ -49,10 +66,9 @@ std::unique_ptr<ReactorProbe> ReactorProbe::create(std::string& error, const std
       bool required;  // epoll_pwait2 (5.11) may be missing: the others still count every other epoll call
     };
     const Hook hooks[] = {
-        {progs->rt_wait_enter, true, true},    {progs->rt_wait_exit, true, true},
-        {progs->rt_pwait_enter, true, true},   {progs->rt_pwait_exit, true, true},
-        {progs->rt_pwait2_enter, true, false}, {progs->rt_pwait2_exit, true, false},
-        {progs->rt_raw_enter, false, true},      {progs->rt_raw_exit, false, true},
+        {progs->rt_wait_enter, true, true}, {progs->rt_wait_exit, true, true},     {progs->rt_pwait_enter, true, true},
+        {progs->rt_pwait_exit, true, true}, {progs->rt_pwait2_enter, true, false}, {progs->rt_pwait2_exit, true, false},
+        {progs->rt_raw_enter, false, true}, {progs->rt_raw_exit, false, true},
     };
     for (const auto& h : hooks) bpf_program__set_autoload(h.prog, h.per_syscall == per_syscall);
     configure_pid_ns(p->skel_.get());
