@@ -6,10 +6,9 @@
 #include <sys/mount.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -54,14 +53,17 @@ std::unique_ptr<Workload> start_workload(const std::string& dir, const std::stri
   WorkloadSpec spec;
   spec.name = name;
   spec.duration_s = seconds;
-  spec.extra_args = {"--reactor",      "epoll",  "--gc-schedule", "0:" + std::to_string(rate), "--garbage-per-gc",
-                     std::to_string(garbage), "--io-rate", "0", "--start-gate", dir + "/" + name + ".gate"};
+  spec.extra_args = {
+      "--reactor", "epoll", "--gc-schedule", "0:" + std::to_string(rate), "--garbage-per-gc", std::to_string(garbage),
+      "--io-rate", "0",     "--start-gate",  dir + "/" + name + ".gate"};
   auto w = std::make_unique<Workload>(spec, dir);
   EXPECT_TRUE(w->wait_ready()) << sp::test::read_text(w->log_path());
   return w;
 }
 
-void open_gate(const std::string& dir, const Workload& w) { std::ofstream(dir + "/" + w.spec().name + ".gate").put('\n'); }
+void open_gate(const std::string& dir, const Workload& w) {
+  std::ofstream(dir + "/" + w.spec().name + ".gate").put('\n');
+}
 
 ReactorTruth finish(Workload& w) {
   auto st = w.process().wait(30s);
@@ -85,7 +87,8 @@ double tick_tolerance(double seconds) { return std::max(0.10 * seconds, 0.002); 
 // started later picks. Empty when tracefs is there; otherwise why it could not be.
 std::string ensure_tracefs() {
   if (std::filesystem::exists("/sys/kernel/tracing/events/syscalls")) return {};
-  if (unshare(CLONE_NEWNS) != 0) return std::string("unshare(CLONE_NEWNS) for a tracefs mount: ") + std::strerror(errno);
+  if (unshare(CLONE_NEWNS) != 0)
+    return std::string("unshare(CLONE_NEWNS) for a tracefs mount: ") + std::strerror(errno);
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     return std::string("make / private in the test's mount namespace: ") + std::strerror(errno);
   }
@@ -153,7 +156,7 @@ class ReactorAgentIT : public sp::test::AgentTest {
 
 TEST_F(ReactorAgentIT, EachWorkerGetsExactlyItsOwnTicks) {
   // Different rates and tick lengths: ticks charged to the wrong worker would break both counts.
-  auto fast = start_workload(dir_, "reactor_fast", 200, 1500, 2);
+  auto fast = start_workload(dir_, "reactor_fast", 150, 5000, 2);
   auto slow = start_workload(dir_, "reactor_slow", 25, 20000, 2);
   // By the per-syscall tracepoints where tracefs is mounted, else by raw_syscalls: both count the same.
   for (const auto* w : {fast.get(), slow.get()}) {

@@ -50,7 +50,7 @@ class ReactorFamily : public KernelFamily<ReactorKernel> {
   Clock clock_;
 
   mutable std::mutex mutex_;
-  std::map<int, Tracked> tracked_;  // by host PID, live workers only
+  std::map<int, Tracked> tracked_;        // by host PID, live workers only
   ProcessBook<int, ReactorSeries> book_;  // one key (0): a worker has one reactor
 };
 
