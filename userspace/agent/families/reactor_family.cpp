@@ -26,6 +26,18 @@ ReactorFamily::ReactorFamily(std::string proc_root, ReactorKernelOpener open, Cl
 
 ReactorFamily::~ReactorFamily() = default;
 
+bool ReactorFamily::start(std::string& why_not) {
+  if (!KernelFamily::start(why_not)) return false;
+  if (kernel_->method() == "raw_syscalls") {
+    log::info(
+        "reactor: epoll calls seen through raw_syscalls:sys_enter/sys_exit (the per-syscall tracepoints need "
+        "tracefs at /sys/kernel/tracing): its programs run for every syscall on the host and leave at once");
+  } else {
+    log::info("reactor: epoll calls seen through their syscall tracepoints ({})", kernel_->method());
+  }
+  return true;
+}
+
 void ReactorFamily::add(const WorkerInfo& w) {
   Tracked t;
   t.status.labels = labels_of(w);

@@ -28,6 +28,8 @@ class ReactorFamily : public KernelFamily<ReactorKernel> {
   ~ReactorFamily() override;
 
   const char* name() const override { return "reactor"; }
+  // Loads the kernel side and says which hooks it took.
+  bool start(std::string& why_not) override;
   // Counts workers that appeared, stops counting the ones that left (their last counts kept first).
   void update(const ScanResult& current, const ScanDiff& diff) override;
   void poll() override;
