@@ -156,8 +156,8 @@ class ReactorAgentIT : public sp::test::AgentTest {
 
 TEST_F(ReactorAgentIT, EachWorkerGetsExactlyItsOwnTicks) {
   // Different rates and tick lengths: ticks charged to the wrong worker would break both counts.
-  auto fast = start_workload(dir_, "reactor_fast", 150, 5000, 2);
-  auto slow = start_workload(dir_, "reactor_slow", 25, 20000, 2);
+  auto fast = start_workload(dir_, "reactor_fast", 100, 4000, 2);
+  auto slow = start_workload(dir_, "reactor_slow", 20, 20000, 2);
   // By the per-syscall tracepoints where tracefs is mounted, else by raw_syscalls: both count the same.
   for (const auto* w : {fast.get(), slow.get()}) {
     auto attached = [&] {
