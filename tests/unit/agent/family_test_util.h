@@ -19,7 +19,7 @@
 #include "core/correlate/hub.h"
 #include "core/model/events.h"
 #include "core/proc/discovery.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 
 namespace sp::test {
 

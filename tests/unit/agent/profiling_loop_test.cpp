@@ -17,7 +17,7 @@
 #include "agent/exposition.h"
 #include "agent/probe_family.h"
 #include "agent/profiling_loop.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 
 namespace {
 
@@ -81,7 +81,7 @@ class FakeFamily : public sp::agent::ProbeFamily {
   void collect(const sp::HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const override {
     auto it = hub.overlap_ns.find(kW1);
     const double overlap = it == hub.overlap_ns.end() ? -1 : static_cast<double>(it->second) / 1e9;
-    out.push_back(sp::exporter::gauge_family("test_" + name_ + "_hub_overlap_seconds", "What the fake family saw.",
+    out.push_back(sp::exporter::gauge_metric("test_" + name_ + "_hub_overlap_seconds", "What the fake family saw.",
                                              {sp::exporter::gauge_point({}, overlap)}));
   }
 

@@ -1,7 +1,7 @@
 // Reactor snapshot -> exposition text: the whole text for one worker, Synapse's tick buckets exactly.
 #include <gtest/gtest.h>
 
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/probe_metrics.h"
 
 TEST(ReactorMetrics, TicksInSynapsesBucketsAndPollWaitSeconds) {
@@ -15,7 +15,7 @@ TEST(ReactorMetrics, TicksInSynapsesBucketsAndPollWaitSeconds) {
   snap.series[{"synchrotron1", "synapse.app.generic_worker"}] = s;
   // 1 ms and 5 s are inclusive bounds, like `le`; 10.027000002 s = 1 ms + 1.000001 ms + 25 ms + 5 s + 5.000000001 s.
   EXPECT_EQ(
-      sp::exporter::to_text(sp::exporter::reactor_families(snap)),
+      sp::exporter::to_text(sp::exporter::reactor_metrics(snap)),
       R"(# HELP synapse_profiler_reactor_tick_seconds Reactor ticks measured in the kernel: on the worker's main thread, from a return of epoll_wait/epoll_pwait/epoll_pwait2 to the next call (Synapse's python_twisted_reactor_tick_time, with its buckets).
 # TYPE synapse_profiler_reactor_tick_seconds histogram
 synapse_profiler_reactor_tick_seconds_count{worker="synchrotron1",worker_app="synapse.app.generic_worker"} 5

@@ -182,7 +182,7 @@ IoSnapshot BlockIoFamily::snapshot() const {
 }
 
 void BlockIoFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  append(out, exporter::disk_io_families(snapshot()));
+  append(out, exporter::disk_io_metrics(snapshot()));
 }
 
 }  // namespace sp::agent

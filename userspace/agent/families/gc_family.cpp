@@ -136,7 +136,7 @@ GcSnapshot GcFamily::snapshot() const {
 }
 
 void GcFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  append(out, exporter::gc_families(snapshot()));
+  append(out, exporter::gc_metrics(snapshot()));
 }
 
 }  // namespace sp::agent

@@ -231,8 +231,8 @@ std::vector<ProbeStatus> LibpqFamily::attach_status() const {
 
 void LibpqFamily::collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const {
   const DbClientSnapshot db = snapshot();
-  append(out, exporter::db_client_families(db, options_.table_labels));
-  append(out, exporter::db_desc_families(db, options_.desc_labels, hub.desc_ratio, hub.desc_server));
+  append(out, exporter::db_client_metrics(db, options_.table_labels));
+  append(out, exporter::db_desc_metrics(db, options_.desc_labels, hub.desc_ratio, hub.desc_server));
 }
 
 }  // namespace sp::agent

@@ -43,7 +43,7 @@ NvmeSnapshot NvmeFamily::snapshot() const {
 }
 
 void NvmeFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  append(out, exporter::nvme_families(snapshot()));
+  append(out, exporter::nvme_metrics(snapshot()));
 }
 
 }  // namespace sp::agent

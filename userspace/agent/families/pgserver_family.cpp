@@ -294,7 +294,7 @@ std::set<int> PgServerFamily::undecided_backends() const {
 }
 
 void PgServerFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  append(out, exporter::db_server_families(snapshot()));
+  append(out, exporter::db_server_metrics(snapshot()));
 }
 
 }  // namespace sp::agent

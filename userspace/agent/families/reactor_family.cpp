@@ -116,7 +116,7 @@ ReactorSnapshot ReactorFamily::snapshot() const {
 }
 
 void ReactorFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  append(out, exporter::reactor_families(snapshot()));
+  append(out, exporter::reactor_metrics(snapshot()));
 }
 
 }  // namespace sp::agent
