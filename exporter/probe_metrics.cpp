@@ -29,6 +29,11 @@ const std::vector<double>& io_bounds_seconds() {
   return bounds;
 }
 
+const std::vector<double>& tick_bounds_seconds() {
+  static const std::vector<double> bounds = seconds(kTickBoundsNs);
+  return bounds;
+}
+
 // A kernel-bucketed histogram as a Prometheus histogram point with exactly the kernel's bounds.
 prometheus::ClientMetric bucket_point(const LabelList& labels, const LatencyHistogram& h) {
   std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
@@ -38,6 +43,11 @@ prometheus::ClientMetric bucket_point(const LabelList& labels, const LatencyHist
 prometheus::ClientMetric bucket_point(const LabelList& labels, const IoHistogram& h) {
   std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
   return histogram_point(labels, io_bounds_seconds(), per_bucket, static_cast<double>(h.sum_ns) / 1e9);
+}
+
+prometheus::ClientMetric bucket_point(const LabelList& labels, const TickHistogram& h) {
+  std::vector<std::uint64_t> per_bucket(h.buckets.begin(), h.buckets.end());
+  return histogram_point(labels, tick_bounds_seconds(), per_bucket, static_cast<double>(h.sum_ns) / 1e9);
 }
 
 std::string generation_label(int gen) { return gen < 0 ? "unknown" : std::to_string(gen); }
@@ -256,6 +266,24 @@ std::vector<prometheus::MetricFamily> nvme_metrics(const NvmeSnapshot& snap) {
                                  "NVMe command time in the driver: command set up for the submission queue -> "
                                  "completion processed.",
                                  std::move(times)));
+  return out;
+}
+
+std::vector<prometheus::MetricFamily> reactor_metrics(const ReactorSnapshot& snap) {
+  std::vector<prometheus::ClientMetric> ticks, waits;
+  for (const auto& [labels, s] : snap.series) {
+    const LabelList l = worker_label_list(labels);
+    ticks.push_back(bucket_point(l, s.ticks));
+    waits.push_back(counter_point(l, static_cast<double>(s.wait_sum_ns) / 1e9));
+  }
+  std::vector<prometheus::MetricFamily> out;
+  out.push_back(histogram_metric("synapse_profiler_reactor_tick_seconds",
+                                 "Reactor ticks measured in the kernel: on the worker's main thread, from a return of "
+                                 "epoll_wait/epoll_pwait/epoll_pwait2 to the next call (Synapse's "
+                                 "python_twisted_reactor_tick_time, with its buckets).",
+                                 std::move(ticks)));
+  out.push_back(counter_metric("synapse_profiler_reactor_poll_wait_seconds_total",
+                               "Seconds the worker's main thread waited in epoll (idle reactor).", std::move(waits)));
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include "core/model/gc_stats.h"
 #include "core/model/io_stats.h"
 #include "core/model/nvme_stats.h"
+#include "core/model/reactor_stats.h"
 
 namespace sp::exporter {
 
@@ -47,6 +48,10 @@ std::vector<prometheus::MetricFamily> disk_io_metrics(const IoSnapshot& snap);
 // synapse_profiler_nvme_commands_total{device, queue, opcode, status} and
 // synapse_profiler_nvme_command_seconds{device, opcode}: nothing when the NVMe probes are not active.
 std::vector<prometheus::MetricFamily> nvme_metrics(const NvmeSnapshot& snap);
+
+// synapse_profiler_reactor_tick_seconds{worker, worker_app} (Synapse's tick buckets) and
+// synapse_profiler_reactor_poll_wait_seconds_total{worker, worker_app}.
+std::vector<prometheus::MetricFamily> reactor_metrics(const ReactorSnapshot& snap);
 
 // The correlation series, per worker: synapse_profiler_db_query_gc_overlap_seconds_total (from `overlap_ns`),
 // _db_python_overhead_seconds_total, _gc_coverage_ratio, _time_share{cause} and _time_share_window_seconds. A worker

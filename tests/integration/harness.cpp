@@ -219,7 +219,7 @@ std::set<std::uint64_t> held_program_ids() {
 int our_bpf_programs(bool orphaned_only) {
   auto r = run_command({"/usr/sbin/bpftool", "-j", "prog", "show"});
   if (r.status != 0) return -1;
-  const std::regex ours("^(gc_|pq_|pgs_|io_start|rq_|nvme_).*");
+  const std::regex ours("^(gc_|pq_|pgs_|io_start|rq_|nvme_|rt_).*");
   const std::set<std::uint64_t> held = orphaned_only ? held_program_ids() : std::set<std::uint64_t>{};
   int n = 0;
   for (const auto& p : nlohmann::json::parse(r.out)) {

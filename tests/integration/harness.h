@@ -61,7 +61,7 @@ CommandResult run_command(const std::vector<std::string>& argv);
 
 std::string read_text(const std::string& path);
 
-// Loaded BPF programs named like ours (gc_*, pq_*, pgs_*, io_start*, rq_*, nvme_*) from bpftool's listing; -1 when
+// Loaded BPF programs named like ours (gc_*, pq_*, pgs_*, io_start*, rq_*, nvme_*, rt_*) from bpftool's listing; -1 when
 // bpftool fails. With `orphaned_only`, only those no process holds open: what an exited agent left in the kernel
 // (other agents running meanwhile, e.g. other test runs on the machine, hold theirs).
 int our_bpf_programs(bool orphaned_only = false);

@@ -5,6 +5,7 @@
 #include "agent/families/libpq_family.h"
 #include "agent/families/nvme_family.h"
 #include "agent/families/pgserver_family.h"
+#include "agent/families/reactor_family.h"
 #include "probes/openers.h"
 
 namespace sp::cli {
@@ -32,6 +33,7 @@ agent::Families make_probe_families(const CliOptions& o, bool keep_fingerprints)
   f.push_back(std::move(pg));
   f.push_back(std::make_unique<agent::BlockIoFamily>("/sys", o.devices, bpf::blockio_kernel(), backends));
   f.push_back(std::make_unique<agent::NvmeFamily>("/sys", o.devices, bpf::nvme_kernel()));
+  f.push_back(std::make_unique<agent::ReactorFamily>(o.proc_root, bpf::reactor_kernel()));
   return f;
 }
 

@@ -5,6 +5,7 @@
 #include "probes/libpq_probe.h"
 #include "probes/nvme_probe.h"
 #include "probes/pgserver_probe.h"
+#include "probes/reactor_probe.h"
 
 namespace sp::bpf {
 namespace {
@@ -22,5 +23,6 @@ agent::LibpqKernelOpener libpq_kernel() { return opener<agent::LibpqKernel, Libp
 agent::PgServerKernelOpener pgserver_kernel() { return opener<agent::PgServerKernel, PgServerProbe>(); }
 agent::BlockIoKernelOpener blockio_kernel() { return opener<agent::BlockIoKernel, BlockIoProbe>(); }
 agent::NvmeKernelOpener nvme_kernel() { return opener<agent::NvmeKernel, NvmeProbe>(); }
+agent::ReactorKernelOpener reactor_kernel() { return opener<agent::ReactorKernel, ReactorProbe>(); }
 
 }  // namespace sp::bpf

@@ -7,6 +7,7 @@
 #include "agent/families/libpq_kernel.h"
 #include "agent/families/nvme_kernel.h"
 #include "agent/families/pgserver_kernel.h"
+#include "agent/families/reactor_kernel.h"
 
 namespace sp::bpf {
 
@@ -15,5 +16,6 @@ agent::LibpqKernelOpener libpq_kernel();
 agent::PgServerKernelOpener pgserver_kernel();
 agent::BlockIoKernelOpener blockio_kernel();
 agent::NvmeKernelOpener nvme_kernel();
+agent::ReactorKernelOpener reactor_kernel();
 
 }  // namespace sp::bpf

@@ -35,7 +35,7 @@ class Workload:
     def __init__(self, config: Config, recorder: Recorder):
         self._config = config
         self._recorder = recorder
-        self._reactor = Reactor()
+        self._reactor = Reactor(config.reactor)
         self._gc = GarbageCollector(recorder, config.garbage_per_gc,
                                     config.hold_heap if config.gc_hold_query is not None else 0)
         self._pool: Optional[DatabasePool] = None
@@ -115,6 +115,10 @@ class Workload:
             files = itertools.count()
             self._reactor.looping_call(config.io_rate, lambda: self._media.store(next(files)))
         self._reactor.run(config.duration)
+        if config.reactor == "epoll":
+            r = self._reactor
+            self._recorder.event("reactor", tid=threading.get_native_id(), polls=r.polls, ticks=r.ticks,
+                                 tick_ns=r.tick_ns, wait_ns=r.wait_ns)
         return self._reactor.stop_reason
 
     def shutdown(self, **summary: Any) -> int:

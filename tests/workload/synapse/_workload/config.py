@@ -59,6 +59,7 @@ class Config:
     bare_queries: int
     start_gate: Optional[str]  # wait for this file to exist before any activity (GC, queries, I/O)
     linger: float  # seconds to stay up, idle, after the run
+    reactor: str  # how the main loop waits: "select" or "epoll"
 
 
 def _number(kind: Callable[[Any], Any], minimum: float, strictly: bool = False) -> Callable[[Any], Any]:
@@ -82,6 +83,12 @@ def _flag(value: Any) -> bool:
 def _path(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("expected a path")
+    return value
+
+
+def _reactor_kind(value: Any) -> str:
+    if value not in ("select", "epoll"):
+        raise ValueError("expected select or epoll")
     return value
 
 
@@ -150,6 +157,9 @@ _OPTIONS: Dict[str, Tuple[Callable[[Any], Any], Any, str]] = {
     "linger": (_number(float, 0), 0.0,
                "after the run (and its summary record), keep serving metrics idle for SECONDS before exiting (0), so "
                "that a scraper sees the final counters; SIGTERM/SIGINT end it early"),
+    "reactor": (_reactor_kind, "select",
+                "how the main loop waits: select (select.select) or epoll (select.epoll().poll(), timed like "
+                "Synapse's EpollWrapper; its own poll and tick counts go to the truth file) (select)"),
 }
 
 

@@ -1,0 +1,42 @@
+// The reactor probe family's BPF side: one object on the epoll syscalls' tracepoints (bpf/reactor.bpf.c), system-wide
+// (syscall tracepoints have no per-process attach), counting the main thread of each process in its map.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agent/families/reactor_kernel.h"
+#include "probes/handles.h"
+#include "reactor.h"
+
+struct reactor_bpf;
+
+namespace sp::bpf {
+
+class ReactorProbe : public agent::ReactorKernel {
+ public:
+  // Loads and attaches: the per-syscall epoll tracepoints (which need tracefs mounted where libbpf looks), else
+  // raw_syscalls. `force`: "syscalls" or
+  // "raw_syscalls" to use only that variant (tests); empty: the first that attaches.
+  static std::unique_ptr<ReactorProbe> create(std::string& error, const std::string& force = {});
+  ~ReactorProbe();
+  ReactorProbe(const ReactorProbe&) = delete;
+  ReactorProbe& operator=(const ReactorProbe&) = delete;
+
+  const std::string& method() const override { return method_; }
+  bool add(int host_pid, std::string& error) override;
+  void remove(int host_pid) override;
+  std::vector<std::pair<int, reactor_proc>> read() const override;
+  std::uint64_t hook_misses() const override;  // see recursion_misses()
+
+ private:
+  ReactorProbe() = default;
+  Skeleton<reactor_bpf> skel_;
+  std::vector<Link> links_;
+  std::string method_;
+};
+
+}  // namespace sp::bpf
