@@ -17,6 +17,7 @@
 //
 // The run also checks that the pipeline counted what it was given (every call and statement in the families'
 // series, statements matched to descs, overlap found): a fake that fed nothing would otherwise look fast.
+// --replay-dump=FILE writes what the families and the hub computed, to check that a change left the results alone.
 // Never a timed test: ctest runs it tiny (BenchSmoke.Replay).
 #include <benchmark/benchmark.h>
 #include <time.h>
@@ -59,6 +60,7 @@ std::string g_data_dir = SP_BENCH_DATA_DIR;
 double g_warmup_s = 65;
 double g_measure_s = 10;
 bool g_failed = false;
+std::string g_dump;  // --replay-dump=FILE: what the pipeline computed, to compare two builds' results
 
 constexpr std::uint64_t kMs = 1'000'000;
 constexpr std::uint64_t kUs = 1'000;
@@ -470,6 +472,38 @@ struct Pipeline {
   }
 };
 
+// Everything the families and the hub computed from the stream, one value a line: an optimisation must leave this
+// file unchanged.
+void dump(const std::string& path, Pipeline& pipe, const sp::HubSnapshot& hub) {
+  std::ofstream out(path);
+  auto who = [](const sp::WorkerLabels& w) { return w.worker + "/" + w.worker_app; };
+  const auto db = pipe.libpq->snapshot();
+  for (const auto& [k, h] : db.series) {
+    out << "client " << who(k.first) << " " << k.second.verb << " " << k.second.table << " " << h.count << " "
+        << h.sum_ns << "\n";
+  }
+  for (const auto& [k, d] : db.desc) out << "desc " << who(k.first) << " " << k.second << " " << d.count << " " << d.sum_ns << "\n";
+  for (const auto& [k, n] : db.desc_walks) out << "walk " << who(k.first) << " " << k.second << " " << n << "\n";
+  for (const auto& [k, h] : pipe.pg->snapshot().queries) {
+    out << "server " << who(k.first) << " " << k.second << " " << h.count << " " << h.sum_ns << "\n";
+  }
+  for (const auto& [w, ns] : hub.overlap_ns) out << "overlap " << who(w) << " " << ns << "\n";
+  for (const auto& [k, t] : hub.desc_server) {
+    out << "desc_server " << who(k.first) << " " << k.second << " " << t.statements << " " << t.statement_ns << " "
+        << t.lock_waits << " " << t.lock_wait_ns << "\n";
+  }
+  out.precision(17);
+  for (const auto& [k, r] : hub.desc_ratio) out << "desc_ratio " << who(k.first) << " " << k.second << " " << r << "\n";
+  for (const auto& [w, c] : hub.correlation) {
+    out << "correlation " << who(w) << " " << c.python_overhead_seconds.value_or(-1) << " "
+        << c.gc_coverage_ratio.value_or(-1) << " " << c.window_seconds;
+    if (c.time_share) {
+      for (double v : *c.time_share) out << " " << v;
+    }
+    out << "\n";
+  }
+}
+
 void BM_Replay(benchmark::State& state) {
   const auto proc_root = std::filesystem::temp_directory_path() / ("sp_replay_proc." + std::to_string(getpid()));
   std::filesystem::create_directories(proc_root);  // an empty /proc: no process to plan for
@@ -532,6 +566,7 @@ void BM_Replay(benchmark::State& state) {
     state.SkipWithError(why.c_str());
     return;
   }
+  if (!g_dump.empty()) dump(g_dump, pipe, hub);
   const double event_seconds = static_cast<double>(ticks * kTickNs) / 1e9;
   state.counters["ns_per_call"] = calls ? static_cast<double>(cpu_ns) / static_cast<double>(calls) : 0;
   state.counters["calls_per_s"] = static_cast<double>(calls) / event_seconds;
@@ -557,6 +592,8 @@ int main(int argc, char** argv) {
       g_data_dir = std::string(a.substr(11));
     } else if (take_arg(a, "--replay-warmup=", v)) {
       g_warmup_s = v;
+    } else if (a.rfind("--replay-dump=", 0) == 0) {
+      g_dump = std::string(a.substr(14));
     } else if (take_arg(a, "--replay-seconds=", v)) {
       g_measure_s = v;
     } else {
