@@ -17,9 +17,12 @@
 //
 // The run also checks that the pipeline counted what it was given (every call and statement in the families'
 // series, statements matched to descs, overlap found): a fake that fed nothing would otherwise look fast.
+// --replay-trim-every=SECONDS adds a malloc_trim(0) that often (event time) to the timed part: what the profiling
+// loop did after every rescan (5 s by default) before issue 20.
 // --replay-dump=FILE writes what the families and the hub computed, to check that a change left the results alone.
 // Never a timed test: ctest runs it tiny (BenchSmoke.Replay).
 #include <benchmark/benchmark.h>
+#include <malloc.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,6 +63,7 @@ std::string g_data_dir = SP_BENCH_DATA_DIR;
 double g_warmup_s = 65;
 double g_measure_s = 10;
 bool g_failed = false;
+double g_trim_every_s = 0;  // --replay-trim-every=SECONDS: malloc_trim(0) that often, as the loop did per rescan
 std::string g_dump;  // --replay-dump=FILE: what the pipeline computed, to compare two builds' results
 
 constexpr std::uint64_t kMs = 1'000'000;
@@ -530,12 +534,14 @@ void BM_Replay(benchmark::State& state) {
   }
 
   std::uint64_t cpu_ns = 0, calls = 0, statements = 0, gcs = 0, ticks = 0;
+  const auto trim_ticks = static_cast<std::uint64_t>(g_trim_every_s * 1e9) / kTickNs;
   for (auto _ : state) {
     state.PauseTiming();
     const auto n = produce();
     state.ResumeTiming();
     const std::uint64_t t0 = thread_cpu_ns();
     pipe.poll(tick_end + kMs, scraped);
+    if (trim_ticks && ticks % trim_ticks == trim_ticks - 1) malloc_trim(0);
     cpu_ns += thread_cpu_ns() - t0;
     calls += n.calls;
     statements += n.statements;
@@ -594,6 +600,8 @@ int main(int argc, char** argv) {
       g_warmup_s = v;
     } else if (a.rfind("--replay-dump=", 0) == 0) {
       g_dump = std::string(a.substr(14));
+    } else if (take_arg(a, "--replay-trim-every=", v)) {
+      g_trim_every_s = v;
     } else if (take_arg(a, "--replay-seconds=", v)) {
       g_measure_s = v;
     } else {
