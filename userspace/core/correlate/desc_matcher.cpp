@@ -45,13 +45,14 @@ const std::string* DescMatcher::match(Worker& w, const Interval& iv) {
   const auto stop_after = std::partition_point(calls.begin(), calls.end(), [&](const Call& c) {
     return c.min_end_after + grace_ns_ < iv.end_ns;
   });
-  const auto ends_late = std::partition_point(calls.begin(), calls.end(), [&](const Call& c) {
+  // Each bound is searched after the one before it: all three lie in the last second or so of calls.
+  const auto from = std::partition_point(stop_after, calls.end(), [&](const Call& c) {
     return c.max_end_so_far < iv.end_ns;
   });
-  const auto to = std::partition_point(calls.begin(), calls.end(), [&](const Call& c) {
+  const auto to = std::partition_point(from, calls.end(), [&](const Call& c) {
     return c.min_start_after <= iv.start_ns;
   });
-  for (auto it = std::max(stop_after, ends_late); it < to; ++it) {
+  for (auto it = from; it < to; ++it) {
     const Call& c = *it;
     if (c.start_ns > iv.start_ns || c.end_ns < iv.end_ns) continue;
     ++candidates;
