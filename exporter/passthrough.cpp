@@ -5,7 +5,7 @@
 
 #include "core/util/log.h"
 #include "core/scrape/prom_text.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 
 namespace sp::exporter {
 namespace {
@@ -105,7 +105,7 @@ bool PassthroughFilter::keeps(const std::string& family) const {
   return true;
 }
 
-std::vector<prometheus::MetricFamily> passthrough_families(const std::map<std::string, ScrapeResult>& latest,
+std::vector<prometheus::MetricFamily> passthrough_metrics(const std::map<std::string, ScrapeResult>& latest,
                                                            const PassthroughFilter& filter) {
   std::map<std::string, prometheus::MetricFamily> merged;  // by name: one family per name in the exposition
   for (const auto& [worker, result] : latest) {
@@ -150,7 +150,7 @@ std::vector<prometheus::MetricFamily> passthrough_families(const std::map<std::s
   return out;
 }
 
-std::vector<prometheus::MetricFamily> scrape_status_families(const std::map<std::string, ScrapeResult>& latest) {
+std::vector<prometheus::MetricFamily> scrape_status_metrics(const std::map<std::string, ScrapeResult>& latest) {
   std::vector<prometheus::ClientMetric> up, duration;
   for (const auto& [worker, r] : latest) {
     const LabelList l = worker_label_list({worker, r.worker_app, r.pod});
@@ -158,10 +158,10 @@ std::vector<prometheus::MetricFamily> scrape_status_families(const std::map<std:
     duration.push_back(gauge_point(l, r.duration_seconds));
   }
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(gauge_family("synapse_profiler_synapse_up",
+  out.push_back(gauge_metric("synapse_profiler_synapse_up",
                              "1 when the worker's own metrics endpoint answered the last scrape with valid text.",
                              std::move(up)));
-  out.push_back(gauge_family("synapse_profiler_synapse_scrape_duration_seconds",
+  out.push_back(gauge_metric("synapse_profiler_synapse_scrape_duration_seconds",
                              "Duration of the last scrape of the worker's metrics endpoint (transfer and parse).",
                              std::move(duration)));
   return out;

@@ -23,8 +23,8 @@ struct PassthroughFilter {
 };
 
 // `latest`: worker name -> its last scrape result.
-std::vector<prometheus::MetricFamily> passthrough_families(const std::map<std::string, ScrapeResult>& latest,
+std::vector<prometheus::MetricFamily> passthrough_metrics(const std::map<std::string, ScrapeResult>& latest,
                                                            const PassthroughFilter& filter);
-std::vector<prometheus::MetricFamily> scrape_status_families(const std::map<std::string, ScrapeResult>& latest);
+std::vector<prometheus::MetricFamily> scrape_status_metrics(const std::map<std::string, ScrapeResult>& latest);
 
 }  // namespace sp::exporter

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <tuple>
 
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 
 namespace sp::exporter {
 namespace {
@@ -44,7 +44,7 @@ std::string generation_label(int gen) { return gen < 0 ? "unknown" : std::to_str
 
 }  // namespace
 
-std::vector<prometheus::MetricFamily> gc_families(const GcSnapshot& snap) {
+std::vector<prometheus::MetricFamily> gc_metrics(const GcSnapshot& snap) {
   std::vector<prometheus::ClientMetric> pauses;
   std::vector<prometheus::ClientMetric> collected;
   for (const auto& [key, s] : snap.series) {
@@ -55,16 +55,16 @@ std::vector<prometheus::MetricFamily> gc_families(const GcSnapshot& snap) {
     collected.push_back(counter_point(l, static_cast<double>(s.collected)));
   }
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(histogram_family("synapse_profiler_gc_pause_seconds",
+  out.push_back(histogram_metric("synapse_profiler_gc_pause_seconds",
                                  "Python garbage-collection pauses measured in the kernel, per worker and generation.",
                                  std::move(pauses)));
-  out.push_back(counter_family("synapse_profiler_gc_collected_objects_total",
+  out.push_back(counter_metric("synapse_profiler_gc_collected_objects_total",
                                "Objects freed by Python garbage collections (collections whose count was readable).",
                                std::move(collected)));
   return out;
 }
 
-std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot& snap, std::size_t table_top_n) {
+std::vector<prometheus::MetricFamily> db_client_metrics(const DbClientSnapshot& snap, std::size_t table_top_n) {
   std::map<std::string, std::uint64_t> time_per_table;
   for (const auto& [key, h] : snap.series) {
     if (!key.second.table.empty() && key.second.table != "unknown") time_per_table[key.second.table] += h.sum_ns;
@@ -87,13 +87,13 @@ std::vector<prometheus::MetricFamily> db_client_families(const DbClientSnapshot&
     points.push_back(bucket_point(l, h));
   }
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(histogram_family("synapse_profiler_db_client_query_seconds",
+  out.push_back(histogram_metric("synapse_profiler_db_client_query_seconds",
                                  "PostgreSQL queries as the worker sees them: libpq round trip, per verb and first table.",
                                  std::move(points)));
   return out;
 }
 
-std::vector<prometheus::MetricFamily> db_desc_families(
+std::vector<prometheus::MetricFamily> db_desc_metrics(
     const DbClientSnapshot& snap, std::size_t desc_top_n,
     const std::map<std::pair<WorkerLabels, std::string>, double>& libpq_ratio,
     const std::map<std::pair<WorkerLabels, std::string>, DescServerTotals>& server) {
@@ -128,16 +128,16 @@ std::vector<prometheus::MetricFamily> db_desc_families(
     if (kept.count(key.second)) ratio.push_back(gauge_point(labels(key.first, "desc", key.second), r));
   }
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(counter_family("synapse_profiler_db_desc_queries_total",
+  out.push_back(counter_metric("synapse_profiler_db_desc_queries_total",
                                "libpq calls per Synapse transaction name (the desc of the new_transaction frame they "
                                "were sent from, read from the worker's Python frames); unattributed: sent outside any "
                                "transaction or attribution off for the worker; other: names beyond --db-desc-labels.",
                                std::move(count)));
-  out.push_back(counter_family("synapse_profiler_db_desc_query_seconds_total",
+  out.push_back(counter_metric("synapse_profiler_db_desc_query_seconds_total",
                                "libpq round-trip seconds per Synapse transaction name (same desc label as "
                                "synapse_profiler_db_desc_queries_total).",
                                std::move(seconds)));
-  out.push_back(counter_family("synapse_profiler_db_desc_lookups_total",
+  out.push_back(counter_metric("synapse_profiler_db_desc_lookups_total",
                                "libpq calls by what the Python frame walk found: found, no_frame (no new_transaction "
                                "on the stack), no_thread_state, bad_value (desc not a plain ASCII str), off "
                                "(attribution off for the worker).",
@@ -154,28 +154,28 @@ std::vector<prometheus::MetricFamily> db_desc_families(
     locks.push_back(counter_point(l, static_cast<double>(t.lock_waits)));
     lock_s.push_back(counter_point(l, static_cast<double>(t.lock_wait_ns) / 1e9));
   }
-  out.push_back(counter_family("synapse_profiler_db_desc_server_statements_total",
+  out.push_back(counter_metric("synapse_profiler_db_desc_server_statements_total",
                                "Statements PostgreSQL executed for the worker, per Synapse transaction of the client "
                                "call that sent them (matched by time and connection); unmatched: no single call found.",
                                std::move(statements)));
-  out.push_back(counter_family("synapse_profiler_db_desc_server_seconds_total",
+  out.push_back(counter_metric("synapse_profiler_db_desc_server_seconds_total",
                                "Server-side execution seconds per Synapse transaction (same desc label as "
                                "synapse_profiler_db_desc_server_statements_total).",
                                std::move(statement_s)));
-  out.push_back(counter_family("synapse_profiler_db_desc_lock_waits_total",
+  out.push_back(counter_metric("synapse_profiler_db_desc_lock_waits_total",
                                "Heavyweight lock waits of the worker's backends per Synapse transaction.",
                                std::move(locks)));
-  out.push_back(counter_family("synapse_profiler_db_desc_lock_wait_seconds_total",
+  out.push_back(counter_metric("synapse_profiler_db_desc_lock_wait_seconds_total",
                                "Seconds of heavyweight lock waits of the worker's backends per Synapse transaction.",
                                std::move(lock_s)));
-  out.push_back(gauge_family("synapse_profiler_db_desc_libpq_ratio",
+  out.push_back(gauge_metric("synapse_profiler_db_desc_libpq_ratio",
                              "Per Synapse transaction name: libpq seconds over the increase of Synapse's own "
                              "synapse_storage_transaction_time_sum_total{desc}, over the last window of scrapes.",
                              std::move(ratio)));
   return out;
 }
 
-std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot& snap) {
+std::vector<prometheus::MetricFamily> db_server_metrics(const DbServerSnapshot& snap) {
   std::vector<prometheus::ClientMetric> queries, locks, txns;
   for (const auto& [key, h] : snap.queries) {
     const auto& [labels, verb] = key;
@@ -195,20 +195,20 @@ std::vector<prometheus::MetricFamily> db_server_families(const DbServerSnapshot&
     txns.push_back(counter_point(with_outcome("abort"), static_cast<double>(t.aborts)));
   }
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(histogram_family("synapse_profiler_db_server_query_seconds",
+  out.push_back(histogram_metric("synapse_profiler_db_server_query_seconds",
                                  "Query execution inside PostgreSQL (USDT query__start..query__done) in the backends "
                                  "serving each worker; worker=\"other\" for backends serving no Synapse process.",
                                  std::move(queries)));
-  out.push_back(histogram_family("synapse_profiler_db_lock_wait_seconds",
+  out.push_back(histogram_metric("synapse_profiler_db_lock_wait_seconds",
                                  "Heavyweight lock waits (USDT lock__wait__start..done) in the backends serving each "
                                  "worker.",
                                  std::move(locks)));
-  out.push_back(counter_family("synapse_profiler_db_transactions_total",
+  out.push_back(counter_metric("synapse_profiler_db_transactions_total",
                                "Transactions ended by the backends serving each worker, by outcome.", std::move(txns)));
   return out;
 }
 
-std::vector<prometheus::MetricFamily> disk_io_families(const IoSnapshot& snap) {
+std::vector<prometheus::MetricFamily> disk_io_metrics(const IoSnapshot& snap) {
   std::vector<prometheus::ClientMetric> times, bytes;
   for (const auto& [key, s] : snap.series) {
     const auto& [labels, io] = key;
@@ -223,17 +223,17 @@ std::vector<prometheus::MetricFamily> disk_io_families(const IoSnapshot& snap) {
     bytes.push_back(counter_point(l, static_cast<double>(s.bytes)));
   }
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(histogram_family("synapse_profiler_disk_io_seconds",
+  out.push_back(histogram_metric("synapse_profiler_disk_io_seconds",
                                  "Block I/O requests: time queued (created -> issued) and on the device (issued -> "
                                  "completed), by the worker that caused them (via=self), a PostgreSQL backend serving "
                                  "it (via=postgres), or nobody we profile (worker=other).",
                                  std::move(times)));
-  out.push_back(counter_family("synapse_profiler_disk_io_bytes_total", "Bytes of completed block I/O requests.",
+  out.push_back(counter_metric("synapse_profiler_disk_io_bytes_total", "Bytes of completed block I/O requests.",
                                std::move(bytes)));
   return out;
 }
 
-std::vector<prometheus::MetricFamily> nvme_families(const NvmeSnapshot& snap) {
+std::vector<prometheus::MetricFamily> nvme_metrics(const NvmeSnapshot& snap) {
   std::vector<prometheus::ClientMetric> commands;
   // The latency histogram drops queue and status (bounded: disks x opcodes), the counter keeps them.
   std::map<std::pair<std::string, std::string>, IoHistogram> latency;
@@ -248,18 +248,18 @@ std::vector<prometheus::MetricFamily> nvme_families(const NvmeSnapshot& snap) {
     times.push_back(bucket_point({{"device", key.first}, {"opcode", key.second}}, h));
   }
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(counter_family("synapse_profiler_nvme_commands_total",
+  out.push_back(counter_metric("synapse_profiler_nvme_commands_total",
                                "NVMe commands completed, by disk (controller: admin commands), submission queue, "
                                "opcode and completion status.",
                                std::move(commands)));
-  out.push_back(histogram_family("synapse_profiler_nvme_command_seconds",
+  out.push_back(histogram_metric("synapse_profiler_nvme_command_seconds",
                                  "NVMe command time in the driver: command set up for the submission queue -> "
                                  "completion processed.",
                                  std::move(times)));
   return out;
 }
 
-std::vector<prometheus::MetricFamily> correlation_families(const std::map<WorkerLabels, WorkerCorrelation>& corr,
+std::vector<prometheus::MetricFamily> correlation_metrics(const std::map<WorkerLabels, WorkerCorrelation>& corr,
                                                            const std::map<WorkerLabels, std::uint64_t>& overlap_ns) {
   auto labels = [](const WorkerLabels& w) { return worker_label_list(w); };
   std::vector<prometheus::ClientMetric> overlap, overhead, coverage, share, window;
@@ -276,75 +276,75 @@ std::vector<prometheus::MetricFamily> correlation_families(const std::map<Worker
     window.push_back(gauge_point(labels(w), c.window_seconds));
   }
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(counter_family("synapse_profiler_db_query_gc_overlap_seconds_total",
+  out.push_back(counter_metric("synapse_profiler_db_query_gc_overlap_seconds_total",
                                "Client-side (libpq) query time that overlapped a GC pause of the same worker process.",
                                std::move(overlap)));
-  out.push_back(counter_family(
+  out.push_back(counter_metric(
       "synapse_profiler_db_python_overhead_seconds_total",
       "Synapse's own query time (synapse_storage_query_time_sum) minus the libpq time the probes measured over the "
       "same scrape intervals: GIL wait, GC pauses and Python work inside Synapse's timed region.",
       std::move(overhead)));
-  out.push_back(gauge_family("synapse_profiler_gc_coverage_ratio",
+  out.push_back(gauge_metric("synapse_profiler_gc_coverage_ratio",
                              "GC pause seconds measured by the probes over the increase of Synapse's python_gc_time_sum "
                              "in the last window (1: every collection Synapse timed was seen; above 1: collections "
                              "Synapse did not time; below 1: probes missed some, see `synapse-profiler doctor`).",
                              std::move(coverage)));
-  out.push_back(gauge_family("synapse_profiler_time_share",
+  out.push_back(gauge_metric("synapse_profiler_time_share",
                              "Share of wall time in the last window during which the worker had at least one of: a GC "
                              "pause (gc), a libpq call in flight (db_client), a statement executing in a PostgreSQL "
                              "backend serving it (db_server), a block request of its own or of such a backend queued "
                              "or on the device (disk).",
                              std::move(share)));
-  out.push_back(gauge_family("synapse_profiler_time_share_window_seconds",
+  out.push_back(gauge_metric("synapse_profiler_time_share_window_seconds",
                              "The span synapse_profiler_time_share covers: the window, or less for a worker found more "
                              "recently.",
                              std::move(window)));
   return out;
 }
 
-prometheus::MetricFamily probe_attached_family(const std::vector<ProbeStatus>& status) {
+prometheus::MetricFamily probe_attached_metric(const std::vector<ProbeStatus>& status) {
   std::vector<prometheus::ClientMetric> points;
   for (const auto& s : status) {
     LabelList l = worker_label_list(s.labels);
     l.insert(l.end(), {{"probe", s.probe}, {"method", s.method}});
     points.push_back(gauge_point(l, s.attached ? 1 : 0));
   }
-  return gauge_family("synapse_profiler_probe_attached",
+  return gauge_metric("synapse_profiler_probe_attached",
                       "1 when the probe family is attached to the worker by this method, 0 when attaching failed.",
                       std::move(points));
 }
 
-prometheus::MetricFamily events_lost_family(const std::vector<std::pair<std::string, std::uint64_t>>& lost) {
+prometheus::MetricFamily events_lost_metric(const std::vector<std::pair<std::string, std::uint64_t>>& lost) {
   std::vector<prometheus::ClientMetric> points;
   for (const auto& [probe, n] : lost) points.push_back(counter_point({{"probe", probe}}, static_cast<double>(n)));
-  return counter_family("synapse_profiler_events_lost_total",
+  return counter_metric("synapse_profiler_events_lost_total",
                         "Per-event records dropped because the ring buffer was full (in-kernel counts are unaffected).",
                         std::move(points));
 }
 
-prometheus::MetricFamily hook_misses_family(const std::vector<std::pair<std::string, std::uint64_t>>& misses) {
+prometheus::MetricFamily hook_misses_metric(const std::vector<std::pair<std::string, std::uint64_t>>& misses) {
   std::vector<prometheus::ClientMetric> points;
   for (const auto& [probe, n] : misses) points.push_back(counter_point({{"probe", probe}}, static_cast<double>(n)));
-  return counter_family("synapse_profiler_hook_misses_total",
+  return counter_metric("synapse_profiler_hook_misses_total",
                         "Probe runs the kernel skipped because another BPF program was already running on that CPU "
                         "(e.g. an interrupt inside a handler): what they would have counted is missing everywhere.",
                         std::move(points));
 }
 
-std::vector<prometheus::MetricFamily> agent_loop_families(std::uint64_t polls, std::uint64_t early_drains,
+std::vector<prometheus::MetricFamily> agent_loop_metrics(std::uint64_t polls, std::uint64_t early_drains,
                                                           std::uint64_t scans) {
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(counter_family(
+  out.push_back(counter_metric(
       "synapse_profiler_probe_polls_total",
       "Rounds in which the agent read every probe's kernel maps and ring buffers (about four a second). The probe "
       "series are as fresh as the last round: a counter that stops rising means stale data.",
       {counter_point({}, static_cast<double>(polls))}));
-  out.push_back(counter_family(
+  out.push_back(counter_metric(
       "synapse_profiler_probe_early_drains_total",
       "Drains of the per-event ring buffers between two of those rounds, because a ring was a quarter full. It rises "
       "with the event rate; records a full ring refuses are counted in synapse_profiler_events_lost_total.",
       {counter_point({}, static_cast<double>(early_drains))}));
-  out.push_back(counter_family(
+  out.push_back(counter_metric(
       "synapse_profiler_discovery_scans_total",
       "Completed scans for Synapse processes (every --rescan-interval). Block I/O of a process no scan has seen yet "
       "waits in the kernel until the next scan tells whose it is.",

@@ -16,6 +16,6 @@ struct SelfSnapshot {
   std::vector<WorkerInfo> workers;
 };
 
-std::vector<prometheus::MetricFamily> self_families(const SelfSnapshot& snap);
+std::vector<prometheus::MetricFamily> self_metrics(const SelfSnapshot& snap);
 
 }  // namespace sp::exporter

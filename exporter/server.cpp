@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "core/util/log.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/text_writer.h"
 
 namespace sp::exporter {
@@ -196,7 +196,7 @@ void MetricsServer::add(std::shared_ptr<prometheus::Collectable> collectable) {
 }
 
 void MetricsServer::serve_health() {
-  health_body_ = to_text({gauge_family("synapse_profiler_up", "The agent is running.", {gauge_point({}, 1)})});
+  health_body_ = to_text({gauge_metric("synapse_profiler_up", "The agent is running.", {gauge_point({}, 1)})});
   mg_set_request_handler(
       ctx_.get(), "/healthz$",
       [](mg_connection* conn, void* self) {

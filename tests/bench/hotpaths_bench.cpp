@@ -32,7 +32,7 @@
 #include "core/scrape/prom_text.h"
 #include "core/scrape/scraper.h"
 #include "core/postgres/sql_fingerprint.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/passthrough.h"
 
 namespace {
@@ -334,7 +334,7 @@ void passthrough_scrape(benchmark::State& state, Serialize serialize) {
   sp::exporter::PassthroughFilter filter;
   std::size_t out_bytes = 0;
   for (auto _ : state) {
-    std::string text = serialize(sp::exporter::passthrough_families(latest, filter));
+    std::string text = serialize(sp::exporter::passthrough_metrics(latest, filter));
     out_bytes = text.size();
     benchmark::DoNotOptimize(text.data());
   }

@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
 
   sp::exporter::MetricsServer server("127.0.0.1:0");
   server.add(std::make_shared<sp::exporter::FunctionCollectable>(
-      [&] { return sp::exporter::passthrough_families(latest, sp::exporter::PassthroughFilter{}); }));
+      [&] { return sp::exporter::passthrough_metrics(latest, sp::exporter::PassthroughFilter{}); }));
   const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/metrics";
   for (bool gzip : {false, true}) {
     std::vector<Scrape> runs;

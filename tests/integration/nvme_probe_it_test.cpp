@@ -6,7 +6,7 @@
 #include "agent/families/nvme_family.h"
 #include "probes/nvme_probe.h"
 #include "probes/openers.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/probe_metrics.h"
 #include "harness.h"
 
@@ -34,7 +34,7 @@ TEST(NvmeProbeIT, FamilyIsOffWithItsReasonWhereTheDriverIsAbsentAndOnWhereItIsPr
     EXPECT_EQ(snap.why_not, error);
     EXPECT_TRUE(snap.series.empty());
     // Off means silent: the families exist but carry no samples.
-    std::string text = sp::exporter::to_text(sp::exporter::nvme_families(snap));
+    std::string text = sp::exporter::to_text(sp::exporter::nvme_metrics(snap));
     EXPECT_EQ(text.find("synapse_profiler_nvme_commands_total{"), std::string::npos) << text;
   }
 }

@@ -5,7 +5,7 @@
 #include "core/model/db_stats.h"
 #include "core/correlate/desc_ratio.h"
 #include "core/scrape/prom_text.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/probe_metrics.h"
 
 namespace {
@@ -89,7 +89,7 @@ TEST(DescMetrics, TopDescsByTimeKeepTheirNameTheRestAreOtherAndLabelsAreEscaped)
   snap.desc_walks[{kW, "no_frame"}] = 7;
   std::map<std::pair<sp::WorkerLabels, std::string>, double> ratio{{{kW, "persist_events"}, 0.75},
                                                                     {{kW, "tiny_a"}, 0.5}};
-  std::string t = sp::exporter::to_text(sp::exporter::db_desc_families(snap, 2, ratio));
+  std::string t = sp::exporter::to_text(sp::exporter::db_desc_metrics(snap, 2, ratio));
   const std::string l = "worker=\"w1\",worker_app=\"synapse.app.generic_worker\"";
   auto has = [&](const std::string& s) { return t.find(s + "\n") != std::string::npos; };
   EXPECT_TRUE(has("synapse_profiler_db_desc_queries_total{" + l + ",desc=\"persist_events\"} 10")) << t;
@@ -107,6 +107,6 @@ TEST(DescMetrics, TopDescsByTimeKeepTheirNameTheRestAreOtherAndLabelsAreEscaped)
   EXPECT_EQ(t.find("tiny"), std::string::npos) << "names beyond the top N never appear, not even as a ratio\n" << t;
 
   // With room for every name, a quote in one is escaped, not passed through.
-  t = sp::exporter::to_text(sp::exporter::db_desc_families(snap, 50, ratio));
+  t = sp::exporter::to_text(sp::exporter::db_desc_metrics(snap, 50, ratio));
   EXPECT_NE(t.find("desc=\"tiny\\\"b\"} 4\n"), std::string::npos) << t;
 }

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/server.h"
 
 namespace {
@@ -105,7 +105,7 @@ std::vector<prometheus::MetricFamily> gauges(const std::string& name, int n) {
   for (int i = 0; i < n; ++i) {
     points.push_back(sp::exporter::gauge_point({{"worker", "w" + std::to_string(i)}, {"odd", "a\"b\\c\nd"}}, i * 0.25));
   }
-  return {sp::exporter::gauge_family(name, "Help of " + name + ".", std::move(points))};
+  return {sp::exporter::gauge_metric(name, "Help of " + name + ".", std::move(points))};
 }
 
 // One server for the suite (stopping civetweb takes up to its 2 s poll interval), /healthz served.

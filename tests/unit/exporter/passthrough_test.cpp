@@ -3,7 +3,7 @@
 
 #include "../../common/test_data.h"
 #include "core/scrape/prom_text.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/passthrough.h"
 
 namespace {
@@ -25,7 +25,7 @@ TEST(Passthrough, EverySeriesGetsItsWorkerAndOneFamilyPerName) {
   std::map<std::string, sp::ScrapeResult> latest;
   latest["synchrotron1"] = scraped(sp::test::read_test_data("prom/workload.txt"), "synapse.app.generic_worker");
   latest["master"] = scraped(sp::test::read_test_data("prom/workload.txt"), "synapse.app.homeserver");
-  std::string text = sp::exporter::to_text(sp::exporter::passthrough_families(latest, {}));
+  std::string text = sp::exporter::to_text(sp::exporter::passthrough_metrics(latest, {}));
   // Histograms come back whole: buckets, sum, count, per worker.
   EXPECT_NE(text.find("python_gc_time_bucket{worker=\"synchrotron1\",worker_app=\"synapse.app.generic_worker\","
                       "gen=\"0\",le=\"0.0025\"} 7"),
@@ -54,14 +54,14 @@ TEST(Passthrough, ClashingLabelsAreKeptAsExportedAndFiltersApply) {
       "# TYPE jobs gauge\njobs{worker=\"inner\",queue=\"a\"} 3\n# TYPE noisy_total counter\nnoisy_total 9\n", "app");
   sp::exporter::PassthroughFilter filter;
   filter.exclude = std::regex("noisy_.*");
-  std::string text = sp::exporter::to_text(sp::exporter::passthrough_families(latest, filter));
+  std::string text = sp::exporter::to_text(sp::exporter::passthrough_metrics(latest, filter));
   EXPECT_NE(text.find("jobs{worker=\"w1\",worker_app=\"app\",exported_worker=\"inner\",queue=\"a\"} 3"),
             std::string::npos)
       << text;
   EXPECT_EQ(text.find("noisy_total"), std::string::npos) << text;
   filter.exclude.reset();
   filter.include = std::regex("noisy_.*");
-  text = sp::exporter::to_text(sp::exporter::passthrough_families(latest, filter));
+  text = sp::exporter::to_text(sp::exporter::passthrough_metrics(latest, filter));
   EXPECT_EQ(text.find("jobs"), std::string::npos) << text;
   EXPECT_NE(text.find("noisy_total{worker=\"w1\",worker_app=\"app\"} 9"), std::string::npos) << text;
 }
@@ -73,9 +73,9 @@ TEST(Passthrough, DownWorkersExportOnlyTheirStatus) {
   down.worker_app = "app";
   down.error = "GET http://127.0.0.1:1/_synapse/metrics: connection refused";
   latest["down1"] = down;
-  std::string data = sp::exporter::to_text(sp::exporter::passthrough_families(latest, {}));
+  std::string data = sp::exporter::to_text(sp::exporter::passthrough_metrics(latest, {}));
   EXPECT_EQ(data.find("down1"), std::string::npos);
-  std::string status = sp::exporter::to_text(sp::exporter::scrape_status_families(latest));
+  std::string status = sp::exporter::to_text(sp::exporter::scrape_status_metrics(latest));
   EXPECT_NE(status.find("synapse_profiler_synapse_up{worker=\"down1\",worker_app=\"app\"} 0"), std::string::npos);
   EXPECT_NE(status.find("synapse_profiler_synapse_up{worker=\"up1\",worker_app=\"app\"} 1"), std::string::npos);
   EXPECT_NE(status.find("synapse_profiler_synapse_scrape_duration_seconds{worker=\"up1\",worker_app=\"app\"} 0.012"),
@@ -99,8 +99,8 @@ TEST(Passthrough, InterleavedSeriesAreGroupedLikeAdjacentOnes) {
   std::map<std::string, sp::ScrapeResult> a, b;
   a["w"] = scraped(adjacent, "app");
   b["w"] = scraped(interleaved, "app");
-  const std::string text = sp::exporter::to_text(sp::exporter::passthrough_families(a, {}));
-  EXPECT_EQ(sp::exporter::to_text(sp::exporter::passthrough_families(b, {})), text);
+  const std::string text = sp::exporter::to_text(sp::exporter::passthrough_metrics(a, {}));
+  EXPECT_EQ(sp::exporter::to_text(sp::exporter::passthrough_metrics(b, {})), text);
   EXPECT_NE(text.find("t_bucket{worker=\"w\",worker_app=\"app\",v=\"b\",le=\"+Inf\"} 5\n"), std::string::npos) << text;
   EXPECT_NE(text.find("q{worker=\"w\",worker_app=\"app\",x=\"1\",quantile=\"0.5\"} 7\n"), std::string::npos) << text;
 }

@@ -1,7 +1,7 @@
 // Snapshot -> exposition text for the probe families.
 #include <gtest/gtest.h>
 
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "blockio.h"
 #include "exporter/probe_metrics.h"
 
@@ -23,7 +23,7 @@ TEST(ProbeMetrics, GcHistogramUsesTheKernelBucketsExactly) {
   s.pauses = hist({50'000, 50'001, 10'000'000'000ULL, 10'000'000'001ULL});
   s.collected = 42;
   snap.series[{{"synchrotron1", "synapse.app.generic_worker"}, 2}] = s;
-  std::string t = text(sp::exporter::gc_families(snap));
+  std::string t = text(sp::exporter::gc_metrics(snap));
   const std::string l = "worker=\"synchrotron1\",worker_app=\"synapse.app.generic_worker\",generation=\"2\"";
   EXPECT_NE(t.find("synapse_profiler_gc_pause_seconds_bucket{" + l + ",le=\"5e-05\"} 1\n"), std::string::npos) << t;
   EXPECT_NE(t.find("synapse_profiler_gc_pause_seconds_bucket{" + l + ",le=\"0.0001\"} 2\n"), std::string::npos) << t;
@@ -46,7 +46,7 @@ TEST(ProbeMetrics, ClientQueriesKeepOnlyTheTopTablesByTimeAsLabels) {
   snap.series[{w, {"SELECT", "receipts"}}] = hist({100'000});
   snap.series[{w, {"BEGIN", ""}}] = hist({10'000, 10'000});
   snap.series[{w, {"unknown", "unknown"}}] = hist({70'000});
-  std::string t = text(sp::exporter::db_client_families(snap, 2));
+  std::string t = text(sp::exporter::db_client_metrics(snap, 2));
   auto count = [&](const std::string& verb, const std::string& table) {
     std::string key = "synapse_profiler_db_client_query_seconds_count{worker=\"w1\",worker_app=\"synapse.app."
                       "generic_worker\",verb=\"" + verb + "\",table=\"" + table + "\"} ";
@@ -72,7 +72,7 @@ TEST(ProbeMetrics, ServerSideSeriesPerWorkerWithOther) {
   t.commits = 7;
   t.aborts = 1;
   snap.backends[w] = t;
-  std::string s = text(sp::exporter::db_server_families(snap));
+  std::string s = text(sp::exporter::db_server_metrics(snap));
   EXPECT_NE(s.find("synapse_profiler_db_server_query_seconds_count{worker=\"other\",worker_app=\"\",verb=\"SELECT\"} 2"),
             std::string::npos) << s;
   EXPECT_NE(s.find("synapse_profiler_db_lock_wait_seconds_sum{worker=\"w1\",worker_app=\"synapse.app.generic_worker\"} 2"),
@@ -100,7 +100,7 @@ TEST(ProbeMetrics, DiskSeriesHaveBothStagesAndBytes) {
   s.device.record(20'000'000);  // 25 ms bucket
   s.bytes = 4096;
   snap.series[{{"w1", "app"}, {"vda", "read", "postgres"}}] = s;
-  std::string t = text(sp::exporter::disk_io_families(snap));
+  std::string t = text(sp::exporter::disk_io_metrics(snap));
   const std::string l = "worker=\"w1\",worker_app=\"app\",device=\"vda\",op=\"read\"";
   EXPECT_NE(t.find("synapse_profiler_disk_io_seconds_bucket{" + l + ",stage=\"queue\",via=\"postgres\",le=\"1e-05\"} 1"),
             std::string::npos) << t;
@@ -120,7 +120,7 @@ TEST(ProbeMetrics, CorrelationSeriesArePerWorkerAndOnlyWhereMeasured) {
   corr[full].time_share = std::array<double, sp::kCauses>{0.125, 0.5, 0.25, 0.0625};
   corr[full].window_seconds = 60;
   corr[young] = {};  // nothing measured yet
-  std::string t = text(sp::exporter::correlation_families(corr, {{full, 250'000'000}}));
+  std::string t = text(sp::exporter::correlation_metrics(corr, {{full, 250'000'000}}));
   const std::string l = "worker=\"synchrotron1\",worker_app=\"synapse.app.generic_worker\"";
   EXPECT_NE(t.find("synapse_profiler_db_query_gc_overlap_seconds_total{" + l + "} 0.25\n"), std::string::npos) << t;
   EXPECT_NE(t.find("synapse_profiler_db_python_overhead_seconds_total{" + l + "} 1.5\n"), std::string::npos) << t;

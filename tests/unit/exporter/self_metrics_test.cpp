@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/self_metrics.h"
 #include "exporter/server.h"
 
@@ -18,7 +18,7 @@ TEST(SelfMetrics, ExpositionTextForTwoWorkers) {
   w.worker_app = "synapse.app.generic_worker";
   snap.workers = {main, w};
 
-  std::string text = sp::exporter::to_text(sp::exporter::self_families(snap));
+  std::string text = sp::exporter::to_text(sp::exporter::self_metrics(snap));
   const char* expected =
       "# HELP synapse_profiler_build_info Build of the running synapse-profiler; value is always 1.\n"
       "# TYPE synapse_profiler_build_info gauge\n"

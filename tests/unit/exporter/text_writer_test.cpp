@@ -14,7 +14,7 @@
 
 #include "../../common/test_data.h"
 #include "core/scrape/prom_text.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/passthrough.h"
 
 namespace {
@@ -275,6 +275,6 @@ TEST(TextWriter, RealScrapeReexposedParsesTheSameAsTextSerializer) {
     r.worker_app = "synapse.app.generic_worker";
     r.families = std::make_shared<const std::vector<sp::prom::Family>>(parsed.families);
   }
-  const auto families = sp::exporter::passthrough_families(latest, {});
+  const auto families = sp::exporter::passthrough_metrics(latest, {});
   expect_same_parse(writer_text(families), serializer_text(families));
 }

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/model/nvme_stats.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/probe_metrics.h"
 
 namespace {
@@ -87,7 +87,7 @@ TEST(NvmeStats, ExportedCountsPerQueueAndStatusLatencyPerDeviceAndOpcode) {
                                                         entry(kNvme0n1, 2, 0x02, 0, {30'000}),
                                                         entry(kNvme0n1, 2, 0x02, 0x0281, {5'000'000})},
       name_of, [](const std::string&) { return true; });
-  std::string t = sp::exporter::to_text(sp::exporter::nvme_families(snap));
+  std::string t = sp::exporter::to_text(sp::exporter::nvme_metrics(snap));
   EXPECT_NE(t.find("synapse_profiler_nvme_commands_total{device=\"nvme0n1\",queue=\"1\",opcode=\"read\","
                    "status=\"success\"} 2\n"),
             std::string::npos)

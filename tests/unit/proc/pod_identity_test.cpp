@@ -16,7 +16,7 @@
 
 #include "core/proc/discovery.h"
 #include "core/scrape/prom_text.h"
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 #include "exporter/passthrough.h"
 #include "exporter/probe_metrics.h"
 #include "exporter/self_metrics.h"
@@ -282,7 +282,7 @@ TEST(PodLabelsExport, InfoSeriesCarriesIdentifiersAndLabels) {
   bare.worker_name = "master";
   bare.worker_app = "synapse.app.homeserver";
   snap.workers = {pod_worker(false), bare};
-  const std::string text = exporter::to_text(exporter::self_families(snap));
+  const std::string text = exporter::to_text(exporter::self_metrics(snap));
   const std::string expected = std::string("synapse_profiler_worker_info{worker=\"synchrotron1\",worker_app=\"") +
                                "synapse.app.generic_worker\",pod=\"" + kUid + "\",namespace=\"\",container=\"" + kId +
                                "\",pid=\"4242\",metrics_url=\"\",pod_uid=\"" + kUid + "\",container_id=\"" + kId +
@@ -300,7 +300,7 @@ TEST(PodLabelsExport, ProbeAndPassThroughSeriesCarryPodLabels) {
   s.pauses.record(1'000'000);
   gc.series[{labels, 0}] = s;
   gc.series[{{"master", "synapse.app.homeserver"}, 0}] = s;
-  const std::string gc_text = exporter::to_text(exporter::gc_families(gc));
+  const std::string gc_text = exporter::to_text(exporter::gc_metrics(gc));
   EXPECT_THAT(gc_text, HasSubstr("synapse_profiler_gc_pause_seconds_count{worker=\"synchrotron1\",worker_app=\"synapse."
                                  "app.generic_worker\",pod=\"synapse-worker-0\",namespace=\"matrix\",container="
                                  "\"synapse\",generation=\"0\"} 1\n"));
@@ -316,17 +316,17 @@ TEST(PodLabelsExport, ProbeAndPassThroughSeriesCarryPodLabels) {
   r.pod = labels.pod;
   r.families = std::make_shared<const std::vector<prom::Family>>(std::move(parsed.families));
   std::map<std::string, ScrapeResult> latest{{"synchrotron1", r}};
-  const std::string pt = exporter::to_text(exporter::passthrough_families(latest, {}));
+  const std::string pt = exporter::to_text(exporter::passthrough_metrics(latest, {}));
   // A scraped label that clashes with one we add is kept as exported_<name>.
   EXPECT_THAT(pt, HasSubstr("synapse_http_requests_total{worker=\"synchrotron1\",worker_app=\"synapse.app.generic_"
                             "worker\",pod=\"synapse-worker-0\",namespace=\"matrix\",container=\"synapse\","
                             "exported_pod=\"inner\",method=\"GET\"} 3\n"));
-  const std::string up = exporter::to_text(exporter::scrape_status_families(latest));
+  const std::string up = exporter::to_text(exporter::scrape_status_metrics(latest));
   EXPECT_THAT(up, HasSubstr("synapse_profiler_synapse_up{worker=\"synchrotron1\",worker_app=\"synapse.app.generic_"
                             "worker\",pod=\"synapse-worker-0\",namespace=\"matrix\",container=\"synapse\"} 1\n"));
   // Without a pod, a scraped `pod` label is left alone (bare-metal output unchanged).
   latest["synchrotron1"].pod.reset();
-  EXPECT_THAT(exporter::to_text(exporter::passthrough_families(latest, {})),
+  EXPECT_THAT(exporter::to_text(exporter::passthrough_metrics(latest, {})),
               HasSubstr("synapse_http_requests_total{worker=\"synchrotron1\",worker_app=\"synapse.app.generic_worker\","
                         "pod=\"inner\",method=\"GET\"} 3\n"));
 }

@@ -180,7 +180,7 @@ FamilyCounts BlockIoFamily::counts() const {
 }
 
 void BlockIoFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  for (auto& f : exporter::disk_io_families(snapshot())) out.push_back(std::move(f));
+  for (auto& f : exporter::disk_io_metrics(snapshot())) out.push_back(std::move(f));
 }
 
 }  // namespace sp::agent

@@ -149,7 +149,7 @@ GcSnapshot GcFamily::snapshot() const {
 }
 
 void GcFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  for (auto& f : exporter::gc_families(snapshot())) out.push_back(std::move(f));
+  for (auto& f : exporter::gc_metrics(snapshot())) out.push_back(std::move(f));
 }
 
 }  // namespace sp::agent

@@ -260,8 +260,8 @@ std::vector<ProbeStatus> LibpqFamily::attach_status() const {
 
 void LibpqFamily::collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const {
   const DbClientSnapshot db = snapshot();
-  for (auto& f : exporter::db_client_families(db, options_.table_labels)) out.push_back(std::move(f));
-  for (auto& f : exporter::db_desc_families(db, options_.desc_labels, hub.desc_ratio, hub.desc_server)) {
+  for (auto& f : exporter::db_client_metrics(db, options_.table_labels)) out.push_back(std::move(f));
+  for (auto& f : exporter::db_desc_metrics(db, options_.desc_labels, hub.desc_ratio, hub.desc_server)) {
     out.push_back(std::move(f));
   }
 }

@@ -49,7 +49,7 @@ NvmeSnapshot NvmeFamily::snapshot() const {
 }
 
 void NvmeFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  for (auto& f : exporter::nvme_families(snapshot())) out.push_back(std::move(f));
+  for (auto& f : exporter::nvme_metrics(snapshot())) out.push_back(std::move(f));
 }
 
 }  // namespace sp::agent

@@ -285,7 +285,7 @@ FamilyCounts PgServerFamily::counts() const {
 }
 
 void PgServerFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  for (auto& f : exporter::db_server_families(snapshot())) out.push_back(std::move(f));
+  for (auto& f : exporter::db_server_metrics(snapshot())) out.push_back(std::move(f));
 }
 
 }  // namespace sp::agent

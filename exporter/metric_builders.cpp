@@ -1,4 +1,4 @@
-#include "exporter/families.h"
+#include "exporter/metric_builders.h"
 
 #include <algorithm>
 #include <limits>
@@ -60,16 +60,16 @@ prometheus::ClientMetric histogram_point(const LabelList& labels, const std::vec
   return m;
 }
 
-prometheus::MetricFamily gauge_family(std::string name, std::string help, std::vector<prometheus::ClientMetric> points) {
+prometheus::MetricFamily gauge_metric(std::string name, std::string help, std::vector<prometheus::ClientMetric> points) {
   return family(std::move(name), std::move(help), prometheus::MetricType::Gauge, std::move(points));
 }
 
-prometheus::MetricFamily counter_family(std::string name, std::string help,
+prometheus::MetricFamily counter_metric(std::string name, std::string help,
                                         std::vector<prometheus::ClientMetric> points) {
   return family(std::move(name), std::move(help), prometheus::MetricType::Counter, std::move(points));
 }
 
-prometheus::MetricFamily histogram_family(std::string name, std::string help,
+prometheus::MetricFamily histogram_metric(std::string name, std::string help,
                                           std::vector<prometheus::ClientMetric> points) {
   return family(std::move(name), std::move(help), prometheus::MetricType::Histogram, std::move(points));
 }

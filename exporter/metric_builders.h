@@ -27,10 +27,10 @@ prometheus::ClientMetric counter_point(const LabelList& labels, double value);
 prometheus::ClientMetric histogram_point(const LabelList& labels, const std::vector<double>& bounds_seconds,
                                          const std::vector<std::uint64_t>& per_bucket, double sum);
 
-prometheus::MetricFamily gauge_family(std::string name, std::string help, std::vector<prometheus::ClientMetric> points);
-prometheus::MetricFamily counter_family(std::string name, std::string help,
+prometheus::MetricFamily gauge_metric(std::string name, std::string help, std::vector<prometheus::ClientMetric> points);
+prometheus::MetricFamily counter_metric(std::string name, std::string help,
                                         std::vector<prometheus::ClientMetric> points);
-prometheus::MetricFamily histogram_family(std::string name, std::string help,
+prometheus::MetricFamily histogram_metric(std::string name, std::string help,
                                           std::vector<prometheus::ClientMetric> points);
 
 // Capping a label fed by outside input (tables named in SQL, Synapse's transaction names): the `n` values with the
