@@ -94,14 +94,31 @@ void ProfilingLoop::scan_loop() {
     if (Clock::now() >= next_scan) {
       rescan();
       next_scan = Clock::now() + options_.rescan_interval;
-      // Give freed heap back to the kernel: a burst of workers (a deployment rolling 64 pods) or one large
-      // exposition leaves glibc's arenas at their high-water mark otherwise, and RSS would only ever grow.
-      malloc_trim(0);
+      trim_heap_if_worth_it();
     }
     poll_all();
     ++polls_;
     next_poll = Clock::now() + kPollInterval;
   }
+}
+
+// Gives freed heap back to the kernel, but only when there is enough of it to matter. A burst of workers (a
+// deployment rolling 64 pods) or one large exposition leaves glibc's arenas at their high-water mark, and RSS would
+// only ever grow without a trim. Trimming after every rescan, as the agent did, cost more than it saved in steady
+// state: the few MB that every 250 ms poll, scrape and rescan allocate and free again were handed back
+// (malloc_trim madvises every free page, not just the top of the heap) and faulted in again at the next poll, which
+// showed up as page-table work in the agent's profile at Synapse's rates (issue 20). So: only when the arenas hold
+// more than kTrimFreeBytes free (what a burst leaves; steady state stays well under it), and at most once per
+// kTrimEvery, so that a workload which frees and regrows that much on every scrape pays once a minute.
+void ProfilingLoop::trim_heap_if_worth_it() {
+  constexpr std::size_t kTrimFreeBytes = 8u << 20;
+  constexpr auto kTrimEvery = std::chrono::minutes(1);
+  const auto now = std::chrono::steady_clock::now();
+  if (last_trim_ != std::chrono::steady_clock::time_point{} && now - last_trim_ < kTrimEvery) return;
+  const struct mallinfo2 heap = mallinfo2();  // walks the arenas' free lists: microseconds with two arenas
+  if (heap.fordblks < kTrimFreeBytes) return;
+  malloc_trim(0);
+  last_trim_ = now;
 }
 
 void ProfilingLoop::drain_rings() {

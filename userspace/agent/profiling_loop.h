@@ -76,6 +76,7 @@ class ProfilingLoop {
 
  private:
   void scan_loop();
+  void trim_heap_if_worth_it();
   std::vector<ScrapeTarget> scrape_targets(const ScanResult& result) const;
 
   const LoopOptions options_;
@@ -90,6 +91,7 @@ class ProfilingLoop {
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> polls_{0}, early_drains_{0}, scans_{0};
+  std::chrono::steady_clock::time_point last_trim_{};  // scanning thread only
   mutable std::mutex mutex_;
   std::vector<WorkerInfo> workers_;  // of the last scan; guarded by mutex_
 };

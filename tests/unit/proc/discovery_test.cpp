@@ -171,6 +171,44 @@ TEST(Discovery, BareMetal) {
   EXPECT_TRUE(sender.metrics_port_confirmed);
 }
 
+// Workers in one network namespace share one read of its TCP tables per scan (reading one walks the kernel's whole
+// connection hash); a worker in another namespace reads its own, and never sees the first namespace's listeners.
+TEST(Discovery, ListeningSocketsAreReadOncePerNetworkNamespace) {
+  const fs::path root = fs::path(::testing::TempDir()) / "sp_discovery_netns";
+  fs::remove_all(root);
+  fs::copy(fixture("baremetal"), root, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  auto lines = [](const fs::path& p) {
+    std::ifstream in(p);
+    std::string header, line, rest;
+    std::getline(in, header);
+    while (std::getline(in, line)) rest += line + "\n";
+    return std::make_pair(header + "\n", rest);
+  };
+  // 1000 and 1100 share a namespace; only 1000's tables are readable, and they list both workers' listeners (and
+  // 1200's). 1200 lives in a namespace of its own whose tables list nothing.
+  for (const char* table : {"net/tcp", "net/tcp6"}) {
+    const auto [header, own] = lines(root / "1000" / table);
+    const auto [h1, sync] = lines(root / "1100" / table);
+    const auto [h2, sender] = lines(root / "1200" / table);
+    std::ofstream(root / "1000" / table) << header << own << sync << sender;
+    fs::remove(root / "1100" / table);
+    std::ofstream(root / "1200" / table) << header;
+  }
+  for (const char* pid : {"1000", "1100", "1200"}) fs::create_directories(root / pid / "ns");
+  fs::create_symlink("net:[4026531840]", root / "1000" / "ns" / "net");
+  fs::create_symlink("net:[4026531840]", root / "1100" / "ns" / "net");
+  fs::create_symlink("net:[4026532999]", root / "1200" / "ns" / "net");
+
+  DiscoveryOptions options;
+  options.proc_root = root.string();
+  options.pids = {1000, 1100, 1200};  // scanned in this order
+  const ScanResult result = scan(options);
+  EXPECT_TRUE(worker(result, "master").metrics_port_confirmed);
+  EXPECT_TRUE(worker(result, "synchrotron1").metrics_port_confirmed) << all_warnings(result);
+  EXPECT_FALSE(worker(result, "federation_sender1").metrics_port_confirmed);
+  fs::remove_all(root);
+}
+
 TEST(Discovery, PostgresPostmasterAndBackends) {
   const ScanResult result = scan(options_for("baremetal"));
   ASSERT_EQ(result.postgres.size(), 3u);

@@ -128,6 +128,7 @@ void LibpqFamily::update(const ScanResult& current, const ScanDiff& diff) {
     kernel_->erase_lost(w.host_pid);
     status_.erase(w.host_pid);
     desc_status_.erase(w.host_pid);
+    counted_.erase(w.host_pid);
   }
   for (const auto& w : current.workers) {
     if (w.libpq_path.empty()) continue;  // not connected to PostgreSQL yet: look again next rescan
@@ -158,18 +159,29 @@ void LibpqFamily::consume(const pq_event& e) {
   } else {
     SqlFingerprint fp = fingerprint_sql(std::string_view(e.text, len), truncated);
     q.fingerprint_id = fp.id;
-    q.fingerprint = fp.text;
+    q.fingerprint = std::move(fp.text);
     q.verb = std::move(fp.verb);
     q.table = std::move(fp.table);
   }
-  series_[{it->second.labels, {q.verb, q.table}}].record(e.end_ns - e.start_ns);
+  const WorkerLabels& labels = it->second.labels;
+  Counted& c = counted_[it->first];
+  auto verb = c.series.find(q.verb);
+  if (verb == c.series.end()) verb = c.series.emplace(q.verb, decltype(verb->second){}).first;
+  auto table = verb->second.find(q.table);
+  if (table == verb->second.end()) table = verb->second.emplace(q.table, &series_[{labels, {q.verb, q.table}}]).first;
+  table->second->record(e.end_ns - e.start_ns);
   if (e.desc_status == SP_PY_DESC_FOUND) {
     q.desc = sanitize_desc(std::string_view(e.desc, std::min<std::uint32_t>(e.desc_len, SP_PY_DESC_MAX - 1)));
   }
-  DescTotals& d = desc_[{it->second.labels, q.desc}];
-  d.count += 1;
-  d.sum_ns += e.end_ns - e.start_ns;
-  desc_walks_[{it->second.labels, walk_result(e.desc_status)}] += 1;
+  auto desc = c.desc.find(q.desc);
+  if (desc == c.desc.end()) desc = c.desc.emplace(q.desc, &desc_[{labels, q.desc}]).first;
+  desc->second->count += 1;
+  desc->second->sum_ns += e.end_ns - e.start_ns;
+  auto walk = c.walks.find(e.desc_status);
+  if (walk == c.walks.end()) {
+    walk = c.walks.emplace(e.desc_status, &desc_walks_[{labels, walk_result(e.desc_status)}]).first;
+  }
+  *walk->second += 1;
   sink().query(q);
 }
 
@@ -195,6 +207,7 @@ void LibpqFamily::forget_worker(const WorkerLabels& w) {
   erase_worker(series_, w);
   erase_worker(desc_, w);
   erase_worker(desc_walks_, w);
+  counted_.clear();  // some pointed into what was just erased
   lost_.forget(w);
 }
 

@@ -63,6 +63,15 @@ class LibpqFamily : public KernelFamily<LibpqKernel> {
   std::map<std::pair<WorkerLabels, std::string>, DescTotals> desc_;
   std::map<std::pair<WorkerLabels, std::string>, std::uint64_t> desc_walks_;
   std::map<std::pair<WorkerLabels, QueryKey>, LatencyHistogram> series_;
+  // Per host PID, where its records are counted in series_, desc_ and desc_walks_: looked up by verb, table and desc
+  // without building a (WorkerLabels, ...) key for every record. Map entries stay put until erased; a process's
+  // cache goes with it, and all of them when forget_worker() erases entries.
+  struct Counted {
+    std::map<std::string, std::map<std::string, LatencyHistogram*, std::less<>>, std::less<>> series;  // verb, table
+    std::map<std::string, DescTotals*, std::less<>> desc;
+    std::map<std::uint32_t, std::uint64_t*> walks;  // by desc_status
+  };
+  std::map<int, Counted> counted_;
   ProcessBook<int, LatencyHistogram> lost_;  // key unused (0): per-process kernel counts of lost records
 };
 

@@ -77,7 +77,7 @@ void PgServerFamily::account(const pgs_query_event& e) {
     q.start_ns = e.start_ns;
     q.end_ns = e.end_ns;
     q.fingerprint_id = fp.id;
-    q.fingerprint = fp.text;
+    q.fingerprint = std::move(fp.text);
     q.verb = std::move(fp.verb);
     q.table = std::move(fp.table);
     sink().query(q);

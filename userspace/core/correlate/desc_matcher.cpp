@@ -1,11 +1,26 @@
 #include "core/correlate/desc_matcher.h"
 
+#include <algorithm>
+
 namespace sp {
 
 void DescMatcher::add_client(const WorkerLabels& w, std::uint32_t tid, std::uint64_t start_ns, std::uint64_t end_ns,
                              const std::string& desc) {
   if (end_ns < start_ns) return;
-  workers_[w].calls.push_back({tid, start_ns, end_ns, desc});
+  Worker& k = workers_[w];
+  auto name = k.descs.find(desc);
+  if (name == k.descs.end()) name = k.descs.insert(desc).first;
+  std::deque<Call>& calls = k.calls;
+  const std::uint64_t max_end = calls.empty() ? end_ns : std::max(calls.back().max_end_so_far, end_ns);
+  calls.push_back({tid, start_ns, end_ns, &*name, max_end, start_ns, end_ns});
+  // The suffix minima of the calls before it that this one lowers: none or a few, as calls arrive in about the order
+  // they started and ended.
+  for (std::size_t i = calls.size() - 1; i-- > 0;) {
+    Call& c = calls[i];
+    if (c.min_start_after <= start_ns && c.min_end_after <= end_ns) break;
+    c.min_start_after = std::min(c.min_start_after, start_ns);
+    c.min_end_after = std::min(c.min_end_after, end_ns);
+  }
 }
 
 void DescMatcher::add_server(const WorkerLabels& w, std::uint32_t backend, std::uint64_t start_ns,
@@ -14,22 +29,37 @@ void DescMatcher::add_server(const WorkerLabels& w, std::uint32_t backend, std::
   workers_[w].pending.push_back({backend, start_ns, end_ns, lock});
 }
 
-std::optional<std::string> DescMatcher::match(Worker& w, const Interval& iv) {
+const std::string* DescMatcher::match(Worker& w, const Interval& iv) {
   const Call* only = nullptr;
   const Call* paired = nullptr;
   std::size_t candidates = 0, paired_candidates = 0;
   auto pair = w.thread_of_backend.find(iv.backend);
-  // Newest first; calls arrive in about the order they ended (drained every 250 ms), so once one ended a grace period
-  // before the interval did, every earlier one did too and none can contain it.
-  for (auto it = w.calls.rbegin(); it != w.calls.rend(); ++it) {
+  // The calls looked at: newest first, back to the first one that ended a grace period before the interval did
+  // (calls arrive in about the order they ended, so every earlier one did too and none can contain it). Of those,
+  // a candidate contains the interval. Rather than walk them all (at Synapse's rates a second of calls for every
+  // statement), three bounds over the arrival order pick the range that can hold candidates, with the same result:
+  //   from: calls after the last one that ended a grace period before the interval (the walk's stopping point),
+  //         and from the first whose end, or an earlier call's, reaches the interval's end;
+  //   to:   up to the last call that has a start at or before the interval's start, its own or a later call's.
+  const auto& calls = w.calls;
+  const auto stop_after = std::partition_point(calls.begin(), calls.end(), [&](const Call& c) {
+    return c.min_end_after + grace_ns_ < iv.end_ns;
+  });
+  // Each bound is searched after the one before it: all three lie in the last second or so of calls.
+  const auto from = std::partition_point(stop_after, calls.end(), [&](const Call& c) {
+    return c.max_end_so_far < iv.end_ns;
+  });
+  const auto to = std::partition_point(from, calls.end(), [&](const Call& c) {
+    return c.min_start_after <= iv.start_ns;
+  });
+  for (auto it = from; it < to; ++it) {
     const Call& c = *it;
-    if (c.end_ns + grace_ns_ < iv.end_ns) break;
     if (c.start_ns > iv.start_ns || c.end_ns < iv.end_ns) continue;
     ++candidates;
-    only = &c;
+    if (!only) only = &c;
     if (pair != w.thread_of_backend.end() && c.tid == pair->second) {
       ++paired_candidates;
-      paired = &c;
+      if (!paired) paired = &c;
     }
   }
   if (candidates == 1) {
@@ -37,12 +67,17 @@ std::optional<std::string> DescMatcher::match(Worker& w, const Interval& iv) {
     return only->desc;
   }
   if (paired_candidates == 1) return paired->desc;
-  return std::nullopt;
+  return nullptr;
 }
 
 void DescMatcher::decide(const WorkerLabels& labels, Worker& w, const Interval& iv) {
-  auto desc = match(w, iv);
-  DescServerTotals& t = totals_[{labels, desc ? *desc : std::string("unmatched")}];
+  static const std::string kUnmatched = "unmatched";
+  const std::string* desc = match(w, iv);
+  const std::string& name = desc ? *desc : kUnmatched;
+  // Looked up once per worker and desc: the totals' key holds the worker's labels, a few strings to compare.
+  auto cached = w.totals_of.find(name);
+  if (cached == w.totals_of.end()) cached = w.totals_of.emplace(name, &totals_[{labels, name}]).first;
+  DescServerTotals& t = *cached->second;
   const std::uint64_t ns = iv.end_ns - iv.start_ns;
   if (iv.lock) {
     ++t.lock_waits;
@@ -57,17 +92,25 @@ void DescMatcher::settle(std::uint64_t now_ns) {
   const std::uint64_t decide_before = now_ns > grace_ns_ ? now_ns - grace_ns_ : 0;
   const std::uint64_t keep_after = now_ns > keep_ns_ ? now_ns - keep_ns_ : 0;
   for (auto& [labels, w] : workers_) {
-    std::deque<Interval> later;
-    for (const Interval& iv : w.pending) {
+    // Decided in arrival order; the others keep theirs.
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < w.pending.size(); ++i) {
+      const Interval iv = w.pending[i];
       if (iv.end_ns > decide_before) {
-        later.push_back(iv);
+        w.pending[kept++] = iv;
         continue;
       }
       decide(labels, w, iv);
     }
-    w.pending = std::move(later);
+    w.pending.resize(kept);
     while (!w.calls.empty() && w.calls.front().end_ns < keep_after) w.calls.pop_front();
   }
+}
+
+void DescMatcher::forget_totals(const WorkerLabels& w) {
+  erase_worker(totals_, w);
+  // A worker still fed under these labels points into the entries just erased.
+  if (auto it = workers_.find(w); it != workers_.end()) it->second.totals_of.clear();
 }
 
 void DescMatcher::forget(const WorkerLabels& w) {

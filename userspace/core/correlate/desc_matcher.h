@@ -18,6 +18,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,13 +61,17 @@ class DescMatcher {
   // The worker has gone: its pending intervals are decided now, then its calls are dropped (totals stay).
   void forget(const WorkerLabels& w);
   // The worker has been gone for longer than --forget-after: its totals go too.
-  void forget_totals(const WorkerLabels& w) { erase_worker(totals_, w); }
+  void forget_totals(const WorkerLabels& w);
 
  private:
   struct Call {
     std::uint32_t tid;
     std::uint64_t start_ns, end_ns;
-    std::string desc;
+    const std::string* desc;  // interned in Worker::descs
+    // Indexes over the arrival order that let match() go straight to the few calls that may contain an interval
+    // (calls arrive in about end order, so these move little): the latest end of this call and every earlier one,
+    // and the earliest start and end of this call and every later one.
+    std::uint64_t max_end_so_far, min_start_after, min_end_after;
   };
   struct Interval {
     std::uint32_t backend;
@@ -77,8 +82,10 @@ class DescMatcher {
     std::deque<Call> calls;          // arrival order
     std::deque<Interval> pending;    // arrival order
     std::map<std::uint32_t, std::uint32_t> thread_of_backend;
+    std::set<std::string, std::less<>> descs;  // every desc its calls named (a few dozen in Synapse)
+    std::map<std::string, DescServerTotals*, std::less<>> totals_of;  // desc -> its entry in totals_
   };
-  std::optional<std::string> match(Worker& w, const Interval& iv);
+  const std::string* match(Worker& w, const Interval& iv);
   void decide(const WorkerLabels& labels, Worker& w, const Interval& iv);
 
   std::uint64_t grace_ns_, keep_ns_;

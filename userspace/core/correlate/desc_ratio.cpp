@@ -18,8 +18,10 @@ std::map<std::string, double> transaction_seconds_by_desc(const std::vector<prom
 void DescLibpqRatio::add_query(const WorkerLabels& labels, const std::string& desc, std::uint64_t end_ns,
                                std::uint64_t duration_ns) {
   Worker& w = workers_[labels];
-  w.running[desc] += duration_ns;
-  w.recent.push_back({end_ns, desc, duration_ns});
+  auto running = w.running.find(desc);
+  if (running == w.running.end()) running = w.running.emplace(desc, 0).first;
+  running->second += duration_ns;
+  w.recent.push_back({end_ns, &running->first, duration_ns});
   // Bounded memory under a flood: the oldest entries only matter for scrapes older than the newest events.
   if (w.recent.size() > max_recent_) w.recent.pop_front();
 }
@@ -52,9 +54,10 @@ void DescLibpqRatio::add_scrape(const WorkerLabels& labels, std::uint64_t at_ns,
 }
 
 void DescLibpqRatio::settle(Worker& w, Point p) {
-  p.probes = w.running;
+  p.probes.clear();
+  for (const auto& [desc, ns] : w.running) p.probes.emplace_hint(p.probes.end(), desc, ns);
   for (const Recent& r : w.recent) {
-    if (r.end_ns > p.at_ns) p.probes[r.desc] -= r.ns;
+    if (r.end_ns > p.at_ns) p.probes[*r.desc] -= r.ns;
   }
   w.points.push_back(std::move(p));
   const std::uint64_t newest = w.points.back().at_ns;

@@ -48,7 +48,7 @@ class DescLibpqRatio {
  private:
   struct Recent {
     std::uint64_t end_ns;
-    std::string desc;
+    const std::string* desc;  // the key of its entry in Worker::running, which lives as long as the worker
     std::uint64_t ns;
   };
   struct Point {
@@ -57,7 +57,7 @@ class DescLibpqRatio {
     std::map<std::string, std::uint64_t> probes;  // ns, as of at_ns
   };
   struct Worker {
-    std::map<std::string, std::uint64_t> running;
+    std::map<std::string, std::uint64_t, std::less<>> running;
     std::deque<Recent> recent;
     std::deque<Point> pending;  // scrapes no tick has passed yet
     std::deque<Point> points;   // settled, newest last

@@ -20,27 +20,29 @@ bool CorrelationHub::gone(const WorkerLabels& w) const { return !gone_since_.emp
 void CorrelationHub::gc_pause(const GcPause& e) {
   if (gone(e.worker)) return;
   add_overlap(e.worker, overlap_.add_pause(e.tgid, e.start_ns, e.end_ns));
-  busy_batch_.push_back({Cause::Gc, e.worker, e.start_ns, e.end_ns});
+  busy_batch_.push_back({Cause::Gc, intern(e.worker), e.start_ns, e.end_ns});
 }
 
 void CorrelationHub::query(const QueryEvent& q) {
   if (gone(q.worker)) return;
   if (q.server_side) {
     if (q.worker == kOtherWorker) return;
-    server_batch_.push_back(q);
+    server_batch_.push_back({intern(q.worker), q.tgid, q.start_ns, q.end_ns});
     return;
   }
   add_overlap(q.worker, overlap_.add_query(q.tgid, q.start_ns, q.end_ns));
-  client_batch_.push_back(q);
+  // Synapse's synapse_storage_query_time times cursor.execute(), not the COMMIT/ROLLBACK psycopg2 sends itself.
+  client_batch_.push_back(
+      {intern(q.worker), q.tid, q.verb != "COMMIT" && q.verb != "ROLLBACK", q.start_ns, q.end_ns, q.desc});
 }
 
 void CorrelationHub::lock_wait(const LockWait& l) {
-  if (!gone(l.worker)) lock_batch_.push_back(l);
+  if (!gone(l.worker)) lock_batch_.push_back({intern(l.worker), l.backend, l.start_ns, l.end_ns});
 }
 
 void CorrelationHub::io_request(const IoEvent& e) {
   if (gone(e.worker)) return;
-  busy_batch_.push_back({Cause::Disk, e.worker, e.start_ns, e.complete_ns});
+  busy_batch_.push_back({Cause::Disk, intern(e.worker), e.start_ns, e.complete_ns});
 }
 
 std::vector<WorkerLabels> CorrelationHub::update_workers(const ScanResult& current, const ScanDiff& diff,
@@ -88,25 +90,25 @@ std::vector<WorkerLabels> CorrelationHub::update_workers(const ScanResult& curre
 
 void CorrelationHub::apply_queued() {
   for (const auto& e : busy_batch_) {
-    if (e.cause == Cause::Gc) correlator_.add_gc(e.worker, e.start_ns, e.end_ns);
-    if (e.cause == Cause::Disk) correlator_.add_disk(e.worker, e.start_ns, e.end_ns);
+    if (e.cause == Cause::Gc) correlator_.add_gc(*e.worker, e.start_ns, e.end_ns);
+    if (e.cause == Cause::Disk) correlator_.add_disk(*e.worker, e.start_ns, e.end_ns);
   }
   for (const auto& q : client_batch_) {
-    // Synapse's synapse_storage_query_time times cursor.execute(), not the COMMIT/ROLLBACK psycopg2 sends itself.
-    correlator_.add_query(q.worker, q.start_ns, q.end_ns, q.verb != "COMMIT" && q.verb != "ROLLBACK");
+    correlator_.add_query(*q.worker, q.start_ns, q.end_ns, q.in_query_time);
     // Synapse's transaction time spans the whole new_transaction, COMMIT included.
-    if (!q.desc.empty()) desc_ratio_.add_query(q.worker, q.desc, q.end_ns, q.end_ns - q.start_ns);
-    desc_matcher_.add_client(q.worker, q.tid, q.start_ns, q.end_ns, q.desc);
+    if (!q.desc.empty()) desc_ratio_.add_query(*q.worker, q.desc, q.end_ns, q.end_ns - q.start_ns);
+    desc_matcher_.add_client(*q.worker, q.tid, q.start_ns, q.end_ns, q.desc);
   }
   for (const auto& q : server_batch_) {
-    correlator_.add_server(q.worker, q.start_ns, q.end_ns);
-    desc_matcher_.add_server(q.worker, q.tgid, q.start_ns, q.end_ns, false);
+    correlator_.add_server(*q.worker, q.start_ns, q.end_ns);
+    desc_matcher_.add_server(*q.worker, q.backend, q.start_ns, q.end_ns, false);
   }
-  for (const auto& l : lock_batch_) desc_matcher_.add_server(l.worker, l.backend, l.start_ns, l.end_ns, true);
+  for (const auto& l : lock_batch_) desc_matcher_.add_server(*l.worker, l.backend, l.start_ns, l.end_ns, true);
   busy_batch_.clear();
   client_batch_.clear();
   server_batch_.clear();
   lock_batch_.clear();
+  labels_.clear();  // nothing points into it any more
 }
 
 std::vector<SynapseScrape> CorrelationHub::flush(std::uint64_t now_ns,

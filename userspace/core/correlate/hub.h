@@ -67,22 +67,44 @@ class CorrelationHub : public EventSink {
   HubSnapshot snapshot() const;
 
  private:
+  // What flush() needs of each event, no more: the batches hold a pointer to the worker's labels, interned in
+  // labels_ for the batch (a libpq record's fingerprint, verb and table stay out of them).
   struct BusyEvent {
     Cause cause;  // Gc or Disk
-    WorkerLabels worker;
+    const WorkerLabels* worker;
+    std::uint64_t start_ns, end_ns;
+  };
+  struct ClientCall {
+    const WorkerLabels* worker;
+    std::uint32_t tid;
+    bool in_query_time;  // not COMMIT/ROLLBACK
+    std::uint64_t start_ns, end_ns;
+    std::string desc;
+  };
+  struct ServerStatement {
+    const WorkerLabels* worker;
+    std::uint32_t backend;
+    std::uint64_t start_ns, end_ns;
+  };
+  struct BackendWait {
+    const WorkerLabels* worker;
+    std::uint32_t backend;
     std::uint64_t start_ns, end_ns;
   };
   void add_overlap(const WorkerLabels& worker, std::uint64_t ns);
   bool gone(const WorkerLabels& w) const;
   void apply_queued();  // hands the queued events to the views; under mutex_
+  const WorkerLabels* intern(const WorkerLabels& w) { return &*labels_.insert(w).first; }
 
   const HubOptions options_;
   // Feeding thread only.
   OverlapTracker overlap_;
   std::map<int, WorkerLabels> worker_of_;  // host PID -> labels, as of the last scan
-  std::vector<BusyEvent> busy_batch_;
-  std::vector<QueryEvent> client_batch_, server_batch_;
-  std::vector<LockWait> lock_batch_;
+  std::set<WorkerLabels> labels_;  // of the events batched since the last flush
+  std::vector<BusyEvent> busy_batch_;  // cleared, not freed, by each flush
+  std::vector<ClientCall> client_batch_;
+  std::vector<ServerStatement> server_batch_;
+  std::vector<BackendWait> lock_batch_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_scrape_;
   std::map<WorkerLabels, std::uint64_t> gone_since_;  // workers with no process left -> when
 

@@ -383,8 +383,48 @@ void find_binaries(const std::vector<proc::Mapping>& maps, const std::string& ex
   if (info.python_path.empty()) info.python_path = exe.empty() ? first_executable : exe;
 }
 
+// The listening TCP sockets of each network namespace, read once per scan. /proc/PID/net/tcp{,6} show the tables of
+// the process's namespace, and reading one makes the kernel walk its whole established-connection hash (262 144
+// buckets on a 2-core VM, however few connections there are): done for every worker on every rescan, that was 40 %
+// of an idle agent's CPU with 4 workers (issue 20). Workers of one host or pod share a namespace, so they share one
+// read. A process whose namespace link cannot be read (not root) gets a read of its own, as before.
+class ListenerTables {
+ public:
+  // The listening sockets of the process's namespace; nullptr with `problem` when no table could be read. Valid
+  // until the next call.
+  const std::vector<proc::TcpSocket>* of(const ProcessFiles& files, std::string& problem) {
+    int error = 0;
+    const auto netns = files.readlink("ns/net", error);  // "net:[4026531840]"
+    if (netns) {
+      if (auto it = by_netns_.find(*netns); it != by_netns_.end()) return &it->second;
+    }
+    last_.clear();
+    bool any_table = false;
+    for (const char* table : {"net/tcp", "net/tcp6"}) {
+      const auto text = files.read(table, error);
+      // tcp6 is absent without IPv6. A table cut at the size cap still holds every listener: the kernel lists the
+      // listening sockets before the established ones.
+      if (!text) continue;
+      any_table = true;
+      for (const auto& socket : proc::parse_net_tcp(*text)) {
+        if (socket.state == proc::kTcpListen) last_.push_back(socket);
+      }
+    }
+    if (!any_table) {  // not kept: the next process of the namespace tries again and names its own file
+      problem = fmt::format("{}: {}", files.path("net/tcp"), errno_text(error));
+      return nullptr;
+    }
+    if (!netns) return &last_;
+    return &by_netns_.emplace(*netns, std::move(last_)).first->second;
+  }
+
+ private:
+  std::map<std::string, std::vector<proc::TcpSocket>> by_netns_;
+  std::vector<proc::TcpSocket> last_;  // read for a process whose namespace is unknown
+};
+
 // Ports of LISTEN sockets owned by the process: socket inodes from fd/* matched against net/tcp and net/tcp6.
-std::set<int> find_listening_ports(const ProcessFiles& files, std::string& problem) {
+std::set<int> find_listening_ports(const ProcessFiles& files, ListenerTables& tables, std::string& problem) {
   std::set<int> ports;
   int error = 0;
   const Fd fd_dir = open_file(files.path("fd"), O_RDONLY | O_DIRECTORY, error);
@@ -402,23 +442,16 @@ std::set<int> find_listening_ports(const ProcessFiles& files, std::string& probl
     if (read_link(files.path("fd/" + fd), target) != 0) continue;
     if (const auto inode = proc::socket_inode(target)) inodes.insert(*inode);
   }
-  bool any_table = false;
-  for (const char* table : {"net/tcp", "net/tcp6"}) {
-    const auto text = files.read(table, error);
-    // tcp6 is absent without IPv6. A table cut at the size cap still holds every listener: the kernel lists the
-    // listening sockets before the established ones.
-    if (!text) continue;
-    any_table = true;
-    for (const auto& socket : proc::parse_net_tcp(*text)) {
-      if (socket.state == proc::kTcpListen && inodes.contains(socket.inode)) ports.insert(socket.local_port);
-    }
+  const auto* listeners = tables.of(files, problem);
+  if (!listeners) return ports;
+  for (const auto& socket : *listeners) {
+    if (inodes.contains(socket.inode)) ports.insert(socket.local_port);
   }
-  if (!any_table) problem = fmt::format("{}: {}", files.path("net/tcp"), errno_text(error));
   return ports;
 }
 
-Target analyze_worker(const DiscoveryOptions& options, int pid, const ProcessFiles& files, const proc::Stat& stat,
-                      std::vector<std::string> args, const std::optional<SynapseCommand>& command,
+Target analyze_worker(const DiscoveryOptions& options, ListenerTables& tables, int pid, const ProcessFiles& files,
+                      const proc::Stat& stat, std::vector<std::string> args, const std::optional<SynapseCommand>& command,
                       const std::string& exe) {
   Target target;
   WorkerInfo& info = target.info;
@@ -496,7 +529,7 @@ Target analyze_worker(const DiscoveryOptions& options, int pid, const ProcessFil
   target.metrics_enabled = config.metrics_enabled();
   if (!target.endpoints.empty()) {
     if (target.metrics_enabled) {
-      target.listening_ports = find_listening_ports(files, target.sockets_problem);
+      target.listening_ports = find_listening_ports(files, tables, target.sockets_problem);
     } else {
       reporter.warn("config: a metrics listener is configured but enable_metrics is not true (Synapse does not serve "
                     "metrics then)");
@@ -608,7 +641,7 @@ class Scanner {
       result_.postgres.push_back(std::move(process));
       return;
     }
-    targets_.push_back(analyze_worker(options_, pid, files, *stat, std::move(args), command, exe));
+    targets_.push_back(analyze_worker(options_, tables_, pid, files, *stat, std::move(args), command, exe));
   }
 
   void finish() {
@@ -657,6 +690,7 @@ class Scanner {
   const DiscoveryOptions& options_;
   ScanResult result_;
   std::vector<Target> targets_;
+  ListenerTables tables_;  // this scan's
 };
 
 }  // namespace
