@@ -2,8 +2,6 @@
 
 namespace sp::bpf {
 
-std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
-
 std::uint64_t recursion_misses(const bpf_object* obj) {
   std::uint64_t total = 0;
   bpf_program* prog = nullptr;

@@ -11,12 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "core/util/safe_file.h"
 #include "probes/handles.h"
 
 namespace sp::bpf {
 
-// The message for an errno value, or for libbpf's negative error codes (-ENOENT reads as ENOENT).
-std::string errno_text(int err);
+// One errno_text for the whole agent (core/util/safe_file.h), libbpf's negative codes included.
+using sp::errno_text;
 
 // Hook invocations the kernel skipped for the loaded programs of `obj`: a program does not run while a BPF program
 // of its kind is already running on that CPU (e.g. a completion interrupt arriving inside one of our handlers), and

@@ -1,9 +1,12 @@
 // Small pure helpers: durations, capabilities, JSON quoting.
 #include <gtest/gtest.h>
 
+#include <cerrno>
+
 #include "core/proc/capabilities.h"
 #include "core/util/duration.h"
 #include "core/util/json.h"
+#include "core/util/safe_file.h"
 #include "core/model/process_book.h"
 
 using namespace std::chrono_literals;
@@ -43,6 +46,12 @@ TEST(Capabilities, ParsesCapEffFromStatus) {
   EXPECT_FALSE(sp::parse_cap_eff("CapEff:\tzz\n"));
   EXPECT_FALSE(sp::parse_cap_eff("nothing here"));
   EXPECT_EQ(sp::cap_name(sp::Cap::SysPtrace), "CAP_SYS_PTRACE");
+}
+
+TEST(ErrnoText, ReadsLibbpfsNegativeCodesAsTheirErrno) {
+  EXPECT_EQ(sp::errno_text(ENOENT), "No such file or directory");
+  EXPECT_EQ(sp::errno_text(-ENOENT), sp::errno_text(ENOENT));
+  EXPECT_EQ(sp::errno_text(-EPERM), "Operation not permitted");
 }
 
 TEST(Json, QuotesAndEscapesEverythingUnsafe) {

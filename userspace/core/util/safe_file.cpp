@@ -110,6 +110,6 @@ std::vector<std::string> list_dir(int dir_fd, int& error) {
   return names;
 }
 
-std::string errno_text(int error) { return std::generic_category().message(error); }
+std::string errno_text(int error) { return std::generic_category().message(error < 0 ? -error : error); }
 
 }  // namespace sp

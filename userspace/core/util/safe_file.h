@@ -41,7 +41,7 @@ Fd open_in_root(int root_fd, const std::string& path, int& error);
 // Names in the directory open at `dir_fd` (not "." and ".."), unsorted. `dir_fd` stays owned by the caller.
 std::vector<std::string> list_dir(int dir_fd, int& error);
 
-// strerror text for an errno value.
+// The message for an errno value, or for a negative one as libbpf returns them (-ENOENT reads as ENOENT).
 std::string errno_text(int error);
 
 }  // namespace sp
