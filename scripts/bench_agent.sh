@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The agent itself, end to end (issue 9): what synapse-profiler costs while it profiles Synapse-like workers.
+#   (p) agent CPU per libpq call with its server statement, the families' and the hub's work, replayed without BPF
+#       (tests/bench/replay_bench.cpp: 4 workers, ~2 000 calls/s), median of --repeat runs (issue 20)
 #   (a) RSS of the agent at steady state with 4 and with 64 workers (VmRSS and VmHWM)
 #   (r) RSS of the agent over minutes with 4 workers at Synapse-like rates (those of (e)), /metrics scraped every 5 s
 #   (b) time from start to every probe attached: launch -> /healthz answers (served once the first scan has attached
@@ -14,7 +16,7 @@
 # SP_PG_* variables name one. The machine should be otherwise idle: anything else running shows up as noise.
 #   sudo scripts/bench_agent.sh [--repeat 5] [--seconds 20] [--scrapes 21] [--sections ade] [--smoke]
 #        [--e2e-modes "off on"] [--bpf-stats]
-# --sections: which of (a)-(c) "a", (r) "r", (d) "d", (e) "e" to run (default all).
+# --sections: which of (p) "p", (a)-(c) "a", (r) "r", (d) "d", (e) "e" to run (default all).
 # --e2e-modes: the (e) runs of each repetition: off (no agent), on (the agent as deployed: defaults, scraping each
 #   worker every 15 s), noscrape (the agent scraping no worker during the run: its probes' share of the cost).
 # --bpf-stats: (e) with kernel.bpf_stats_enabled on (inflates every program run by ~30 ns) and the agent's BPF run
@@ -24,7 +26,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=arde e2e_modes="off on" bpf_stats=0 rss_samples=12
+repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=parde e2e_modes="off on" bpf_stats=0 rss_samples=12
 while [[ $# -gt 0 ]]; do
   case $1 in
     --repeat) repeat=$2; shift ;;
@@ -34,7 +36,7 @@ while [[ $# -gt 0 ]]; do
     --sections) sections=$2; shift ;;
     --e2e-modes) e2e_modes=$2; shift ;;
     --bpf-stats) bpf_stats=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -52,6 +54,25 @@ bin=$build/synapse-profiler
 [[ -x $bin ]] || { echo "no $bin: build first (cmake -S . -B build && cmake --build build)" >&2; exit 1; }
 python=/usr/bin/python3.11
 workload_dir=$SP_ROOT/tests/workload
+
+# (p) needs no worker, no PostgreSQL and no BPF: it runs first, on its own.
+if [[ $sections == *p* ]]; then
+  replay=$build/tests/bench/sp_bench_replay
+  [[ -x $replay ]] || { echo "no $replay: build the tests (cmake --build build --target sp_bench_replay)" >&2; exit 1; }
+  echo "== (p) agent CPU per libpq call and its server statement, replayed without BPF"
+  replay_args=()
+  [[ $smoke -eq 1 ]] && replay_args=(--replay-warmup=2 --replay-seconds=1)
+  per_call=()
+  for ((i = 0; i < repeat; i++)); do
+    out=$("$replay" "${replay_args[@]}" 2>/dev/null)
+    ns=$(grep -o 'ns_per_call=[0-9.k]*' <<<"$out" | head -n 1 | cut -d= -f2)
+    [[ -n $ns ]] || { echo "sp_bench_replay printed no ns_per_call:" >&2; echo "$out" >&2; exit 1; }
+    [[ $ns == *k ]] && ns=$(awk -v v="${ns%k}" 'BEGIN { printf "%.0f", v * 1000 }')
+    echo "  run $((i + 1)): $ns ns per call"
+    per_call+=("$ns")
+  done
+  printf '  (p) median: %s ns per call (goal <= 3000)\n' "$(printf '%s\n' "${per_call[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')"
+fi
 
 work=$(mktemp -d /tmp/sp-bench-agent.XXXXXX)
 chmod 0755 "$work"
