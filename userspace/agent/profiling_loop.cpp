@@ -4,20 +4,11 @@
 #include <malloc.h>
 
 #include "core/proc/netns.h"
+#include "core/util/clock.h"
 #include "core/util/duration.h"
 #include "core/util/log.h"
 
 namespace sp::agent {
-namespace {
-
-std::uint64_t monotonic_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
-
-}  // namespace
-
 ProfilingLoop::ProfilingLoop(LoopOptions options, std::function<ScanResult()> scan, Families families)
     : options_(std::move(options)), scan_(std::move(scan)), families_(std::move(families)), hub_(options_.hub),
       scraper_(options_.scrape) {

@@ -17,18 +17,13 @@
 #include "core/record/summary.h"
 #include "core/record/trace_json.h"
 #include "core/record/recording_sink.h"
+#include "core/util/clock.h"
 #include "core/util/log.h"
 
 namespace sp::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::uint64_t monotonic_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
 
 // Fails early, before anything is loaded, when the output cannot be written.
 bool output_writable(const std::string& dir) {

@@ -1,5 +1,7 @@
 #include "core/correlate/hub.h"
 
+#include "core/util/clock.h"
+
 namespace sp {
 
 CorrelationHub::CorrelationHub(HubOptions options)
@@ -124,8 +126,7 @@ std::vector<SynapseScrape> CorrelationHub::flush(std::uint64_t now_ns,
     auto& seen = last_scrape_[worker];
     if (r.started <= seen) continue;
     seen = r.started;
-    const auto at_ns = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(r.started.time_since_epoch()).count());
+    const std::uint64_t at_ns = monotonic_ns(r.started);
     const WorkerLabels labels{worker, r.worker_app, r.pod};
     if (gone(labels)) continue;
     SynapseCounters counters = synapse_counters(*r.families);
