@@ -7,8 +7,8 @@
 //   start()                 once; a family that cannot load says why and the others go on
 //   update(scan, diff)      after every discovery scan, in list order (a family may read an earlier one's
 //                           decisions: block I/O asks postgres which worker a backend serves)
-//   drain()                 when one of ring_fds() fills up between two polls: the ring buffers only
-//   poll()                  every 250 ms: the ring buffers and the kernel's maps
+//   drain()                 every 250 ms, and when one of ring_fds() fills up between two rounds: the ring buffers
+//   poll()                  every second, in place of that round's drain(): the ring buffers and the kernel's maps
 //   forget_worker(w)        a worker gone for --forget-after: its totals go
 //   counts(), attach_status(), collect()   from the exporter's threads, at every scrape
 // Events go to the EventSink set with set_sink() (core/model/events.h), on the scanning thread.

@@ -61,17 +61,19 @@ std::vector<WorkerInfo> ProfilingLoop::workers() const {
   return workers_;
 }
 
-// Probe data is polled every 250 ms; the ring buffers are also drained at once when one fills past a quarter (the
-// BPF side never wakes us per event: RingWaker), without the rest of a poll (kernel map walks, the hub's flush),
-// which waits for the timer. Discovery runs every --rescan-interval.
+// Ring buffers are drained and their events handed to the hub every 250 ms, and at once when one fills past a quarter
+// (the BPF side never wakes us per event: RingWaker; such an early drain leaves the hub's flush to the timer). The
+// kernel maps are read every map_read_interval (1 s), in a full poll that takes the place of that round's drain.
+// Discovery runs every --rescan-interval.
 void ProfilingLoop::scan_loop() {
   using Clock = std::chrono::steady_clock;
-  constexpr auto kPollInterval = std::chrono::milliseconds(250);
+  constexpr auto kEventInterval = std::chrono::milliseconds(250);
   auto next_scan = Clock::now() + options_.rescan_interval;
-  auto next_poll = Clock::now() + kPollInterval;
+  auto next_round = Clock::now() + kEventInterval;
+  auto next_map_read = Clock::now() + options_.map_read_interval;
   while (!stopping_) {
     const auto now = Clock::now();
-    const auto wake_at = std::min(next_scan, next_poll);
+    const auto wake_at = std::min(next_scan, next_round);
     if (wake_at > now) {
       // Rounded up: a wait rounded down to 0 ms would spin until the deadline.
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(wake_at - now);
@@ -87,9 +89,14 @@ void ProfilingLoop::scan_loop() {
       next_scan = Clock::now() + options_.rescan_interval;
       trim_heap_if_worth_it();
     }
-    poll_all();
-    ++polls_;
-    next_poll = Clock::now() + kPollInterval;
+    if (Clock::now() >= next_map_read) {
+      poll_all();
+      ++polls_;
+      next_map_read = Clock::now() + options_.map_read_interval;
+    } else {
+      flush_events();
+    }
+    next_round = Clock::now() + kEventInterval;
   }
 }
 
@@ -118,6 +125,15 @@ void ProfilingLoop::drain_rings() {
 
 void ProfilingLoop::poll_all() {
   for (auto& f : families_) f->poll();
+  flush_hub();
+}
+
+void ProfilingLoop::flush_events() {
+  drain_rings();
+  flush_hub();
+}
+
+void ProfilingLoop::flush_hub() {
   // Scrapes end every --scrape-interval, polls come every 250 ms: copy the results only when there are new ones.
   std::map<std::string, ScrapeResult> scraped;
   if (const std::uint64_t g = scraper_.generation(); g != scrape_generation_) {

@@ -2,7 +2,8 @@
 // the Synapse metrics scraper and the correlation hub, driven by one scanning thread. It owns no policy of its own:
 // each family decides what to do with a scan, the hub what to correlate; the loop only keeps the order
 //   scan /proc -> every family's update() (list order) -> the hub's worker list -> scrape targets
-//   every 250 ms: every family's poll() -> the hub's flush() with the scrapes that finished
+//   every 250 ms: every family's drain() (ring buffers) -> the hub's flush() with the scrapes that finished
+//   every map_read_interval (1 s): every family's poll() (ring buffers and kernel maps) in place of the drain
 //   a filling ring buffer: every family's drain() at once
 // and the threads apart (the scanning thread feeds, the exporter's threads read).
 #pragma once
@@ -28,13 +29,17 @@ namespace sp::agent {
 struct LoopOptions {
   std::string proc_root = "/proc";
   std::chrono::nanoseconds rescan_interval = std::chrono::seconds(5);
+  // How often the families' kernel maps (totals, histograms) are read. Events in the ring buffers go to the hub every
+  // 250 ms whatever this is; the maps only feed /metrics, scraped every 15 s or more, and walking them costs a bpf()
+  // call per entry: at 250 ms that was a third of an idle agent's CPU (issue 20).
+  std::chrono::nanoseconds map_read_interval = std::chrono::seconds(1);
   ScrapeOptions scrape;
   HubOptions hub;
 };
 
 // The loop's own counters (synapse_profiler_probe_polls_total and friends).
 struct LoopCounts {
-  std::uint64_t polls = 0;         // completed poll rounds
+  std::uint64_t polls = 0;         // completed poll rounds (kernel maps and ring buffers read)
   std::uint64_t early_drains = 0;  // ring drains a filling ring asked for between two polls
   std::uint64_t scans = 0;         // completed discovery scans
 };
@@ -71,12 +76,14 @@ class ProfilingLoop {
 
   // The scanning thread's steps, public for tests that drive the loop without its thread.
   void rescan();
-  void poll_all();
+  void poll_all();     // every family's poll(), then the hub's flush
+  void flush_events(); // every family's drain(), then the hub's flush: the 250 ms round between two poll_all()
   void drain_rings();
 
  private:
   void scan_loop();
   void trim_heap_if_worth_it();
+  void flush_hub();
   std::vector<ScrapeTarget> scrape_targets(const ScanResult& result) const;
 
   const LoopOptions options_;

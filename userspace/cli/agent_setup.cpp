@@ -80,8 +80,10 @@ void drop_capabilities(const CliOptions& o) {
 std::unique_ptr<agent::ProfilingLoop> start_profiling(const CliOptions& o, bool keep_fingerprints) {
   if (!bpf_preflight(o)) return nullptr;
   const DiscoveryOptions discovery = discovery_options(o);
+  // The loop's scans run on its one thread: the memo needs no lock.
+  auto memo = std::make_shared<ScanMemo>();
   auto loop = std::make_unique<agent::ProfilingLoop>(
-      loop_options(o), [discovery] { return scan(discovery); }, make_probe_families(o, keep_fingerprints));
+      loop_options(o), [discovery, memo] { return scan(discovery, *memo); }, make_probe_families(o, keep_fingerprints));
   std::string first_error;
   if (!loop->start_families(first_error)) {
     log::error("no probe family could be loaded ({}): run as root, or with CAP_SYS_ADMIN and CAP_SYS_PTRACE; "

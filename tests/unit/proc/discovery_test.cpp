@@ -209,6 +209,52 @@ TEST(Discovery, ListeningSocketsAreReadOncePerNetworkNamespace) {
   fs::remove_all(root);
 }
 
+// A worker that has fully started (metrics port confirmed, libpq mapped) is remembered by the memo and not analysed
+// again while the same process runs: a later scan reads none of its files (here: they are gone, and the result is
+// the same), while a scan without the memo does read them. A new process under the same PID (another start time),
+// and a worker not yet confirmed, are analysed afresh.
+TEST(Discovery, MemoSparesAnalysingAStartedWorkerAgain) {
+  const fs::path root = fs::path(::testing::TempDir()) / "sp_discovery_memo";
+  fs::remove_all(root);
+  fs::copy(fixture("baremetal"), root, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  DiscoveryOptions options;
+  options.proc_root = root.string();
+  options.pids = {1000, 1100};
+  ScanMemo memo;
+  const ScanResult first = scan(options, memo);
+  const WorkerInfo master = worker(first, "master");
+  ASSERT_TRUE(master.metrics_port_confirmed) << all_warnings(first);
+  ASSERT_FALSE(master.libpq_path.empty());
+  EXPECT_EQ(memo.size(), 1u) << "only master both listens and maps libpq in this fixture";
+
+  // Everything the analysis reads, gone: only cmdline and stat (the process's identity) remain.
+  for (const char* name : {"maps", "environ", "status", "net", "fd", "root", "cwd"}) fs::remove_all(root / "1000" / name);
+  const ScanResult again = scan(options, memo);
+  const WorkerInfo& remembered = worker(again, "master");
+  EXPECT_EQ(remembered.key, master.key);
+  EXPECT_EQ(remembered.metrics_url, master.metrics_url);
+  EXPECT_TRUE(remembered.metrics_port_confirmed);
+  EXPECT_EQ(remembered.libpq_path, master.libpq_path);
+  EXPECT_EQ(remembered.python_path, master.python_path);
+  EXPECT_EQ(remembered.config_files, master.config_files);
+  // Without the memo the same tree is read, and the missing files show.
+  const ScanResult fresh = scan(options);
+  EXPECT_FALSE(worker(fresh, "master").metrics_port_confirmed);
+  EXPECT_TRUE(worker(fresh, "master").libpq_path.empty());
+
+  // The same PID, started later: another process, analysed from its files.
+  std::string stat;
+  std::getline(std::ifstream(root / "1000" / "stat"), stat);
+  const auto at = stat.find(" 10000 ");
+  ASSERT_NE(at, std::string::npos);
+  std::ofstream(root / "1000" / "stat") << stat.replace(at, 7, " 10001 ") << "\n";
+  const ScanResult restarted = scan(options, memo);
+  EXPECT_EQ(worker(restarted, "master").key.start_time, 10001u);
+  EXPECT_FALSE(worker(restarted, "master").metrics_port_confirmed);
+  EXPECT_EQ(memo.size(), 0u) << "nothing left that has fully started";
+  fs::remove_all(root);
+}
+
 TEST(Discovery, PostgresPostmasterAndBackends) {
   const ScanResult result = scan(options_for("baremetal"));
   ASSERT_EQ(result.postgres.size(), 3u);

@@ -565,9 +565,22 @@ void choose_metrics_url(const DiscoveryOptions& options, Target& target) {
   }
 }
 
+}  // namespace
+
+// Targets by process, kept from one scan to the next (ScanMemo).
+struct ScanMemoEntries {
+  std::map<ProcessKey, Target> targets;
+};
+
+ScanMemo::ScanMemo() : entries_(std::make_unique<ScanMemoEntries>()) {}
+ScanMemo::~ScanMemo() = default;
+std::size_t ScanMemo::size() const { return entries_->targets.size(); }
+
+namespace {
+
 class Scanner {
  public:
-  explicit Scanner(const DiscoveryOptions& options) : options_(options) {}
+  Scanner(const DiscoveryOptions& options, ScanMemoEntries* memo) : options_(options), memo_(memo) {}
 
   ScanResult run() {
     int error = 0;
@@ -641,6 +654,13 @@ class Scanner {
       result_.postgres.push_back(std::move(process));
       return;
     }
+    if (memo_) {
+      const auto it = memo_->targets.find(ProcessKey{pid, stat->start_time});
+      if (it != memo_->targets.end() && it->second.info.cmdline == args) {
+        targets_.push_back(it->second);
+        return;
+      }
+    }
     targets_.push_back(analyze_worker(options_, tables_, pid, files, *stat, std::move(args), command, exe));
   }
 
@@ -671,10 +691,15 @@ class Scanner {
       if (!pod_names) pod_names = PodNameIndex::load(options_.pod_log_dirs);
       pod_names->resolve(*target.info.pod);
     }
+    std::map<ProcessKey, Target> remembered;  // only what still runs: the memo never outgrows the host's workers
     for (auto& target : targets_) {
       choose_metrics_url(options_, target);
+      if (memo_ && target.info.metrics_port_confirmed && !target.info.libpq_path.empty()) {
+        remembered.emplace(target.info.key, target);
+      }
       result_.workers.push_back(std::move(target.info));
     }
+    if (memo_) memo_->targets = std::move(remembered);
     auto& workers = result_.workers;
     std::sort(workers.begin(), workers.end(), [](const WorkerInfo& a, const WorkerInfo& b) {
       return std::tie(a.worker_name, a.key) < std::tie(b.worker_name, b.key);
@@ -688,6 +713,7 @@ class Scanner {
   }
 
   const DiscoveryOptions& options_;
+  ScanMemoEntries* memo_;  // nullptr: every process analysed afresh
   ScanResult result_;
   std::vector<Target> targets_;
   ListenerTables tables_;  // this scan's
@@ -712,9 +738,10 @@ WorkerLabels labels_of(const WorkerInfo& w) {
   return labels;
 }
 
-ScanResult scan(const DiscoveryOptions& options) {
+namespace {
+ScanResult scan_with(const DiscoveryOptions& options, ScanMemoEntries* memo) {
   try {
-    return Scanner(options).run();
+    return Scanner(options, memo).run();
   } catch (const std::exception& e) {  // only allocation failures can get here; a scan must not take the agent down
     ScanResult result;
     result.warnings.push_back(fmt::format("discovery failed: {}", e.what()));
@@ -725,6 +752,11 @@ ScanResult scan(const DiscoveryOptions& options) {
     return result;
   }
 }
+}  // namespace
+
+ScanResult scan(const DiscoveryOptions& options) { return scan_with(options, nullptr); }
+
+ScanResult scan(const DiscoveryOptions& options, ScanMemo& memo) { return scan_with(options, &memo.entries()); }
 
 bool process_running(const std::string& proc_root, const ProcessKey& key) {
   const ReadResult text = read_file(fmt::format("{}/{}/stat", proc_root, key.pid), 4096);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -89,6 +90,28 @@ struct ScanResult {
 // process, the cmdline's app module for other Synapse workers, and "pid-N" (with a warning) for a pinned process that
 // is neither recognised nor named.
 ScanResult scan(const DiscoveryOptions& options);
+
+// What a scan learnt about the workers that had fully started (metrics port confirmed as the process's own listening
+// socket, libpq mapped), for the next scans to reuse: such a process (same PID, start time and command line) is not
+// analysed again, which spares reading its environment, maps, configuration files, descriptors and its network
+// namespace's TCP tables on every rescan (most of an idle agent's discovery work, issue 20). Synapse reads its
+// configuration once at start, maps libpq before it serves, and keeps its listeners: nothing it was read for can
+// change without a new process. A worker still starting (no metrics listener yet, no libpq) is analysed at every
+// scan until it has. One scanning thread at a time.
+struct ScanMemoEntries;
+class ScanMemo {
+ public:
+  ScanMemo();
+  ~ScanMemo();
+  ScanMemo(const ScanMemo&) = delete;
+  ScanMemo& operator=(const ScanMemo&) = delete;
+  std::size_t size() const;  // workers remembered
+  ScanMemoEntries& entries() { return *entries_; }  // opaque outside discovery.cpp
+
+ private:
+  std::unique_ptr<ScanMemoEntries> entries_;
+};
+ScanResult scan(const DiscoveryOptions& options, ScanMemo& memo);
 
 // Whether the process `key` (as found under proc_root) still runs: false once it has exited (a zombie included) or
 // its PID belongs to a newer process. Used to tell "exited between discovery and attach" from a real attach failure.
