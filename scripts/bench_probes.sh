@@ -12,7 +12,11 @@
 #             per PID
 # Cases: gc-usdt, gc-methoddef (python3.11 gc.collect(0) loop; USDT notes, or the uprobe pair on the function found
 # through the gc module's PyMethodDef table, which is what the agent uses for a USDT-less, stripped CPython),
-# libpq (psycopg2 SELECT 1 loop), pgserver (pgbench -S, one client), blockio-read / blockio-write (O_DIRECT 4 KiB).
+# libpq (psycopg2 SELECT 1 loop), pgserver (pgbench -S, one client), blockio-read / blockio-write (O_DIRECT 4 KiB),
+# reactor-other (an unprofiled process's getppid() loop: what every task on the host pays for the reactor family's
+# raw_syscalls variant, which runs on every syscall), reactor-epoll (a profiled main thread's epoll.poll(0) loop,
+# raw_syscalls variant), reactor-epoll-tp (the same on the per-syscall epoll tracepoints, which need tracefs: the
+# loader and bpftrace then run in a private mount namespace with tracefs mounted, when the host has not mounted it).
 # Events come from the workload's own record (loop counters, pgbench's transactions, requests issued) and time from
 # its own clock: the process's CPU time (user + system: the traps and the BPF programs of uprobes/USDT run in its
 # context, and other engineers' builds on the same CPUs do not inflate it; for pgserver the CPU time of the backends,
@@ -22,7 +26,7 @@
 # kernel.bpf_stats_enabled on (it slows every program: a separate run) and reports each attacher's BPF run time per
 # workload event (the programs whose fds the attacher holds, from /proc/PID/fdinfo).
 #
-#   sudo scripts/bench_probes.sh [--family gc|libpq|pgserver|blockio|all] [--repeat 3] [--scale 1] [--smoke]
+#   sudo scripts/bench_probes.sh [--family gc|libpq|pgserver|blockio|reactor|all] [--repeat 3] [--scale 1] [--smoke]
 #                                [--clock cpu|wall] [--bpf-stats] [--no-bpftrace] [--keep]
 # --scale X   multiplies every loop's event count; --smoke: repeat 1 with tiny counts (checks that the benchmark
 # works and that our probes saw every event; numbers meaningless). bpftrace (Debian package bpftrace) is used when
@@ -52,8 +56,9 @@ case $family in
   libpq) cases=(libpq) ;;
   pgserver) cases=(pgserver) ;;
   blockio) cases=(blockio-read blockio-write) ;;
-  all) cases=(gc-usdt gc-methoddef libpq pgserver blockio-read blockio-write) ;;
-  *) echo "--family: expected gc, libpq, pgserver, blockio or all" >&2; exit 2 ;;
+  reactor) cases=(reactor-other reactor-epoll reactor-epoll-tp) ;;
+  all) cases=(gc-usdt gc-methoddef libpq pgserver blockio-read blockio-write reactor-other reactor-epoll reactor-epoll-tp) ;;
+  *) echo "--family: expected gc, libpq, pgserver, blockio, reactor or all" >&2; exit 2 ;;
 esac
 [[ $repeat =~ ^[1-9][0-9]*$ ]] || { echo "--repeat: expected a positive integer" >&2; exit 2; }
 [[ $scale =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--scale: expected a positive number" >&2; exit 2; }
@@ -79,7 +84,7 @@ fi
 # Events per run: a sub-run lasts about 0.1-1 s of CPU here, and the whole default run stays near 10 minutes even
 # on this busy shared machine (2 repetitions took 7.5 min); --smoke only checks that everything works.
 declare -A count=([gc-usdt]=10000 [gc-methoddef]=10000 [libpq]=4000 [pgserver]=3000 [blockio-read]=2000
-                  [blockio-write]=2000)
+                  [blockio-write]=2000 [reactor-other]=1000000 [reactor-epoll]=300000 [reactor-epoll-tp]=300000)
 if [[ $smoke -eq 1 ]]; then
   for c in "${!count[@]}"; do count[$c]=200; done
 fi
@@ -167,12 +172,13 @@ wait_file() {  # wait_file FILE PATTERN SECONDS WHAT
   die "timed out waiting for $4 (see $1)"
 }
 
-# bpftrace's tracepoint probes read their formats from tracefs; mount it in a private mount namespace when the
-# host has not mounted it, so nothing outside this process changes.
-bpftrace_cmd=(bpftrace)
+# bpftrace's tracepoint probes read their formats from tracefs, and libbpf the per-syscall tracepoints' ids; mount
+# it in a private mount namespace when the host has not mounted it, so nothing outside this process changes.
+with_tracefs=()
 if [[ ! -e /sys/kernel/tracing/events ]]; then
-  bpftrace_cmd=(unshare --mount sh -c 'mount -t tracefs nodev /sys/kernel/tracing && exec bpftrace "$@"' bpftrace)
+  with_tracefs=(unshare --mount sh -c 'mount -t tracefs nodev /sys/kernel/tracing && exec "$@"' with-tracefs)
 fi
+bpftrace_cmd=("${with_tracefs[@]}" bpftrace)
 
 # start_attacher CASE MODE PID: starts the floor, ours or bpftrace for CASE (PID: the workload, 0 for system-wide
 # cases) and returns once every hook is in place; sets attacher and attacher_log.
@@ -186,6 +192,9 @@ start_attacher() {
     libpq) family=libpq binary=$(awk '$6 ~ /libpq\.so/ {print $6; exit}' "/proc/$pid/maps") ;;
     pgserver) family=pgserver binary=$postgres ;;
     blockio-*) family=blockio binary= ;;
+    reactor-other) family=reactor binary= extra=(--hooks raw_syscalls) ;;
+    reactor-epoll) family=reactor binary= extra=(--hooks raw_syscalls) ;;
+    reactor-epoll-tp) family=reactor binary= extra=(--hooks syscalls) ;;
   esac
   [[ $family != libpq || -n $binary ]] || die "libpq not mapped by the workload (pid $pid)"
   if [[ $mode == bpftrace ]]; then
@@ -198,17 +207,21 @@ start_attacher() {
       libpq) sed -e "s|@LIBPQ@|$binary|g" -e "s|@PID@|$pid|g" "$bt_dir/libpq.bt" >"$script" ;;
       pgserver) sed "s|@POSTGRES@|$postgres|g" "$bt_dir/pgserver.bt" >"$script" ;;
       blockio-*) cp "$bt_dir/blockio.bt" "$script" ;;
+      reactor-other|reactor-epoll) sed "s|@PID@|$pid|g" "$bt_dir/reactor_raw.bt" >"$script" ;;
+      reactor-epoll-tp) sed "s|@PID@|$pid|g" "$bt_dir/reactor_tp.bt" >"$script" ;;
     esac
     local pid_opt=()
-    [[ $pid -gt 0 ]] && pid_opt=(-p "$pid")
+    # The reactor scripts filter on the PID themselves: -p would only add a filter of bpftrace's own.
+    [[ $pid -gt 0 && $family != reactor ]] && pid_opt=(-p "$pid")
     "${bpftrace_cmd[@]}" "${pid_opt[@]}" "$script" >"$attacher_log" 2>&1 &
     attacher=$!
     pids+=("$attacher")
     wait_file "$attacher_log" '^attached' 60 "bpftrace to attach ($case)"
   else
-    local pid_opt=()
+    local pid_opt=() prefix=()
     [[ $pid -gt 0 ]] && pid_opt=(--pid "$pid")
-    "$loader" attach "$family" "$mode" "${pid_opt[@]}" ${binary:+--binary "$binary"} "${extra[@]}" \
+    [[ $case == reactor-epoll-tp ]] && prefix=("${with_tracefs[@]}")
+    "${prefix[@]}" "$loader" attach "$family" "$mode" "${pid_opt[@]}" ${binary:+--binary "$binary"} "${extra[@]}" \
       --ready "$work/$tag.ready" >"$attacher_log" 2>&1 &
     attacher=$!
     pids+=("$attacher")
@@ -255,6 +268,8 @@ check_ours() {
   local case=$1 n=$2 seen
   case $case in
     gc-*) seen=$(sed -n 's/^ours: events .* pauses \([0-9]*\) .*/\1/p' "$attacher_log") ;;
+    reactor-other) return 0 ;;  # an unprofiled process: nothing of it to count
+    reactor-epoll*) seen=$(sed -n 's/^ours: events .* waits \([0-9]*\) .*/\1/p' "$attacher_log") ;;
     pgserver) seen=$(sed -n 's/^ours: events .* commits \([0-9]*\) .*/\1/p' "$attacher_log") ;;
     blockio-*) seen=$(sed -n "s/^ours: process $wl requests \([0-9]*\)$/\1/p" "$attacher_log") ;;
     *) seen=$(sed -n 's/^ours: events \([0-9]*\) .*/\1/p' "$attacher_log") ;;
@@ -292,6 +307,18 @@ run_once() {
       pids+=("$wl")
       wait_file "$ready" ready 30 "the $case workload"
       [[ $mode == alone ]] || start_attacher "$case" "$mode" "$wl"
+      touch "$gate"
+      wait "$wl" || { cat "$wlog" >&2; die "$case workload failed"; }
+      ;;
+    reactor-*)
+      "$python" "$workloads" "$([[ $case == reactor-other ]] && echo sys || echo epoll)" "$n" "$gate" "$ready" \
+        >"$wlog" 2>&1 &
+      wl=$!
+      pids+=("$wl")
+      wait_file "$ready" ready 30 "the $case workload"
+      # reactor-other: the profiled process is this script (a main thread that hardly calls anything), the workload
+      # is any other process of the host.
+      [[ $mode == alone ]] || start_attacher "$case" "$mode" "$([[ $case == reactor-other ]] && echo $$ || echo "$wl")"
       touch "$gate"
       wait "$wl" || { cat "$wlog" >&2; die "$case workload failed"; }
       ;;

@@ -44,3 +44,23 @@ SEC("raw_tp/block_rq_merge")
 int floor_rq_merge_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
 SEC("raw_tp/block_rq_requeue")
 int floor_rq_requeue_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
+
+// The reactor family's hooks, in both of its variants: the per-syscall epoll tracepoints (perf-event tracepoints,
+// attached through tracefs) and raw_syscalls' sys_enter/sys_exit (raw_tp, host-wide).
+SEC("tracepoint/syscalls/sys_enter_epoll_wait")
+int floor_epoll_wait_enter(void *ctx) { return 0; }
+SEC("tracepoint/syscalls/sys_exit_epoll_wait")
+int floor_epoll_wait_exit(void *ctx) { return 0; }
+SEC("tracepoint/syscalls/sys_enter_epoll_pwait")
+int floor_epoll_pwait_enter(void *ctx) { return 0; }
+SEC("tracepoint/syscalls/sys_exit_epoll_pwait")
+int floor_epoll_pwait_exit(void *ctx) { return 0; }
+SEC("tracepoint/syscalls/sys_enter_epoll_pwait2")
+int floor_epoll_pwait2_enter(void *ctx) { return 0; }
+SEC("tracepoint/syscalls/sys_exit_epoll_pwait2")
+int floor_epoll_pwait2_exit(void *ctx) { return 0; }
+
+SEC("raw_tp/sys_enter")
+int floor_sys_enter_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
+SEC("raw_tp/sys_exit")
+int floor_sys_exit_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }

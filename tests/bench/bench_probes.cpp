@@ -2,14 +2,16 @@
 // workload, in one of two modes, and holds it until SIGTERM/SIGINT:
 //   ours   the family's real BPF object through the same classes and attach specs the agent uses (GcProbe with the
 //          plan of core/gc_locator, LibpqProbe with the synchronous probes the agent uses for psycopg2, PgServerProbe
-//          on the postgres binary for every process, BlockIoProbe system-wide), ring buffers drained every 250 ms
-//          like the agent does;
+//          on the postgres binary for every process, BlockIoProbe system-wide, ReactorProbe in the hook variant
+//          --hooks names with --pid registered as a profiled process), ring buffers drained every 250 ms like the
+//          agent does;
 //   floor  bpf/bench/probe_floor.bpf.c's empty programs on exactly the same hooks (same USDT notes, same uprobe and
 //          uretprobe addresses, same PID filter, same tracepoints and attach type).
 // It writes "attached" to --ready FILE once every hook is in place, and on exit prints what the family recorded
 // (events drained, and for GC the pauses in its histogram) so the script can check that the hooks really fired.
 //
 //   sp_bench_probes attach FAMILY MODE [--pid PID] [--binary PATH] [--gc-method usdt|methoddef] [--ready FILE]
+//                                      [--hooks syscalls|raw_syscalls]   (reactor)
 //   sp_bench_probes gc-plan BINARY usdt|methoddef    prints the plan: method, link-time address, file offset
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -36,6 +38,7 @@
 #include "probes/libbpf_setup.h"
 #include "probes/libpq_probe.h"
 #include "probes/pgserver_probe.h"
+#include "probes/reactor_probe.h"
 #include "core/python/elf_file.h"
 #include "core/python/gc_locator.h"
 #include "core/util/ring_waker.h"
@@ -47,7 +50,7 @@ std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
 struct Args {
-  std::string family, mode, binary, gc_method = "usdt", ready;
+  std::string family, mode, binary, gc_method = "usdt", ready, hooks = "raw_syscalls";
   int pid = -1;
 };
 
@@ -73,7 +76,8 @@ std::optional<sp::GcProbePlan> gc_plan(const std::string& path, const std::strin
 
 using FloorSkel = sp::bpf::Skeleton<probe_floor_bpf>;
 
-// Loads the floor object with only the programs `mode` needs: "uprobe" (usdt/uprobe/uretprobe), "tp_btf", "raw_tp".
+// Loads the floor object with only the programs `mode` needs: "uprobe" (usdt/uprobe/uretprobe), "tp_btf", "raw_tp"
+// (the block family's), "syscalls" (the epoll tracepoints), "raw_syscalls" (sys_enter/sys_exit).
 FloorSkel load_floor(const std::string& mode) {
   FloorSkel skel(probe_floor_bpf__open());
   if (!skel) die(std::string("open probe_floor: ") + std::strerror(errno));
@@ -81,8 +85,12 @@ FloorSkel load_floor(const std::string& mode) {
   bpf_program* prog = nullptr;
   bpf_object__for_each_program(prog, skel->obj) {
     std::string sec = bpf_program__section_name(prog);
-    bool want =
-        mode == "uprobe" ? !sec.starts_with("tp_btf/") && !sec.starts_with("raw_tp/") : sec.starts_with(mode + "/");
+    const bool syscalls = sec.starts_with("tracepoint/syscalls/");
+    const bool raw_syscalls = sec == "raw_tp/sys_enter" || sec == "raw_tp/sys_exit";
+    bool want = mode == "uprobe"         ? sec.starts_with("usdt") || sec.starts_with("uprobe") || sec.starts_with("uretprobe")
+                : mode == "syscalls"     ? syscalls
+                : mode == "raw_syscalls" ? raw_syscalls
+                                         : sec.starts_with(mode + "/") && !raw_syscalls;
     if (sec.ends_with("/block_io_start") && !io_start) want = false;
     bpf_program__set_autoload(prog, want);
   }
@@ -160,6 +168,17 @@ int run_floor(const Args& a) {
       links.clear();
     }
     if (links.empty()) die("attach the block floor programs (tp_btf and raw_tp)");
+  } else if (a.family == "reactor") {
+    skel = load_floor(a.hooks);
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel->obj) {
+      if (!bpf_program__autoload(prog)) continue;
+      bpf_link* l = bpf_program__attach(prog);
+      // epoll_pwait2 (5.11) may be missing, as the family allows.
+      if (!l && std::string(bpf_program__name(prog)).find("pwait2") != std::string::npos) continue;
+      links.push_back(must(l, bpf_program__section_name(prog)));
+    }
+    fmt::print("floor: reactor {} ({} programs)\n", a.hooks, links.size());
   } else {
     skel = load_floor("uprobe");
     if (a.family == "gc") {
@@ -256,6 +275,16 @@ int run_ours(const Args& a) {
                probe->stat(SP_IO_STAT_TRACK_FAILED), probe->stat(SP_IO_STAT_NEVER_ISSUED),
                probe->stat(SP_IO_STAT_UNTRACKED), probe->stat(SP_IO_STAT_FLUSH_MACHINERY), probe->stat(SP_IO_STAT_REISSUED));
     for (const auto& [tgid, n] : per_process) fmt::print("ours: process {} requests {}\n", tgid, n);
+  } else if (a.family == "reactor") {
+    auto probe = sp::bpf::ReactorProbe::create(error, a.hooks);
+    if (!probe) die(error);
+    if (!probe->add(a.pid, error)) die(error);
+    fmt::print("ours: reactor by {}\n", probe->method());
+    mark_ready(a);
+    hold([] {}, {});
+    for (const auto& [pid, p] : probe->read()) {
+      if (pid == a.pid) fmt::print("ours: events {} waits {} lost 0\n", p.ticks, p.waits);
+    }
   } else {
     die("unknown family " + a.family);
   }
@@ -274,8 +303,8 @@ int main(int argc, char** argv) {
   }
   if (args.size() < 3 || args[0] != "attach") {
     fmt::print(stderr,
-               "usage: sp_bench_probes attach gc|libpq|pgserver|blockio ours|floor [--pid PID] [--binary PATH]\n"
-               "                       [--gc-method usdt|methoddef] [--ready FILE]\n"
+               "usage: sp_bench_probes attach gc|libpq|pgserver|blockio|reactor ours|floor [--pid PID] [--binary PATH]\n"
+               "                       [--gc-method usdt|methoddef] [--ready FILE] [--hooks syscalls|raw_syscalls]\n"
                "       sp_bench_probes gc-plan BINARY usdt|methoddef\n");
     return 2;
   }
@@ -291,10 +320,14 @@ int main(int argc, char** argv) {
       a.gc_method = args[i + 1];
     } else if (args[i] == "--ready") {
       a.ready = args[i + 1];
+    } else if (args[i] == "--hooks") {
+      a.hooks = args[i + 1];
+      if (a.hooks != "syscalls" && a.hooks != "raw_syscalls") die("--hooks: expected syscalls or raw_syscalls");
     } else {
       die("unknown option " + args[i]);
     }
   }
+  if (a.family == "reactor" && a.pid <= 0) die("reactor needs --pid (the process whose main thread is profiled)");
   if ((a.family == "gc" || a.family == "libpq") && (a.pid <= 0 || a.binary.empty()))
     die(a.family + " needs --pid and --binary (the path inside the process's root)");
   if (a.family == "pgserver" && a.binary.empty()) die("pgserver needs --binary (the postgres executable)");

@@ -8,10 +8,14 @@ of uprobes and USDT probes, the block layer's submission path; it is not inflate
   gc N GATE READY                       gc.collect(0) N times (automatic collection off)
   pq N GATE READY HOST PORT USER DB     psycopg2 (autocommit) cursor.execute("SELECT 1") + fetchone, N times
   dio read|write N GATE READY FILE      N O_DIRECT 4 KiB preads/pwrites, one request each, over FILE (>= 4 MiB)
+  sys N GATE READY                      os.getppid() N times: a syscall that is not epoll's, on the main thread
+  epoll N GATE READY                    select.epoll().poll(0) N times on the main thread, as a reactor that never
+                                        waits: each call is one tick and one wait for the reactor family
 """
 import gc
 import mmap
 import os
+import select
 import sys
 import time
 
@@ -81,6 +85,31 @@ def run_dio(op, n, gate, ready, path):
         os.close(fd)
 
 
+def run_sys(n, gate, ready):
+    wait_gate(gate, ready)
+    getppid = os.getppid
+    t0, c0 = time.perf_counter_ns(), time.process_time_ns()
+    for _ in range(n):
+        getppid()
+    return time.perf_counter_ns() - t0, time.process_time_ns() - c0
+
+
+def run_epoll(n, gate, ready):
+    r, w = os.pipe()  # registered and never written: poll(0) returns at once with nothing
+    ep = select.epoll()
+    ep.register(r, select.EPOLLIN)
+    wait_gate(gate, ready)
+    poll = ep.poll
+    t0, c0 = time.perf_counter_ns(), time.process_time_ns()
+    for _ in range(n):
+        poll(0)
+    elapsed = time.perf_counter_ns() - t0, time.process_time_ns() - c0
+    ep.close()
+    os.close(r)
+    os.close(w)
+    return elapsed
+
+
 def main(argv):
     if len(argv) < 4:
         sys.exit(__doc__)
@@ -91,6 +120,9 @@ def main(argv):
     elif kind == "pq":
         n = int(argv[2])
         elapsed = run_pq(n, *argv[3:9])
+    elif kind in ("sys", "epoll"):
+        n = int(argv[2])
+        elapsed = (run_sys if kind == "sys" else run_epoll)(n, argv[3], argv[4])
     elif kind == "dio":
         n = int(argv[3])
         elapsed = run_dio(argv[2], n, argv[4], argv[5], argv[6])
