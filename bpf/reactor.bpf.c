@@ -7,12 +7,14 @@
 // - the per-syscall tracepoints syscalls:sys_{enter,exit}_epoll_{wait,pwait,pwait2} (CONFIG_FTRACE_SYSCALLS, on in
 //   Debian's kernels and here): they fire only for epoll calls, so the many other syscalls of every task on the host
 //   pay nothing, and no kprobe or fentry is needed (neither works on some kernels we run on). They are perf-event
-//   tracepoints: attaching one needs its event id, which libbpf reads from tracefs (/sys/kernel/tracing, or under
-//   debugfs), often not mounted (on this test machine, in most containers). epoll_pwait2 (5.11) may be missing:
-//   userspace attaches the four others without it.
+//   tracepoints: attaching one needs its event id, which only tracefs shows; where the host has not mounted it (this
+//   test machine, most containers), userspace reads the ids from a tracefs mounted in a private mount namespace
+//   (userspace/probes/tracepoint_ids.h). epoll_pwait2 (5.11) may be missing: userspace attaches the four others
+//   without it.
 // - raw_syscalls:sys_enter/sys_exit (raw_tp: attached by name, no tracefs needed), where the per-syscall tracepoints
-//   cannot be attached: they fire for every syscall of every task, so the program leaves first on the cheapest test
-//   (not a main thread, then not an epoll call, then not a profiled process).
+//   cannot be attached (no tracefs and no right to mount one, a kernel without syscall tracepoints): they fire for
+//   every syscall of every task, so the program leaves first on the cheapest test (not a main thread, then not an
+//   epoll call, then not a profiled process).
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>

@@ -18,6 +18,7 @@
 
 #include "harness.h"
 #include "probes/reactor_probe.h"
+#include "probes/tracepoint_ids.h"
 #include "truth.h"
 
 using namespace std::chrono_literals;
@@ -80,11 +81,10 @@ ReactorTruth finish(Workload& w) {
 // a few microseconds inside that, in Python.
 double tick_tolerance(double seconds) { return std::max(0.10 * seconds, 0.002); }
 
-// libbpf finds a per-syscall tracepoint's id in tracefs at /sys/kernel/tracing (or under debugfs); machines and
-// containers often have it unmounted, and then the agent uses raw_syscalls. To test the per-syscall variant anyway,
-// this process moves to a mount namespace of its own (so the host's mounts stay as they are) and mounts tracefs there;
-// it stays so for the rest of the test binary, which changes nothing for the other tests but which variant an agent
-// started later picks. Empty when tracefs is there; otherwise why it could not be.
+// For the comparison with the ids the agent reads from a private mount: this process moves to a mount namespace of
+// its own (so the host's mounts stay as they are) and mounts tracefs there; it stays so for the rest of the test
+// binary, which changes nothing for the other tests but where an agent started later reads the ids. Empty when
+// tracefs is there; otherwise why it could not be.
 std::string ensure_tracefs() {
   if (std::filesystem::exists("/sys/kernel/tracing/events/syscalls")) return {};
   if (unshare(CLONE_NEWNS) != 0)
@@ -103,9 +103,6 @@ class ReactorProbeIT : public testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
-    if (GetParam() == "syscalls") {
-      if (auto why = ensure_tracefs(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
-    }
     dir_ = sp::test::make_temp_dir("sp-reactor-probe-it");
   }
   void TearDown() override {
@@ -114,11 +111,25 @@ class ReactorProbeIT : public testing::TestWithParam<std::string> {
   std::string dir_;
 };
 
+// The tracefs mounts this process sees (/proc/self/mountinfo lines of type tracefs).
+std::vector<std::string> tracefs_mounts() {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(" - tracefs ") != std::string::npos) out.push_back(line);
+  }
+  return out;
+}
+
+// The per-syscall variant attaches whether or not the host has tracefs mounted (this test machine has not), and a
+// private mount for the ids leaves the host's mounts as they were.
 TEST_P(ReactorProbeIT, CountsExactlyTheWorkloadsTicksOnItsMainThread) {
+  const auto mounts_before = tracefs_mounts();
   std::string error;
   auto probe = sp::bpf::ReactorProbe::create(error, GetParam());
   ASSERT_TRUE(probe) << error;  // a verifier rejection of our program is a failure, never a skip
   EXPECT_EQ(probe->method(), GetParam());
+  EXPECT_EQ(tracefs_mounts(), mounts_before);
 
   auto w = start_workload(dir_, "reactor_probe", 100, 2000, 1.5);
   ASSERT_TRUE(probe->add(w->pid(), error)) << error;
@@ -142,6 +153,29 @@ TEST_P(ReactorProbeIT, CountsExactlyTheWorkloadsTicksOnItsMainThread) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Hooks, ReactorProbeIT, testing::Values("syscalls", "raw_syscalls"));
+
+// The ids read through a private tracefs mount are the kernel's: the same as a tracefs mounted here shows.
+TEST(TracepointIdsIT, PrivateMountReadsTheKernelsIdsAndLeavesNoMount) {
+  if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+  const std::vector<std::string> events = {"syscalls/sys_enter_epoll_wait", "syscalls/sys_exit_epoll_wait",
+                                           "sched/sched_switch", "syscalls/sys_enter_no_such_call"};
+  const auto mounts_before = tracefs_mounts();
+  std::string error;
+  const auto ids = sp::bpf::tracepoint_ids_from_private_mount(events, error);
+  ASSERT_TRUE(ids) << error;
+  EXPECT_EQ(tracefs_mounts(), mounts_before) << "the helper's mount must stay in its own namespace";
+  ASSERT_EQ(ids->size(), events.size());
+  EXPECT_EQ(ids->back(), -1) << "an event the kernel does not have";
+
+  if (auto why = ensure_tracefs(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
+  for (std::size_t i = 0; i + 1 < events.size(); ++i) {
+    std::ifstream in("/sys/kernel/tracing/events/" + events[i] + "/id");
+    int id = -1;
+    in >> id;
+    EXPECT_GT(id, 0) << events[i];
+    EXPECT_EQ((*ids)[i], id) << events[i];
+  }
+}
 
 class ReactorAgentIT : public sp::test::AgentTest {
  protected:

@@ -10,6 +10,7 @@
 #include "core/util/log.h"
 #include "probes/map_util.h"
 #include "probes/pid_namespace_config.h"
+#include "probes/tracepoint_ids.h"
 #include "reactor.skel.h"
 
 static_assert(sizeof(reactor_proc) == 8 * (SP_TICK_BUCKETS + 6));
@@ -28,15 +29,11 @@ constexpr long kNrEpollPwait2 = SYS_epoll_pwait2;
 constexpr long kNrEpollPwait2 = -1;
 #endif
 
-// Whether libbpf can attach the per-syscall tracepoints: it reads each one's perf event id from tracefs, under
-// debugfs or at /sys/kernel/tracing. Asked first so that a host without tracefs takes raw_syscalls without loading
-// the other variant and without libbpf's warnings about it.
-bool tracefs_has_epoll_events() {
-  for (const char* root : {"/sys/kernel/debug/tracing", "/sys/kernel/tracing"}) {
-    if (access((std::string(root) + "/events/syscalls/sys_enter_epoll_wait/id").c_str(), R_OK) == 0) return true;
-  }
-  return false;
-}
+// The per-syscall tracepoints' events, in the order of the per-syscall programs in create()'s hook list.
+const std::vector<std::string> kEpollEvents = {
+    "syscalls/sys_enter_epoll_wait",   "syscalls/sys_exit_epoll_wait",   "syscalls/sys_enter_epoll_pwait",
+    "syscalls/sys_exit_epoll_pwait",   "syscalls/sys_enter_epoll_pwait2", "syscalls/sys_exit_epoll_pwait2",
+};
 
 }  // namespace
 
@@ -48,10 +45,21 @@ std::unique_ptr<ReactorProbe> ReactorProbe::create(std::string& error, const std
   for (const std::string variant : {"syscalls", "raw_syscalls"}) {
     if (!force.empty() && force != variant) continue;
     const bool per_syscall = variant == "syscalls";
-    if (per_syscall && !tracefs_has_epoll_events()) {
-      last_error = "attach reactor tracepoints (syscalls): no syscalls/sys_enter_epoll_wait in tracefs (not mounted?)";
-      log::debug("reactor: {}", last_error);
-      continue;
+    // The per-syscall tracepoints' ids, asked first so that a host where they cannot be had takes raw_syscalls
+    // without loading the other variant.
+    std::vector<int> ids;
+    std::string ids_source;
+    if (per_syscall) {
+      std::string why;
+      auto found = tracepoint_ids(kEpollEvents, ids_source, why);
+      if (!found || (*found)[0] < 0) {
+        last_error = found ? "attach reactor tracepoints (syscalls): no syscalls/sys_enter_epoll_wait in tracefs "
+                             "(a kernel without CONFIG_FTRACE_SYSCALLS)"
+                           : "attach reactor tracepoints (syscalls): their ids from " + why;
+        log::debug("reactor: {}", last_error);
+        continue;
+      }
+      ids = std::move(*found);
     }
     std::unique_ptr<ReactorProbe> p(new ReactorProbe());
     p->skel_.reset(reactor_bpf__open());
@@ -81,26 +89,34 @@ std::unique_ptr<ReactorProbe> ReactorProbe::create(std::string& error, const std
       return nullptr;
     }
     bool attached = true;
+    std::size_t next_id = 0;
     for (const auto& h : hooks) {
       if (h.per_syscall != per_syscall) continue;
-      Link link(bpf_program__attach(h.prog));
+      // Per-syscall programs by the ids read above (libbpf would look for a mounted tracefs itself), raw_syscalls
+      // by name.
+      const int id = per_syscall ? ids[next_id++] : 0;
+      std::string why;
+      Link link = !per_syscall ? Link(bpf_program__attach(h.prog))
+                  : id >= 0    ? attach_tracepoint_id(h.prog, id, why)
+                               : Link();
       if (link) {
         p->links_.push_back(std::move(link));
         continue;
       }
-      const int err = errno;
+      if (why.empty()) why = id < 0 ? "no such event in tracefs" : errno_text(errno);
       if (!h.required) {
         log::debug("reactor: {} not attached ({}): epoll_pwait2 calls are not counted", bpf_program__name(h.prog),
-                   errno_text(err));
+                   why);
         continue;
       }
       last_error = fmt::format("attach reactor tracepoint program {} ({}): {}", bpf_program__name(h.prog), variant,
-                               errno_text(err));
+                               why);
       log::debug("{}", last_error);
       attached = false;
       break;
     }
     if (!attached) continue;  // the per-syscall tracepoints are not built into this kernel: try raw_syscalls
+    if (per_syscall) log::debug("reactor: per-syscall tracepoints, their ids from {}", ids_source);
     p->method_ = variant;
     return p;
   }

@@ -18,8 +18,8 @@ namespace sp::bpf {
 
 class ReactorProbe : public agent::ReactorKernel {
  public:
-  // Loads and attaches: the per-syscall epoll tracepoints (which need tracefs mounted where libbpf looks), else
-  // raw_syscalls. `force`: "syscalls" or
+  // Loads and attaches: the per-syscall epoll tracepoints (their ids from tracefs, the host's or a private mount's:
+  // probes/tracepoint_ids.h), else raw_syscalls. `force`: "syscalls" or
   // "raw_syscalls" to use only that variant (tests); empty: the first that attaches.
   static std::unique_ptr<ReactorProbe> create(std::string& error, const std::string& force = {});
   ~ReactorProbe();
