@@ -324,7 +324,7 @@ done
 # sample, the median of the last two thirds (the first minute is warm-up), and what the memory is at the end.
 if [[ $sections == *r* ]]; then
   start_workers rss 4 --duration 3600 --query-rate 100 --gc-schedule 0:1.5,1:0.3,2:0.05 --io-rate 1
-  start_agent rss
+  agent_rescan=5s start_agent rss
   wait_attached 4
   open_gate rss
   rss_series=()
