@@ -89,7 +89,8 @@ class GcAgentIT : public sp::test::AgentTest {
       return v == 1.0 && pid.has_value();
     };
     EXPECT_TRUE(sp::test::wait_for(attached, 10s)) << "not attached by " << method << "\n" << agent_log();
-    std::this_thread::sleep_for(1200ms);  // one kernel poll of the agent (every second)
+    // One read of the kernel maps (once a second) that started after this point: what came before the gate is in.
+    EXPECT_TRUE(agent_.wait_rounds(1)) << agent_log();
     Counters before = counters(w.spec().name);
     std::ofstream(gate(w.spec().name)).put('\n');
     return before;

@@ -196,7 +196,8 @@ TEST(PodLabelsIT, WorkersInKubepodsCgroupsCarryPodNamespaceAndContainer) {
   };
   ASSERT_TRUE(sp::test::wait_for([&] { return attached(labels_a) && attached(labels_b); }, 15s))
       << agent.log() << "\n" << agent.metrics();
-  std::this_thread::sleep_for(1200ms);  // one kernel poll: collections before the gate (start-up) are counted now
+  // One read of the kernel maps started after this point: collections before the gate (start-up) are counted now.
+  ASSERT_TRUE(agent.wait_rounds(1)) << agent.log();
   auto gen0 = [&](std::map<std::string, std::string> l) {
     l["generation"] = "0";
     return sp::test::metric_value(agent.metrics(), "synapse_profiler_gc_pause_seconds_count", l).value_or(0);
