@@ -92,7 +92,7 @@ const char* cause_colour(const std::string& cause) {
 
 // One worker's wall time as a horizontal bar of disjoint segments (inline SVG), labelled where wide enough.
 std::string svg_time_bar(const WorkerSummary& w) {
-  constexpr int kWidth = 900, kHeight = 30;
+  constexpr int kWidth = 760, kHeight = 30;
   std::string svg = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"bar\" width=\"{}\" height=\"{}\" role=\"img\" "
       "aria-label=\"where the wall time of {} went\">",
@@ -151,7 +151,8 @@ li{margin:.3em 0}.none{color:#888}.note{color:#555;max-width:60em;font-size:.9em
 table.bars td,table.bars th{border:none;padding:.2em .6em .2em 0;vertical-align:middle}
 .legend span{margin-right:1.2em;white-space:nowrap}
 .legend i,#slowest i{display:inline-block;width:.9em;height:.9em;margin-right:.35em;vertical-align:-.1em}
-td.q code{font-size:.8em;color:#444}
+td.q code{font-size:.75em;color:#444}#slowest td,#slowest th{white-space:nowrap}#slowest td.q{white-space:normal}
+table.bars th.l{font-family:monospace;white-space:nowrap;background:none}.fig{font-size:.8em;color:#444;white-space:nowrap}
 </style></head><body>
 )";
   h += fmt::format("<h1>synapse-profiler recording</h1><p>{:.1f} s from {}; {} events in the trace{}.</p>\n",
@@ -170,8 +171,13 @@ td.q code{font-size:.8em;color:#444}
          "call in flight outside execution; then a disk request it caused); the rest is its Python code, the reactor "
          "and idle time.</p>\n<table class=\"bars\">\n";
     for (const auto& w : s.workers) {
-      h += fmt::format("<tr><th class=\"l\">{}</th><td class=\"l\">{}</td></tr>\n", html_escape(w.worker.worker),
-                       svg_time_bar(w));
+      std::string figures;
+      for (const auto& t : w.time_bar) {
+        if (t.cause == "other") continue;
+        figures += fmt::format("{}{} {}", figures.empty() ? "" : " · ", html_escape(t.cause), pct(t.share));
+      }
+      h += fmt::format("<tr><th class=\"l\">{}</th><td class=\"l\">{}</td><td class=\"l fig\">{}</td></tr>\n",
+                       html_escape(w.worker.worker), svg_time_bar(w), figures);
     }
     h += "</table>\n" + time_bar_legend(s);
   }
@@ -191,13 +197,13 @@ td.q code{font-size:.8em;color:#444}
          "event, \"recording start\"): in Perfetto or chrome://tracing zoom to it on the worker's track. In Perfetto "
          "the query finds the slice itself: type <code>:</code> in the search box (query mode) and paste it.</p>\n"
          "<table id=\"slowest\"><tr><th>at (s)</th><th>lasted</th><th class=\"l\">worker</th><th class=\"l\">what</th>"
-         "<th class=\"l\">Perfetto query</th></tr>\n";
+         "<th class=\"l\">Perfetto query (trace time in ns)</th></tr>\n";
     int n = 0;
     for (const auto& [w, m] : moments) {
       const auto at_ns = static_cast<long long>(std::llround(m->at_s * 1e9));
       h += fmt::format("<tr id=\"slow-{}\"><td>{:.6f}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">"
                        "<i style=\"background:{}\"></i>{}</td><td class=\"l q\"><code>select id, ts, dur, name from "
-                       "slice where ts between {} and {} order by dur desc limit 3</code></td></tr>\n",
+                       "slice where ts between {} and {}</code></td></tr>\n",
                        ++n, m->at_s, ms(m->duration_s), html_escape(w->worker.worker), cause_colour(m->cause),
                        html_escape(m->what), std::max(0LL, at_ns - 1000), at_ns + 1000);
     }
