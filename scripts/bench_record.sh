@@ -25,7 +25,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 [[ $(id -u) -eq 0 ]] || { echo "needs root (BPF)" >&2; exit 1; }
-for tool in ss jq; do command -v "$tool" >/dev/null || { echo "$tool not found (run scripts/setup.sh)" >&2; exit 1; }; done
+for tool in ss gzip; do command -v "$tool" >/dev/null || { echo "$tool not found (run scripts/setup.sh)" >&2; exit 1; }; done
 build=${SP_BUILD_DIR:-$SP_ROOT/build}
 bin=${binary:-$build/synapse-profiler}
 [[ -x $bin ]] || { echo "no $bin: build first" >&2; exit 1; }
@@ -87,33 +87,53 @@ done
 touch "$work/gate"
 t0=$SECONDS
 rss=()
+tick=0
 while kill -0 "$rec_pid" 2>/dev/null; do
-  sleep 10
-  # Sampled while recording (the end's writing of the report is in VmHWM).
+  sleep 1
+  tick=$((tick + 1))
+  [[ $((tick % 10)) -eq 0 ]] || continue
+  # Sampled every 10 s while recording (the end's writing of the report is in VmHWM).
   kb=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$rec_pid/status" 2>/dev/null || true)
   [[ -n $kb ]] && rss+=("$((SECONDS - t0))s:$((kb / 1024))MB")
   hwm=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$rec_pid/status" 2>/dev/null || echo "${hwm:-0}")
+  cpu=$(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$rec_pid/stat" 2>/dev/null || echo "${cpu:-0}")
 done
 wait "$rec_pid" && status=0 || status=$?
 rec_pid=
+# The workers stop with the recording, so that their own count covers about its span.
+elapsed=$((SECONDS - t0))
+for p in "${worker_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+for p in "${worker_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+worker_pids=()
 [[ $status -eq 0 ]] || { tail -n 20 "$work/record.log" >&2; echo "record exited with $status" >&2; exit 1; }
 
 trace=$work/out/trace.json.gz
 [[ -f $trace ]] || trace=$work/out/trace.json
 bytes=$(stat -c %s "$trace")
+# The event count from the trace's otherData (at its end now, at its start in older builds); the JSON is checked by
+# Python's parser (streamed from the file: jq would hold a 10-minute trace's objects in memory).
 if [[ $trace == *.gz ]]; then
   gzip -t "$trace" || { echo "the gzip stream is not intact" >&2; exit 1; }
   json_bytes=$(gzip -dc "$trace" | wc -c)
-  events=$(gzip -dc "$trace" | jq '.otherData.events')
-else
-  json_bytes=$bytes
-  events=$(jq '.otherData.events' "$trace")
 fi
+read -r events json_check < <("$python" - "$trace" <<'PY'
+import gzip, json, sys
+path = sys.argv[1]
+with (gzip.open if path.endswith(".gz") else open)(path, "rt") as f:
+    doc = json.load(f)
+print(doc["otherData"]["events"], f"parsed:{len(doc['traceEvents'])}_trace_events")
+PY
+)
+[[ $trace == *.gz ]] || json_bytes=$bytes
 calls=$(cat "$work"/rec-*.jsonl | grep -c '"type": *"query"' || true)
 echo "VmRSS while recording: ${rss[*]}"
-echo "peak VmRSS (VmHWM, includes writing the report): $((hwm / 1024)) MB"
+echo "peak VmRSS (VmHWM, includes writing the report): $((hwm / 1024)) MB; CPU (utime+stime) while recording:" \
+     "$(awk -v t="$cpu" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz}') s; JSON check: $json_check"
 echo "trace: $(basename "$trace") $bytes bytes ($(awk -v b="$bytes" 'BEGIN {printf "%.1f", b / 1048576}') MB)," \
      "$events events, $(awk -v b="$bytes" -v e="$events" 'BEGIN {printf "%.1f", b / e}') bytes per event;" \
      "uncompressed JSON $json_bytes bytes ($(awk -v b="$json_bytes" -v e="$events" 'BEGIN {printf "%.1f", b / e}') per event)"
-echo "workload: $calls statements executed (workers' own count), $(awk -v c="$calls" -v s="$seconds" 'BEGIN {printf "%.0f", c / s}')/s"
+echo "recorded: $(awk -v e="$events" -v s="$seconds" 'BEGIN {printf "%.0f", e / s}') events/s written to the trace" \
+     "over the ${seconds} s"
+echo "workload: $calls statements executed (workers' own count) in ${elapsed} s from the gate to the workers' stop," \
+     "$(awk -v c="$calls" -v s="$elapsed" 'BEGIN {printf "%.0f", c / s}')/s"
 grep -E "recording ended|trace stopped" "$work/record.log" || true
