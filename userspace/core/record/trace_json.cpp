@@ -144,7 +144,7 @@ void TraceStream::slice(int pid, std::uint64_t tid, std::string_view name, const
   const std::uint64_t s = std::max(start_ns, start_ns_);
   const std::uint64_t e = std::max(end_ns, s);
   std::string body = fmt::format(R"({{"ph":"X","cat":"{}","name":{},"pid":{},"tid":{},"ts":{},"dur":{})", cat,
-                                 json_quote(std::string(name)), pid, tid, ts(s), ts(start_ns_ + (e - s)));
+                                 json_quote(name), pid, tid, ts(s), ts(start_ns_ + (e - s)));
   if (!args.empty()) {
     body += R"(,"args":{)";
     body += args;
