@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <zlib.h>
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -19,7 +21,45 @@ using sp::test::WorkloadSpec;
 
 namespace {
 
-nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(sp::test::read_text(path)); }
+// trace.json.gz decompressed; fails the test unless the gzip stream is complete (closed properly).
+std::string gunzip(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  EXPECT_NE(f, nullptr) << path;
+  if (f == nullptr) return "";
+  std::string out;
+  char buf[65536];
+  int n;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  int err = Z_OK;
+  const char* msg = gzerror(f, &err);
+  EXPECT_TRUE(n == 0 && err == Z_OK) << "truncated or corrupt gzip stream: " << (msg ? msg : "");
+  gzclose(f);
+  return out;
+}
+
+nlohmann::json read_trace(const std::string& path) { return nlohmann::json::parse(gunzip(path)); }
+
+// Chromium's own JSON parser (V8's JSON.parse, what chrome://tracing's importer starts with) on the decompressed
+// trace, in headless Chromium: the page parses the embedded trace and prints what it found.
+std::string chromium_parse(const std::string& json, const std::string& dir) {
+  std::string embedded;
+  embedded.reserve(json.size());
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    embedded += json[i];
+    if (json[i] == '<' && i + 1 < json.size() && json[i + 1] == '/') embedded += '\\';  // "<\/" in JSON is "</"
+  }
+  const std::string page = dir + "/parse_trace.html";
+  std::ofstream(page) << "<!DOCTYPE html><html><body><script type=\"application/json\" id=\"t\">" << embedded
+                      << "</script><pre id=\"out\"></pre><script>"
+                         "let r;try{const t=JSON.parse(document.getElementById('t').textContent);"
+                         "const ev=t.traceEvents;let x=0;for(const e of ev){if(e.ph==='X'&&typeof e.ts==='number'&&"
+                         "typeof e.dur==='number')x++;}"
+                         "r='parsed events='+ev.length+' slices='+x+' written='+t.otherData.events;}"
+                         "catch(e){r='error '+e;}document.getElementById('out').textContent=r;</script></body></html>";
+  auto out = sp::test::run_command({"/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                                    "--dump-dom", "file://" + page});
+  return out.out;
+}
 
 class RecordIT : public ::testing::Test {
  protected:
@@ -101,7 +141,7 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   ASSERT_EQ(gate.size(), 1u);
   const std::int64_t gate_ns = *gate.front().integer("open_ns");
 
-  auto trace = read_json(out_ + "/trace.json");
+  auto trace = read_trace(out_ + "/trace.json.gz");
   auto by = slices(trace);
   const std::string proc = "worker rec_worker (synapse.app.generic_worker)";
   // GC: every collection, with durations close to the workload's own timing of each.
@@ -142,7 +182,7 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
     if (*q.integer("start_ns") < gate_ns) continue;
     truth_desc[*q.text("desc")] += 1 + (q.line.find("\"begin\":true") != std::string::npos);
   }
-  for (const auto& s : client_slices) ++trace_desc[s["args"]["desc"].get<std::string>()];
+  for (const auto& s : client_slices) ++trace_desc[s["args"].value("desc", std::string())];
   EXPECT_EQ(trace_desc, truth_desc);
   EXPECT_NE(sp::test::read_text(out_ + "/summary.txt").find("transaction "), std::string::npos);
   EXPECT_LE(trace_client_us, truth_exec_us);
@@ -177,6 +217,23 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   ASSERT_TRUE(std::regex_search(summary, m, std::regex("lock waits ([0-9]+) "))) << summary;
   EXPECT_EQ(std::stoul(m[1]), lock_slices.size());
   const std::string report = sp::test::read_text(out_ + "/report.html");
+  // The picture comes first: the worker's time bar (its GC segment as large as the summary's share) before the
+  // tables, then the slowest moments, whose times are the trace's (a GC pause of the trace at the same time).
+  const auto bar = report.find("data-cause=\"gc\"");
+  ASSERT_NE(bar, std::string::npos) << "a GC segment in the time bar";
+  EXPECT_LT(bar, report.find("<table><tr><th class=\"l\"></th><th>count</th>"));
+  ASSERT_TRUE(std::regex_search(report, m, std::regex("<tr id=\"slow-1\"><td>([0-9.]+)</td><td>([0-9.]+) ms</td>")))
+      << "the slowest moments table";
+  {
+    const double at_us = std::stod(m[1]) * 1e6, dur_us = std::stod(m[2]) * 1e3;
+    bool in_trace = false;
+    for (const auto& [key, list] : by) {
+      for (const auto& sl : list) {
+        in_trace |= std::abs(sl["ts"].get<double>() - at_us) < 1.5 && std::abs(sl["dur"].get<double>() - dur_us) < 10;
+      }
+    }
+    EXPECT_TRUE(in_trace) << "the slowest moment at " << m[1] << " s, " << m[2] << " ms, is a slice of the trace";
+  }
   EXPECT_NE(report.find("<td class=\"l\">GC pauses</td><td>" + std::to_string(gcs.size()) + "</td>"),
             std::string::npos);
   EXPECT_EQ(sp::test::metric_value(agent.metrics(), "synapse_profiler_gc_pause_seconds_count",
@@ -186,7 +243,7 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   // The report renders in a real browser: a screenshot that is not blank.
   const std::string png = dir_ + "/report.png";
   auto shot = sp::test::run_command({"/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                                     "--hide-scrollbars", "--window-size=1280,1600", "--screenshot=" + png,
+                                     "--hide-scrollbars", "--window-size=1280,900", "--screenshot=" + png,
                                      "file://" + out_ + "/report.html"});
   ASSERT_TRUE(std::filesystem::exists(png)) << shot.out;
   auto pixels = sp::test::run_command(
@@ -200,6 +257,12 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   in >> dark >> total;
   EXPECT_GT(total, 0);
   EXPECT_GT(dark / total, 0.005) << "text and charts darken the page";
+  // Chromium parses the decompressed trace.
+  const std::string parsed = chromium_parse(gunzip(out_ + "/trace.json.gz"), dir_);
+  EXPECT_NE(parsed.find("parsed events="), std::string::npos) << parsed;
+  EXPECT_NE(parsed.find("written=" + std::to_string(trace["otherData"]["events"].get<std::size_t>())),
+            std::string::npos)
+      << parsed;
   EXPECT_TRUE(agent.stop());
 }
 
@@ -210,17 +273,19 @@ TEST_F(RecordIT, CtrlCStillWritesEverythingAndTheCapHolds) {
   std::this_thread::sleep_for(2s);
   auto st = rec.stop(SIGINT, 20s);
   ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << log();
-  for (const char* f : {"trace.json", "report.html", "summary.txt"}) {
+  for (const char* f : {"trace.json.gz", "report.html", "summary.txt"}) {
     EXPECT_GT(std::filesystem::file_size(out_ + "/" + f), 100u) << f;
   }
-  auto trace = read_json(out_ + "/trace.json");
+  // Ended by SIGINT mid-recording: the gzip stream is complete and the JSON well formed.
+  auto trace = read_trace(out_ + "/trace.json.gz");
   EXPECT_EQ(trace["otherData"]["events"], 40);
   EXPECT_GT(trace["otherData"]["dropped"].get<int>(), 0);
   std::size_t x = 0;
   for (const auto& e : trace["traceEvents"]) x += e["ph"] == "X" && e["name"] != "device";
   EXPECT_EQ(x, 40u);
-  EXPECT_NE(sp::test::read_text(out_ + "/summary.txt").find("dropped"), std::string::npos);
-  EXPECT_NE(log().find("SIGINT"), std::string::npos) << log();
+  EXPECT_NE(sp::test::read_text(out_ + "/summary.txt").find("stopped after 40 events, "), std::string::npos)
+      << sp::test::read_text(out_ + "/summary.txt");
+  EXPECT_NE(log().find("recording ended by SIGINT: the trace stopped after 40 events"), std::string::npos) << log();
 }
 
 TEST(RecordCli, NeedsAnOutputDirectory) {

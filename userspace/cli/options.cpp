@@ -7,6 +7,7 @@
 #include <regex>
 #include <sstream>
 
+#include "core/record/recording.h"  // kDefaultMaxEvents
 #include "core/util/duration.h"
 
 namespace po = boost::program_options;
@@ -23,7 +24,7 @@ Commands:
   workers   list the Synapse processes found on this host and what would be probed
   doctor    check privileges, kernel features and every discovered process; exit 0 only if all needed checks pass
   record    a deep-dive session: record every GC pause, query and disk request for --duration, then write a trace
-            (trace.json for Perfetto / chrome://tracing), report.html and summary.txt to --output DIR
+            (trace.json.gz for Perfetto / chrome://tracing), report.html and summary.txt to --output DIR
 
 'synapse-profiler COMMAND --help' explains every option of a command.
 )";
@@ -122,15 +123,16 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
   switch (o.command) {
     case Command::Record:
       specific.add_options()("output,o", po::value(&o.output_dir),
-                             "directory to write trace.json, report.html and summary.txt to (created if missing; "
+                             "directory to write trace.json.gz, report.html and summary.txt to (created if missing; "
                              "required)")
           ("duration", po::value(&raw.duration)->default_value("60s"),
            "how long to record; Ctrl-C ends earlier and still writes everything")
           ("workers", po::value(&raw.workers)->composing(),
            "record only these workers (names as `workers` prints them, comma-separated or repeated); default: all")
-          ("max-events", po::value(&o.max_events)->default_value(1'000'000),
-           "cap on recorded events (GC pauses, queries, lock waits, disk requests; about 200 bytes each); later "
-           "events are counted as dropped, not recorded");
+          ("max-events", po::value(&o.max_events)->default_value(kDefaultMaxEvents),
+           "cap on events written to the trace (GC pauses, queries, lock waits, disk requests; about 20 bytes each "
+           "compressed); later events are not written but still counted in the summary and report, which say how "
+           "many were cut");
       [[fallthrough]];
     case Command::Run:
       if (o.command == Command::Run) {

@@ -40,7 +40,7 @@ struct CliOptions {
   std::chrono::nanoseconds record_duration = std::chrono::seconds(60);
   std::string output_dir;
   std::vector<std::string> record_workers;  // worker names; empty: all
-  std::size_t max_events = 1'000'000;
+  std::size_t max_events = 10'000'000;  // kDefaultMaxEvents (core/record/recording.h)
   // workers
   bool json = false;
   // logging

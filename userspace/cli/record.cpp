@@ -15,8 +15,8 @@
 #include "core/record/recording.h"
 #include "core/record/report_html.h"
 #include "core/record/summary.h"
-#include "core/record/trace_json.h"
 #include "core/record/recording_sink.h"
+#include "core/record/trace_json.h"
 #include "core/util/clock.h"
 #include "core/util/log.h"
 
@@ -33,7 +33,7 @@ bool output_writable(const std::string& dir) {
     log::error("cannot create the output directory {}: {}", dir, ec ? ec.message() : "not a directory");
     return false;
   }
-  for (const char* name : {"trace.json", "report.html", "summary.txt"}) {
+  for (const char* name : {"trace.json.gz", "report.html", "summary.txt"}) {
     std::ofstream probe(fs::path(dir) / name, std::ios::app);
     if (!probe) {
       log::error("cannot write {} in {}", name, dir);
@@ -72,9 +72,9 @@ std::string wait_for_end(const CliOptions& o, sigset_t& stop_signals, const Reco
   return ended_by;
 }
 
-bool write_outputs(const std::string& dir, const Recording& rec) {
+bool write_outputs(const std::string& dir, const Recording& rec, bool trace_ok) {
   const RecordingSummary summary = summarize(rec);
-  bool ok = true;
+  bool ok = trace_ok;
   auto write = [&](const char* name, const std::function<void(std::ostream&)>& body) {
     const fs::path path = fs::path(dir) / name;
     std::ofstream out(path, std::ios::trunc);
@@ -85,12 +85,11 @@ bool write_outputs(const std::string& dir, const Recording& rec) {
       ok = false;
     }
   };
-  write("trace.json", [&](std::ostream& o) { write_trace_json(rec, o); });
   write("report.html", [&](std::ostream& o) { o << render_report_html(summary); });
   const std::string text = render_summary_text(summary);
   write("summary.txt", [&](std::ostream& o) { o << text; });
-  fmt::print("{}\nWrote {}/trace.json (open in https://ui.perfetto.dev or chrome://tracing), {}/report.html and "
-             "{}/summary.txt\n",
+  fmt::print("{}\nWrote {}/trace.json.gz (open it as it is in https://ui.perfetto.dev or chrome://tracing), "
+             "{}/report.html and {}/summary.txt\n",
              text, dir, dir, dir);
   return ok;
 }
@@ -105,7 +104,17 @@ int run_record(const CliOptions& options) {
 
   auto loop = start_profiling(options, /*keep_fingerprints=*/true);
   if (!loop) return 1;
+  // The trace goes to disk as the events arrive; only the summary's aggregates stay in memory.
+  const std::string trace_path = (fs::path(options.output_dir) / "trace.json.gz").string();
+  std::string error;
+  auto trace_file = GzipTraceOutput::open(trace_path, error);
+  if (!trace_file) {
+    log::error("{}", error);
+    return 1;
+  }
+  TraceStream trace(*trace_file);
   Recording rec(options.max_events);
+  rec.set_trace(&trace);
   rec.start(monotonic_ns(), std::chrono::system_clock::now());
   RecordingSink sink(rec, wanted);
   loop->add_sink(&sink);
@@ -123,9 +132,17 @@ int run_record(const CliOptions& options) {
   loop->stop();  // its last poll adds what ended before the finish and is still in the ring buffers
   loop.reset();
 
-  log::info("recording ended by {}: {} events ({} dropped at the cap of {}); writing {}", ended_by, rec.events(),
-            rec.dropped(), rec.max_events(), options.output_dir);
-  return write_outputs(options.output_dir, rec) ? 0 : 1;
+  // The JSON is closed and the gzip stream ended properly however the recording ended (duration, SIGINT, SIGTERM).
+  const bool trace_ok = trace.finish(rec.events(), rec.dropped(), rec.max_events(), error);
+  if (!trace_ok) log::error("{}", error);
+  if (rec.cap_reached()) {
+    log::warn("recording ended by {}: the trace stopped after {} events (--max-events); {} events not written to "
+              "trace.json.gz (the summary and report still count them)",
+              ended_by, rec.events(), rec.dropped());
+  } else {
+    log::info("recording ended by {}: {} events written to trace.json.gz", ended_by, rec.events());
+  }
+  return write_outputs(options.output_dir, rec, trace_ok) ? 0 : 1;
 }
 
 }  // namespace sp::cli

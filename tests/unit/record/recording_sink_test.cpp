@@ -5,8 +5,14 @@
 #include <set>
 #include <string>
 
+#include <map>
+#include <nlohmann/json.hpp>
+#include <vector>
+
 #include "core/model/db_stats.h"
 #include "core/record/recording_sink.h"
+#include "core/record/summary.h"
+#include "sample_recording.h"
 
 namespace {
 
@@ -82,39 +88,71 @@ void feed(sp::EventSink& sink, const sp::WorkerLabels& w) {
 
 }  // namespace
 
+namespace {
+
+// The trace a recording wrote, parsed back: its slices per category, and its counter events.
+struct Written {
+  std::map<std::string, std::vector<nlohmann::json>> slices;  // by category
+  std::vector<nlohmann::json> counters;
+  std::set<std::string> processes;
+};
+Written written(const std::string& text) {
+  Written w;
+  auto doc = nlohmann::json::parse(text);
+  for (const auto& e : doc["traceEvents"]) {
+    if (e["ph"] == "X") w.slices[e["cat"]].push_back(e);
+    if (e["ph"] == "C") w.counters.push_back(e);
+    if (e["ph"] == "M" && e["name"] == "process_name") w.processes.insert(e["args"]["name"]);
+  }
+  return w;
+}
+
+}  // namespace
+
 TEST(RecordingSink, KeepsOnlyTheNamedWorkersAndCopiesEveryField) {
+  sp::test::StringTrace trace;
   sp::Recording recording;
+  recording.set_trace(trace.stream());
   recording.start(kT0, std::chrono::system_clock::now());
   sp::RecordingSink sink(recording, {"synchrotron1"});
   feed(sink, kSync);
   feed(sink, kMain);
   feed(sink, sp::kOtherWorker);
+  recording.finish(kT0 + 1000 * kMs);
+  const Written w = written(trace.finish(recording));
 
-  ASSERT_EQ(recording.gcs().size(), 1u);
-  const auto& g = recording.gcs()[0];
-  EXPECT_EQ(g.worker, kSync);
-  EXPECT_EQ(g.tgid, 100u);
-  EXPECT_EQ(g.tid, 101u);
-  EXPECT_EQ(g.start_ns, kT0 + 10 * kMs);
-  EXPECT_EQ(g.end_ns, kT0 + 20 * kMs);
-  EXPECT_EQ(g.generation, 2);
-  EXPECT_EQ(g.collected, 1234);
-  ASSERT_EQ(recording.queries().size(), 2u);
-  EXPECT_FALSE(recording.queries()[0].server_side);
-  EXPECT_TRUE(recording.queries()[1].server_side);
-  EXPECT_EQ(recording.queries()[1].worker, kSync);
-  ASSERT_EQ(recording.lock_waits().size(), 1u);
-  const auto& l = recording.lock_waits()[0];
-  EXPECT_EQ(l.worker, kSync);
-  EXPECT_EQ(l.backend, 900u);
-  EXPECT_EQ(l.start_ns, kT0 + 32 * kMs);
-  EXPECT_EQ(l.end_ns, kT0 + 35 * kMs);
-  ASSERT_EQ(recording.ios().size(), 1u);
-  EXPECT_EQ(recording.ios()[0].worker, kSync);
-  ASSERT_EQ(recording.scrapes().size(), 1u);
-  EXPECT_EQ(recording.scrapes()[0].worker, kSync);
-  EXPECT_EQ(recording.scrapes()[0].at_ns, kT0 + 100 * kMs);
-  EXPECT_EQ(recording.scrapes()[0].counters.query_time_sum, 2.5);
+  EXPECT_EQ(w.processes, (std::set<std::string>{"worker synchrotron1 (synapse.app.generic_worker)",
+                                                "PostgreSQL for synchrotron1", "disk vda"}));
+  ASSERT_EQ(w.slices.at("gc").size(), 1u);
+  const auto& g = w.slices.at("gc")[0];
+  EXPECT_EQ(g["name"], "gc gen 2");
+  EXPECT_DOUBLE_EQ(g["ts"].get<double>(), 10'000);
+  EXPECT_DOUBLE_EQ(g["dur"].get<double>(), 10'000);
+  EXPECT_EQ(g["args"]["generation"], 2);
+  EXPECT_EQ(g["args"]["collected"], 1234);
+  ASSERT_EQ(w.slices.at("db_client").size(), 1u);
+  EXPECT_EQ(w.slices.at("db_client")[0]["tid"], 102);
+  ASSERT_EQ(w.slices.at("db_server").size(), 1u);
+  EXPECT_EQ(w.slices.at("db_server")[0]["tid"], 900);
+  ASSERT_EQ(w.slices.at("db_lock").size(), 1u);
+  EXPECT_DOUBLE_EQ(w.slices.at("db_lock")[0]["ts"].get<double>(), 32'000);
+  EXPECT_DOUBLE_EQ(w.slices.at("db_lock")[0]["dur"].get<double>(), 3'000);
+  ASSERT_EQ(w.slices.at("disk").size(), 2u) << "the request and its device stage";
+  EXPECT_EQ(w.slices.at("disk")[0]["args"]["worker"], "synchrotron1");
+  ASSERT_EQ(w.counters.size(), 1u);
+  EXPECT_DOUBLE_EQ(w.counters[0]["ts"].get<double>(), 100'000);
+  EXPECT_DOUBLE_EQ(w.counters[0]["args"]["seconds"].get<double>(), 2.5);
+
+  // The summary saw the same events.
+  const auto s = sp::summarize(recording);
+  ASSERT_EQ(s.workers.size(), 1u);
+  EXPECT_EQ(s.workers[0].worker, kSync);
+  EXPECT_EQ(s.workers[0].gc.count, 1u);
+  EXPECT_EQ(s.workers[0].gc_per_generation.at(2), 1u);
+  EXPECT_EQ(s.workers[0].client.count, 1u);
+  EXPECT_EQ(s.workers[0].server.count, 1u);
+  EXPECT_EQ(s.workers[0].lock_waits.count, 1u);
+  EXPECT_EQ(s.workers[0].io_requests, 1u);
 
   const auto c = sink.counts();
   EXPECT_EQ(c.gc, 1u);
@@ -125,15 +163,19 @@ TEST(RecordingSink, KeepsOnlyTheNamedWorkersAndCopiesEveryField) {
 }
 
 TEST(RecordingSink, WithNoWorkerNamedKeepsEveryWorkerButOther) {
+  sp::test::StringTrace trace;
   sp::Recording recording;
+  recording.set_trace(trace.stream());
   recording.start(kT0, std::chrono::system_clock::now());
   sp::RecordingSink sink(recording, {});
   feed(sink, kSync);
   feed(sink, kMain);
   feed(sink, sp::kOtherWorker);
   EXPECT_EQ(recording.events(), 10u);  // five per worker
-  EXPECT_EQ(recording.scrapes().size(), 2u);
-  for (const auto& q : recording.queries()) EXPECT_NE(q.worker, sp::kOtherWorker);
+  const Written w = written(trace.finish(recording));
+  EXPECT_EQ(w.counters.size(), 2u);
+  for (const auto& p : w.processes) EXPECT_EQ(p.find(sp::kOtherWorker.worker), std::string::npos) << p;
+  EXPECT_EQ(w.processes.size(), 5u);  // two workers, their PostgreSQL backends, the disk
   const auto c = sink.counts();
   EXPECT_EQ(c.gc + c.queries + c.server + c.io, 10u);
 }

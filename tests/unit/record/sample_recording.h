@@ -6,9 +6,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <sstream>
 #include <string>
 
 #include "core/record/recording.h"
+#include "core/record/trace_json.h"
 
 namespace sp::test {
 
@@ -58,8 +60,10 @@ inline sp::IoEvent io(const sp::WorkerLabels& w, std::uint64_t start_ms, std::ui
   return e;
 }
 
-inline sp::Recording sample() {
+// With `trace`, the events are also written to it (its finish() is the caller's).
+inline sp::Recording sample(sp::TraceStream* trace = nullptr) {
   sp::Recording r;
+  r.set_trace(trace);
   r.start(kT0, std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000)));
   // synchrotron1: two pauses of 100 ms; a 300 ms query that a pause covers for 100 ms; a second thread's query.
   EXPECT_TRUE(r.add_gc(gc(kSync, 100, 200)));
@@ -87,5 +91,23 @@ inline sp::Recording sample() {
   r.finish(kT0 + 1000 * kMs);
   return r;
 }
+
+// A recording's trace written uncompressed into a string, for tests to parse.
+class StringTrace {
+ public:
+  StringTrace() : out_(text_), stream_(out_) {}
+  sp::TraceStream* stream() { return &stream_; }
+  // Finishes the trace with the recording's counts and returns its text.
+  std::string finish(const sp::Recording& r) {
+    std::string error;
+    EXPECT_TRUE(stream_.finish(r.events(), r.dropped(), r.max_events(), error)) << error;
+    return text_.str();
+  }
+
+ private:
+  std::ostringstream text_;
+  sp::OstreamTraceOutput out_;
+  sp::TraceStream stream_;
+};
 
 }  // namespace sp::test

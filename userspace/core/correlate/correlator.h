@@ -47,6 +47,7 @@ class IntervalUnion {
   void forget_before(std::uint64_t t);  // drops what ends at or before t
   std::uint64_t covered(std::uint64_t from, std::uint64_t to) const;  // length of the union inside [from, to)
   std::size_t size() const { return v_.size(); }
+  const std::vector<std::pair<std::uint64_t, std::uint64_t>>& intervals() const { return v_; }  // sorted, disjoint
   std::uint64_t bridged_ns() const { return bridged_ns_; }
 
  private:

@@ -10,6 +10,7 @@
 
 #include "core/correlate/overlap.h"
 #include "core/record/record_format.h"
+#include "core/record/recording.h"
 
 namespace sp {
 
@@ -37,129 +38,165 @@ Distribution distribution_of(std::vector<double> v) {
   return d;
 }
 
-RecordingSummary summarize(const Recording& r) {
+namespace {
+
+// The time bar's causes in priority order: at each moment the first active one owns it. A GC pause stops every
+// thread of the worker (the collector holds the GIL); PostgreSQL executing one of its statements is the most specific
+// explanation of a database wait; then a database call in flight outside execution (network, pool, libpq, locks);
+// then a disk request the worker or its backends caused. New causes (reactor, thread states) slot in by priority.
+enum TimeCause : std::size_t { kGcCause = 0, kServerCause, kClientCause, kDiskCause, kTimeCauses };
+constexpr const char* kCauseKey[] = {"gc", "db_server", "db_client", "disk"};
+constexpr const char* kCauseLabel[] = {"GC pauses", "PostgreSQL executing its statements",
+                                       "database call in flight, not executing", "disk requests"};
+
+}  // namespace
+
+SummaryBuilder::Worker::Worker(std::uint64_t from_ns) : timeline(kTimeCauses, from_ns) {}
+
+SummaryBuilder::Worker& SummaryBuilder::worker(const WorkerLabels& w) {
+  auto it = workers_.find(w);
+  if (it == workers_.end()) it = workers_.emplace(w, Worker(from_ns_)).first;
+  return it->second;
+}
+
+void SummaryBuilder::gc(const GcPause& g) {
+  Worker& a = worker(g.worker);
+  const std::uint64_t start = std::max(g.start_ns, from_ns_);
+  a.gc.add(seconds(g.start_ns, g.end_ns));
+  ++a.per_gen[g.generation];
+  a.timeline.add(kGcCause, start, g.end_ns);
+  a.overlap_ns += overlap_.add_pause(g.tgid, g.start_ns, g.end_ns);
+  a.slowest.offer(g.end_ns > start ? g.end_ns - start : 0, [&] {
+    return SlowMoment{"gc", g.generation < 0 ? "GC pause" : fmt::format("GC pause, generation {}", g.generation),
+                      start, g.end_ns, g.tid};
+  });
+}
+
+void SummaryBuilder::query(const QueryEvent& q) {
+  Worker& a = worker(q.worker);
+  const std::uint64_t start = std::max(q.start_ns, from_ns_);
+  const double d = seconds(q.start_ns, q.end_ns);
+  if (q.server_side) {
+    a.server.add(d);
+    a.timeline.add(kServerCause, start, q.end_ns);
+    a.slowest.offer(q.end_ns > start ? q.end_ns - start : 0, [&] {
+      return SlowMoment{"db_server", "PostgreSQL executing " + query_name(q), start, q.end_ns, q.tid};
+    });
+    return;
+  }
+  a.client.add(d);
+  a.timeline.add(kClientCause, start, q.end_ns);
+  a.overlap_ns += overlap_.add_query(q.tgid, q.start_ns, q.end_ns);
+  auto& st = a.statements[q.fingerprint.empty() ? query_name(q) : q.fingerprint];
+  if (st.time.count() == 0) {
+    st.verb = q.verb;
+    st.table = q.table;
+  }
+  st.time.add(d);
+  a.transactions[q.desc.empty() ? "unattributed" : q.desc].add(d);
+  a.slowest.offer(q.end_ns > start ? q.end_ns - start : 0, [&] {
+    return SlowMoment{"db_client", q.desc.empty() ? query_name(q) : q.desc + ": " + query_name(q), start, q.end_ns,
+                      q.tid};
+  });
+}
+
+void SummaryBuilder::lock_wait(const LockWait& l) {
+  Worker& a = worker(l.worker);
+  a.locks.add(seconds(l.start_ns, l.end_ns));
+  const std::uint64_t start = std::max(l.start_ns, from_ns_);
+  a.slowest.offer(l.end_ns > start ? l.end_ns - start : 0, [&] {
+    return SlowMoment{"db_lock", fmt::format("lock wait of backend {}", l.backend), start, l.end_ns, l.backend};
+  });
+}
+
+void SummaryBuilder::io(const IoEvent& e) {
+  Worker& a = worker(e.worker);
+  const std::uint64_t start = std::max(e.start_ns, from_ns_);
+  a.io_bytes += static_cast<double>(e.bytes);
+  ++a.io_requests;
+  a.timeline.add(kDiskCause, start, e.complete_ns);
+  a.slowest.offer(e.complete_ns > start ? e.complete_ns - start : 0, [&] {
+    return SlowMoment{"disk", fmt::format("disk {} {} of {} B ({})", e.device, e.op, e.bytes, e.via), start,
+                      e.complete_ns, 0};
+  });
+  Device& d = devices_[e.device];
+  ++d.requests;
+  d.bytes += static_cast<double>(e.bytes);
+  d.queue.add(seconds(e.start_ns, e.issue_ns));
+  d.device.add(seconds(e.issue_ns, e.complete_ns));
+  ++d.per_worker[e.worker.worker + " (" + e.via + ")"];
+}
+
+RecordingSummary SummaryBuilder::summarize(std::uint64_t to_ns) const {
   RecordingSummary s;
-  const std::uint64_t from = r.start_ns(), to = std::max(r.end_ns(), r.start_ns());
+  const std::uint64_t from = from_ns_, to = std::max(to_ns, from_ns_);
   s.span_s = seconds(from, to);
+  const double span = std::max(s.span_s, 1e-9);
+  for (const auto& [w, a] : workers_) {
+    WorkerSummary ws;
+    ws.worker = w;
+    ws.gc = a.gc.distribution();
+    ws.gc_pause_buckets = a.gc.buckets();
+    ws.gc_per_generation = a.per_gen;
+    ws.client = a.client.distribution();
+    ws.server = a.server.distribution();
+    ws.lock_waits = a.locks.distribution();
+    ws.io_bytes = a.io_bytes;
+    ws.io_requests = a.io_requests;
+    const CauseTimeline::Totals t = a.timeline.totals(to);
+    auto share = [&](std::uint64_t ns) { return static_cast<double>(ns) / 1e9 / span; };
+    ws.gc_share = share(t.union_ns[kGcCause]);
+    ws.client_share = share(t.union_ns[kClientCause]);
+    ws.server_share = share(t.union_ns[kServerCause]);
+    ws.disk_share = share(t.union_ns[kDiskCause]);
+    double rest = 1;
+    for (std::size_t c = 0; c < kTimeCauses; ++c) {
+      ws.time_bar.push_back({kCauseKey[c], kCauseLabel[c], share(t.exclusive_ns[c])});
+      rest -= ws.time_bar.back().share;
+    }
+    ws.time_bar.push_back({"other", "none of these (Python, the reactor, idle)", std::max(0.0, rest)});
+    ws.query_gc_overlap_s = static_cast<double>(a.overlap_ns) / 1e9;
+    for (const auto& [text, st] : a.statements) {
+      ws.top_fingerprints.push_back({text, st.verb, st.table, st.time.distribution()});
+    }
+    auto by_total = [](const FingerprintStats& x, const FingerprintStats& y) { return x.time.total_s > y.time.total_s; };
+    std::sort(ws.top_fingerprints.begin(), ws.top_fingerprints.end(), by_total);
+    if (ws.top_fingerprints.size() > 10) ws.top_fingerprints.resize(10);
+    for (const auto& [desc, times] : a.transactions) ws.top_transactions.push_back({desc, "", "", times.distribution()});
+    std::sort(ws.top_transactions.begin(), ws.top_transactions.end(), by_total);
+    if (ws.top_transactions.size() > 10) ws.top_transactions.resize(10);
+    ws.slowest = a.slowest.longest_first();
+    for (auto& m : ws.slowest) {
+      m.at_s = seconds(from, m.start_ns);
+      m.duration_s = seconds(m.start_ns, m.end_ns);
+    }
+    s.workers.push_back(std::move(ws));
+  }
+  for (const auto& [name, d] : devices_) {
+    DeviceSummary ds;
+    ds.device = name;
+    ds.requests = d.requests;
+    ds.bytes = d.bytes;
+    ds.queue = d.queue.distribution();
+    ds.device_time = d.device.distribution();
+    ds.device_time_buckets = d.device.buckets();
+    ds.per_worker = d.per_worker;
+    s.devices.push_back(std::move(ds));
+  }
+  return s;
+}
+
+RecordingSummary summarize(const Recording& r) {
+  RecordingSummary s = r.aggregates().summarize(std::max(r.end_ns(), r.start_ns()));
   s.wall_start = fmt::format("{:%Y-%m-%d %H:%M:%S} UTC", std::chrono::floor<std::chrono::seconds>(r.wall_start()));
   s.events = r.events();
   s.dropped = r.dropped();
   s.max_events = r.max_events();
 
-  struct Acc {
-    std::vector<double> gc, client, server, locks;
-    std::map<int, std::size_t> per_gen;
-    IntervalUnion gc_u, client_u, server_u, disk_u;
-    double io_bytes = 0;
-    std::size_t io_requests = 0;
-    std::map<std::string, std::pair<QueryEvent, std::vector<double>>> fps;
-    std::map<std::string, std::vector<double>> descs;
-  };
-  std::map<WorkerLabels, Acc> acc;
-  for (const auto& g : r.gcs()) {
-    Acc& a = acc[g.worker];
-    a.gc.push_back(seconds(g.start_ns, g.end_ns));
-    ++a.per_gen[g.generation];
-    a.gc_u.add(std::max(g.start_ns, from), g.end_ns);
-  }
-  for (const auto& q : r.queries()) {
-    Acc& a = acc[q.worker];
-    const double d = seconds(q.start_ns, q.end_ns);
-    if (q.server_side) {
-      a.server.push_back(d);
-      a.server_u.add(std::max(q.start_ns, from), q.end_ns);
-      continue;
-    }
-    a.client.push_back(d);
-    a.client_u.add(std::max(q.start_ns, from), q.end_ns);
-    auto& fp = a.fps[q.fingerprint.empty() ? query_name(q) : q.fingerprint];
-    if (fp.second.empty()) fp.first = q;
-    fp.second.push_back(d);
-    a.descs[q.desc.empty() ? "unattributed" : q.desc].push_back(d);
-  }
-  for (const auto& l : r.lock_waits()) acc[l.worker].locks.push_back(seconds(l.start_ns, l.end_ns));
-  std::map<std::string, std::tuple<std::size_t, double, std::vector<double>, std::vector<double>,
-                                   std::map<std::string, std::size_t>>>
-      dev;
-  for (const auto& io : r.ios()) {
-    Acc& a = acc[io.worker];
-    a.io_bytes += io.bytes;
-    ++a.io_requests;
-    a.disk_u.add(std::max(io.start_ns, from), io.complete_ns);
-    auto& [n, bytes, queue, device, per_worker] = dev[io.device];
-    ++n;
-    bytes += io.bytes;
-    queue.push_back(seconds(io.start_ns, io.issue_ns));
-    device.push_back(seconds(io.issue_ns, io.complete_ns));
-    ++per_worker[io.worker.worker + " (" + io.via + ")"];
-  }
-
-  // Query time overlapped by GC pauses of the same process, each (query, pause) pair once.
-  std::map<std::uint32_t, WorkerLabels> worker_of_tgid;
-  std::vector<std::tuple<std::uint64_t, bool, std::size_t>> order;  // end, is_pause, index
-  for (std::size_t i = 0; i < r.gcs().size(); ++i) order.emplace_back(r.gcs()[i].end_ns, true, i);
-  for (std::size_t i = 0; i < r.queries().size(); ++i) {
-    if (!r.queries()[i].server_side) order.emplace_back(r.queries()[i].end_ns, false, i);
-  }
-  std::sort(order.begin(), order.end());
-  OverlapTracker overlap(std::max<std::uint64_t>(to - from, 1) + 1);
-  std::map<WorkerLabels, std::uint64_t> overlap_ns;
-  for (const auto& [end, pause, i] : order) {
-    if (pause) {
-      const auto& g = r.gcs()[i];
-      overlap_ns[g.worker] += overlap.add_pause(g.tgid, g.start_ns, g.end_ns);
-    } else {
-      const auto& q = r.queries()[i];
-      overlap_ns[q.worker] += overlap.add_query(q.tgid, q.start_ns, q.end_ns);
-    }
-  }
-
-  const double span = std::max(s.span_s, 1e-9);
-  for (auto& [w, a] : acc) {
-    WorkerSummary ws;
-    ws.worker = w;
-    ws.gc = distribution_of(a.gc);
-    ws.gc_pauses_s = a.gc;
-    ws.gc_per_generation = a.per_gen;
-    ws.client = distribution_of(a.client);
-    ws.server = distribution_of(a.server);
-    ws.lock_waits = distribution_of(a.locks);
-    ws.io_bytes = a.io_bytes;
-    ws.io_requests = a.io_requests;
-    ws.gc_share = static_cast<double>(a.gc_u.covered(from, to)) / 1e9 / span;
-    ws.client_share = static_cast<double>(a.client_u.covered(from, to)) / 1e9 / span;
-    ws.server_share = static_cast<double>(a.server_u.covered(from, to)) / 1e9 / span;
-    ws.disk_share = static_cast<double>(a.disk_u.covered(from, to)) / 1e9 / span;
-    ws.query_gc_overlap_s = static_cast<double>(overlap_ns[w]) / 1e9;
-    for (auto& [text, fp] : a.fps) {
-      ws.top_fingerprints.push_back({text, fp.first.verb, fp.first.table, distribution_of(std::move(fp.second))});
-    }
-    std::sort(ws.top_fingerprints.begin(), ws.top_fingerprints.end(),
-              [](const FingerprintStats& x, const FingerprintStats& y) { return x.time.total_s > y.time.total_s; });
-    if (ws.top_fingerprints.size() > 10) ws.top_fingerprints.resize(10);
-    for (auto& [desc, times] : a.descs) ws.top_transactions.push_back({desc, "", "", distribution_of(std::move(times))});
-    std::sort(ws.top_transactions.begin(), ws.top_transactions.end(),
-              [](const FingerprintStats& x, const FingerprintStats& y) { return x.time.total_s > y.time.total_s; });
-    if (ws.top_transactions.size() > 10) ws.top_transactions.resize(10);
-    s.workers.push_back(std::move(ws));
-  }
-  for (auto& [name, d] : dev) {
-    auto& [n, bytes, queue, device, per_worker] = d;
-    DeviceSummary ds;
-    ds.device = name;
-    ds.requests = n;
-    ds.bytes = bytes;
-    ds.queue = distribution_of(std::move(queue));
-    ds.device_times_s = device;
-    ds.device_time = distribution_of(std::move(device));
-    ds.per_worker = std::move(per_worker);
-    s.devices.push_back(std::move(ds));
-  }
-
   // Findings, in plain sentences.
   if (s.dropped > 0) {
-    s.findings.push_back(fmt::format("The event cap ({}) was reached: {} later events were not recorded; the numbers "
-                                     "below cover only what was recorded.",
+    s.findings.push_back(fmt::format("The trace stopped after {} events (--max-events): {} later events were not "
+                                     "written to it; the numbers here still count them.",
                                      s.max_events, s.dropped));
   }
   for (const auto& w : s.workers) {
@@ -209,8 +246,11 @@ RecordingSummary summarize(const Recording& r) {
 }
 
 std::string render_summary_text(const RecordingSummary& s) {
-  std::string out = fmt::format("synapse-profiler record: {:.1f} s from {}, {} events{}\n\n", s.span_s, s.wall_start,
-                                s.events, s.dropped ? fmt::format(" ({} dropped at the cap)", s.dropped) : "");
+  std::string out = fmt::format("synapse-profiler record: {:.1f} s from {}, {} events in the trace{}\n\n", s.span_s,
+                                s.wall_start, s.events,
+                                s.dropped ? fmt::format("; stopped after {} events, {} events not written", s.events,
+                                                        s.dropped)
+                                          : "");
   out += "Findings:\n";
   for (const auto& f : s.findings) out += "  - " + f + "\n";
   out += "\nPer worker:\n";
@@ -225,6 +265,13 @@ std::string render_summary_text(const RecordingSummary& s) {
     out += fmt::format("    disk:      {} requests, {:.1f} MiB, share {}\n", w.io_requests, w.io_bytes / 1048576.0,
                        pct(w.disk_share));
     out += fmt::format("    GC overlap with queries: {:.3f} s\n", w.query_gc_overlap_s);
+    out += "    wall time:";
+    for (const auto& t : w.time_bar) out += fmt::format(" {} {}", t.cause, pct(t.share));
+    out += "\n";
+    for (std::size_t i = 0; i < w.slowest.size() && i < 3; ++i) {
+      const auto& m = w.slowest[i];
+      out += fmt::format("    slow: {} at {:.6f} s for {}\n", m.what, m.at_s, ms(m.duration_s));
+    }
     for (std::size_t i = 0; i < w.top_transactions.size() && i < 5; ++i) {
       const auto& t = w.top_transactions[i];
       out += fmt::format("    transaction {}: {} queries, {:.3f} s, mean {}, p99 {}\n", t.fingerprint, t.time.count,

@@ -1,14 +1,12 @@
 #include "core/record/trace_json.h"
 
 #include <fmt/chrono.h>
-#include <fmt/core.h>
+#include <fmt/format.h>
+#include <zlib.h>
 
 #include <algorithm>
-#include <map>
-#include <set>
-#include <string>
-#include <utility>
-#include <vector>
+#include <cerrno>
+#include <cstring>
 
 #include "core/record/record_format.h"
 #include "core/util/json.h"
@@ -16,154 +14,231 @@
 namespace sp {
 
 using record_format::query_name;
-using record_format::seconds;
 using record_format::worker_title;
 
+bool OstreamTraceOutput::close(std::string& error) {
+  out_.flush();
+  if (!out_) error = "the output stream failed";
+  return static_cast<bool>(out_);
+}
+
 namespace {
+constexpr std::size_t kGzipBuffer = 256 * 1024;
+}
 
-// Fixed notation, microseconds with nanosecond precision: what the trace format's "ts"/"dur" take.
-std::string us(double v) { return fmt::format("{:.3f}", v); }
-
-class TraceWriter {
- public:
-  TraceWriter(const Recording& r, std::ostream& out) : r_(r), out_(out) {}
-
-  void event(const std::string& body) {
-    out_ << (first_ ? "\n" : ",\n") << body;
-    first_ = false;
+std::unique_ptr<GzipTraceOutput> GzipTraceOutput::open(const std::string& path, std::string& error, int level) {
+  errno = 0;
+  gzFile f = gzopen(path.c_str(), fmt::format("wb{}", std::clamp(level, 1, 9)).c_str());
+  if (f == nullptr) {
+    error = fmt::format("cannot create {}: {}", path, errno ? std::strerror(errno) : "zlib could not allocate");
+    return nullptr;
   }
-  void process(int pid, const std::string& name, int sort) {
-    event(fmt::format(R"({{"ph":"M","name":"process_name","pid":{},"tid":0,"args":{{"name":{}}}}})", pid,
-                      json_quote(name)));
-    event(fmt::format(R"({{"ph":"M","name":"process_sort_index","pid":{},"tid":0,"args":{{"sort_index":{}}}}})", pid,
-                      sort));
-  }
-  void thread(int pid, std::uint64_t tid, const std::string& name) {
-    if (!named_.insert({pid, tid}).second) return;
-    event(fmt::format(R"({{"ph":"M","name":"thread_name","pid":{},"tid":{},"args":{{"name":{}}}}})", pid, tid,
-                      json_quote(name)));
-  }
-  // A complete slice; `args` is the inside of a JSON object (may be empty).
-  void slice(int pid, std::uint64_t tid, const std::string& name, const char* cat, std::uint64_t start_ns,
-             std::uint64_t end_ns, const std::string& args) {
-    const std::uint64_t s = std::max(start_ns, r_.start_ns());
-    const std::uint64_t e = std::max(end_ns, s);
-    event(fmt::format(R"({{"ph":"X","name":{},"cat":"{}","pid":{},"tid":{},"ts":{},"dur":{},"args":{{{}}}}})",
-                      json_quote(name), cat, pid, tid, us(static_cast<double>(s - r_.start_ns()) / 1e3),
-                      us(static_cast<double>(e - s) / 1e3), args));
-  }
-  void counter(int pid, const std::string& name, std::uint64_t at_ns, double value) {
-    if (at_ns < r_.start_ns()) return;
-    event(fmt::format(R"({{"ph":"C","name":{},"pid":{},"tid":0,"ts":{},"args":{{"seconds":{}}}}})", json_quote(name),
-                      pid, us(static_cast<double>(at_ns - r_.start_ns()) / 1e3), value));
-  }
-
- private:
-  const Recording& r_;
-  std::ostream& out_;
-  bool first_ = true;
-  std::set<std::pair<int, std::uint64_t>> named_;
-};
-
-// Lane assignment for overlapping intervals (disk requests): the first lane free at the start, else a new one.
-template <typename T, typename Start, typename End>
-std::vector<std::size_t> lanes(const std::vector<const T*>& items, Start start, End end) {
-  std::vector<std::uint64_t> busy_until;
-  std::vector<std::size_t> out;
-  out.reserve(items.size());
-  for (const T* it : items) {
-    std::size_t lane = 0;
-    while (lane < busy_until.size() && busy_until[lane] > start(*it)) ++lane;
-    if (lane == busy_until.size()) busy_until.push_back(0);
-    busy_until[lane] = end(*it);
-    out.push_back(lane);
-  }
+  gzbuffer(f, kGzipBuffer);
+  auto out = std::unique_ptr<GzipTraceOutput>(new GzipTraceOutput(f, path));
+  out->buffer_.reserve(kGzipBuffer);
   return out;
 }
 
-}  // namespace
+GzipTraceOutput::~GzipTraceOutput() {
+  if (file_ != nullptr) gzclose(static_cast<gzFile>(file_));
+}
 
-void write_trace_json(const Recording& r, std::ostream& out) {
-  // Process ids: workers 1.., their PostgreSQL backends 1001.., disks 2001.. (stable order: sorted names).
-  std::set<WorkerLabels> workers;
-  std::set<std::string> devices;
-  for (const auto& g : r.gcs()) workers.insert(g.worker);
-  for (const auto& q : r.queries()) workers.insert(q.worker);
-  for (const auto& l : r.lock_waits()) workers.insert(l.worker);
-  for (const auto& s : r.scrapes()) workers.insert(s.worker);
-  for (const auto& io : r.ios()) devices.insert(io.device);
-  std::map<WorkerLabels, int> worker_pid;
-  for (const auto& w : workers) worker_pid.emplace(w, static_cast<int>(worker_pid.size()) + 1);
-  std::map<std::string, int> device_pid;
-  for (const auto& d : devices) device_pid.emplace(d, static_cast<int>(device_pid.size()) + 2001);
+bool GzipTraceOutput::flush_buffer() {
+  if (buffer_.empty() || failed_) {
+    buffer_.clear();
+    return !failed_;
+  }
+  const int n = gzwrite(static_cast<gzFile>(file_), buffer_.data(), static_cast<unsigned>(buffer_.size()));
+  if (n <= 0 || static_cast<std::size_t>(n) != buffer_.size()) failed_ = true;
+  buffer_.clear();
+  return !failed_;
+}
 
-  out << "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"generator\":\"synapse-profiler record\",\"start\":"
-      << json_quote(fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", std::chrono::floor<std::chrono::seconds>(r.wall_start())))
-      << ",\"events\":" << r.events() << ",\"dropped\":" << r.dropped() << "},\"traceEvents\":[";
-  TraceWriter t(r, out);
-  for (const auto& [w, pid] : worker_pid) {
-    t.process(pid, "worker " + worker_title(w), pid);
-    t.process(pid + 1000, "PostgreSQL for " + w.worker, pid + 1000);
-  }
-  for (const auto& [d, pid] : device_pid) t.process(pid, "disk " + d, pid);
+void GzipTraceOutput::write(std::string_view bytes) {
+  bytes_in_ += bytes.size();
+  buffer_.append(bytes);
+  if (buffer_.size() >= kGzipBuffer) flush_buffer();
+}
 
-  constexpr std::uint64_t kGcTrack = 1;
-  for (const auto& g : r.gcs()) {
-    const int pid = worker_pid.at(g.worker);
-    t.thread(pid, kGcTrack, "GC pauses");
-    std::string gen = g.generation < 0 ? "?" : std::to_string(g.generation);
-    std::string collected = g.collected < 0 ? "null" : std::to_string(g.collected);
-    t.slice(pid, kGcTrack, "gc gen " + gen, "gc", g.start_ns, g.end_ns,
-            fmt::format(R"("generation":{},"collected":{},"pid":{},"thread":{})", g.generation < 0 ? "null" : gen,
-                        collected, g.tgid, g.tid));
+bool GzipTraceOutput::close(std::string& error) {
+  if (file_ == nullptr) return !failed_;
+  const bool flushed = flush_buffer();
+  int errnum = 0;
+  const char* msg = gzerror(static_cast<gzFile>(file_), &errnum);
+  std::string why = errnum != Z_OK && msg ? msg : "";
+  const int rc = gzclose(static_cast<gzFile>(file_));
+  file_ = nullptr;
+  if (!flushed || rc != Z_OK) {
+    error = fmt::format("writing {} failed: {}", path_,
+                        !why.empty() ? why : rc == Z_ERRNO ? std::strerror(errno) : "zlib error");
+    return false;
   }
-  for (const auto& q : r.queries()) {
-    const int pid = worker_pid.at(q.worker);
-    const std::string args = fmt::format(R"("fingerprint":{},"fingerprint_id":"{:016x}","verb":{},"table":{})",
-                                         json_quote(q.fingerprint), q.fingerprint_id, json_quote(q.verb),
-                                         json_quote(q.table));
-    if (q.server_side) {
-      t.thread(pid + 1000, q.tgid, fmt::format("backend {}", q.tgid));
-      t.slice(pid + 1000, q.tgid, "exec " + query_name(q), "db_server", q.start_ns, q.end_ns, args);
-    } else {
-      // Thread ids are the worker's own (stable, readable); the GC track's 1 is never a real thread id.
-      t.thread(pid, q.tid, fmt::format("DB thread {}", q.tid));
-      t.slice(pid, q.tid, q.desc.empty() ? query_name(q) : q.desc + ": " + query_name(q), "db_client", q.start_ns,
-              q.end_ns,
-              args + fmt::format(R"(,"desc":{},"pid":{},"connection":"{:x}")", json_quote(q.desc), q.tgid, q.conn));
-    }
+  return true;
+}
+
+// Timestamps: microseconds with nanosecond precision, trailing zeros dropped ("600000", "12.5", "0.001").
+std::string TraceStream::ts(std::uint64_t at_ns) const {
+  const std::uint64_t d = at_ns > start_ns_ ? at_ns - start_ns_ : 0;
+  std::string s = fmt::format("{}", d / 1000);
+  if (std::uint64_t frac = d % 1000) {
+    std::string f = fmt::format("{:03}", frac);
+    while (f.back() == '0') f.pop_back();
+    s += "." + f;
   }
-  for (const auto& l : r.lock_waits()) {
-    const int pid = worker_pid.at(l.worker) + 1000;
-    const std::uint64_t track = 1'000'000'000ULL + l.backend;  // beside the backend's executions, never inside them
-    t.thread(pid, track, fmt::format("backend {} lock waits", l.backend));
-    t.slice(pid, track, "lock wait", "db_lock", l.start_ns, l.end_ns, fmt::format(R"("backend":{})", l.backend));
+  return s;
+}
+
+void TraceStream::event(std::string_view body) {
+  line_.assign(",\n");
+  line_.append(body);
+  out_.write(line_);
+}
+
+void TraceStream::begin(std::uint64_t start_ns, std::chrono::system_clock::time_point wall) {
+  start_ns_ = start_ns;
+  wall_ = fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", std::chrono::floor<std::chrono::seconds>(wall));
+  // The first event is the recording's start, at 0: viewers show times from the trace's first event, so trace times
+  // are the report's "at ... s".
+  out_.write(fmt::format(
+      R"({{"displayTimeUnit":"ms","traceEvents":[)"
+      "\n"
+      R"({{"ph":"i","s":"g","name":"recording start {}","pid":0,"tid":0,"ts":0}})",
+      wall_));
+}
+
+void TraceStream::process(int pid, const std::string& name) {
+  event(fmt::format(R"({{"ph":"M","name":"process_name","pid":{},"tid":0,"args":{{"name":{}}}}})", pid,
+                    json_quote(name)));
+  event(fmt::format(R"({{"ph":"M","name":"process_sort_index","pid":{},"tid":0,"args":{{"sort_index":{}}}}})", pid,
+                    pid));
+}
+
+void TraceStream::thread(int pid, std::uint64_t tid, const std::string& name) {
+  if (!named_.insert({pid, tid}).second) return;
+  event(fmt::format(R"({{"ph":"M","name":"thread_name","pid":{},"tid":{},"args":{{"name":{}}}}})", pid, tid,
+                    json_quote(name)));
+}
+
+int TraceStream::worker_pid(const WorkerLabels& w) {
+  auto it = worker_pid_.find(w);
+  if (it != worker_pid_.end()) return it->second;
+  // Workers 1.., their PostgreSQL backends 1001.., disks 2001.., in the order they first appear.
+  const int pid = static_cast<int>(worker_pid_.size()) + 1;
+  worker_pid_.emplace(w, pid);
+  process(pid, "worker " + worker_title(w));
+  process(pid + 1000, "PostgreSQL for " + w.worker);
+  return pid;
+}
+
+int TraceStream::device_pid(const std::string& device) {
+  auto it = device_pid_.find(device);
+  if (it != device_pid_.end()) return it->second;
+  const int pid = static_cast<int>(device_pid_.size()) + 2001;
+  device_pid_.emplace(device, pid);
+  process(pid, "disk " + device);
+  return pid;
+}
+
+void TraceStream::slice(int pid, std::uint64_t tid, std::string_view name, const char* cat, std::uint64_t start_ns,
+                        std::uint64_t end_ns, std::string_view args) {
+  const std::uint64_t s = std::max(start_ns, start_ns_);
+  const std::uint64_t e = std::max(end_ns, s);
+  std::string body = fmt::format(R"({{"ph":"X","cat":"{}","name":{},"pid":{},"tid":{},"ts":{},"dur":{})", cat,
+                                 json_quote(name), pid, tid, ts(s), ts(start_ns_ + (e - s)));
+  if (!args.empty()) {
+    body += R"(,"args":{)";
+    body += args;
+    body += '}';
   }
-  for (const auto& [device, pid] : device_pid) {
-    std::vector<const IoEvent*> reqs;
-    for (const auto& io : r.ios()) {
-      if (io.device == device) reqs.push_back(&io);
-    }
-    std::sort(reqs.begin(), reqs.end(), [](const IoEvent* a, const IoEvent* b) { return a->start_ns < b->start_ns; });
-    auto lane = lanes<IoEvent>(reqs, [](const IoEvent& e) { return e.start_ns; },
-                               [](const IoEvent& e) { return e.complete_ns; });
-    for (std::size_t i = 0; i < reqs.size(); ++i) {
-      const IoEvent& e = *reqs[i];
-      const std::uint64_t tid = lane[i] + 1;
-      t.thread(pid, tid, fmt::format("lane {}", tid));
-      t.slice(pid, tid, fmt::format("{} {} B", e.op, e.bytes), "disk", e.start_ns, e.complete_ns,
-              fmt::format(R"("worker":{},"via":{},"bytes":{},"queue_us":{},"device_us":{})", json_quote(e.worker.worker),
-                          json_quote(e.via), e.bytes, us(seconds(e.start_ns, e.issue_ns) * 1e6),
-                          us(seconds(e.issue_ns, e.complete_ns) * 1e6)));
-      t.slice(pid, tid, "device", "disk", e.issue_ns, e.complete_ns, "");
-    }
+  body += '}';
+  event(body);
+}
+
+void TraceStream::gc(const GcPause& g) {
+  constexpr std::uint64_t kGcTrack = 1;  // never a real thread id
+  const int pid = worker_pid(g.worker);
+  thread(pid, kGcTrack, "GC pauses");
+  const std::string gen = g.generation < 0 ? "null" : std::to_string(g.generation);
+  slice(pid, kGcTrack, g.generation < 0 ? "gc" : "gc gen " + gen, "gc", g.start_ns, g.end_ns,
+        fmt::format(R"("generation":{},"collected":{})", gen,
+                    g.collected < 0 ? std::string("null") : std::to_string(g.collected)));
+}
+
+void TraceStream::query(const QueryEvent& q) {
+  const int pid = worker_pid(q.worker);
+  // The statement's verb and table are in the slice's name; the fingerprint (no literals) and its id as arguments.
+  std::string args = fmt::format(R"("fingerprint":{},"fingerprint_id":"{:x}")", json_quote(q.fingerprint),
+                                 q.fingerprint_id);
+  if (q.server_side) {
+    thread(pid + 1000, q.tgid, fmt::format("backend {}", q.tgid));
+    slice(pid + 1000, q.tgid, "exec " + query_name(q), "db_server", q.start_ns, q.end_ns, args);
+    return;
   }
-  for (const auto& s : r.scrapes()) {
-    const int pid = worker_pid.at(s.worker);
-    if (s.counters.query_time_sum) t.counter(pid, "synapse_storage_query_time_sum", s.at_ns, *s.counters.query_time_sum);
-    if (s.counters.gc_time_sum) t.counter(pid, "python_gc_time_sum", s.at_ns, *s.counters.gc_time_sum);
+  // Thread ids are the worker's own (stable, readable).
+  thread(pid, q.tid, fmt::format("DB thread {}", q.tid));
+  if (!q.desc.empty()) args += R"(,"desc":)" + json_quote(q.desc);
+  args += fmt::format(R"(,"connection":"{:x}")", q.conn);
+  slice(pid, q.tid, q.desc.empty() ? query_name(q) : q.desc + ": " + query_name(q), "db_client", q.start_ns, q.end_ns,
+        args);
+}
+
+void TraceStream::lock_wait(const LockWait& l) {
+  const int pid = worker_pid(l.worker) + 1000;
+  const std::uint64_t track = 1'000'000'000ULL + l.backend;  // beside the backend's executions, never inside them
+  thread(pid, track, fmt::format("backend {} lock waits", l.backend));
+  slice(pid, track, "lock wait", "db_lock", l.start_ns, l.end_ns, "");
+}
+
+std::uint64_t TraceStream::lane(const std::string& device, std::uint64_t start_ns, std::uint64_t end_ns) {
+  // Requests arrive about in completion order, not start order: a lane is free for a request when none of its recent
+  // requests overlaps it. "Recent": ended within 10 s of the newest start seen (a request drained later than that
+  // after an overlapping one may share its lane).
+  constexpr std::uint64_t kKeepNs = 10'000'000'000ULL;
+  auto& lanes = lanes_[device];
+  std::uint64_t& newest = newest_start_[device];
+  newest = std::max(newest, start_ns);
+  const std::uint64_t keep_after = newest > kKeepNs ? newest - kKeepNs : 0;
+  std::size_t chosen = lanes.size();
+  for (std::size_t i = 0; i < lanes.size(); ++i) {
+    auto& l = lanes[i];
+    l.erase(std::remove_if(l.begin(), l.end(), [&](const auto& iv) { return iv.second < keep_after; }), l.end());
+    if (chosen != lanes.size()) continue;
+    const bool free = std::none_of(l.begin(), l.end(),
+                                   [&](const auto& iv) { return iv.first < end_ns && start_ns < iv.second; });
+    if (free) chosen = i;
   }
-  out << "\n]}\n";
+  if (chosen == lanes.size()) lanes.emplace_back();
+  lanes[chosen].emplace_back(start_ns, end_ns);
+  return chosen + 1;
+}
+
+void TraceStream::io(const IoEvent& e) {
+  const int pid = device_pid(e.device);
+  const std::uint64_t tid = lane(e.device, e.start_ns, e.complete_ns);
+  thread(pid, tid, fmt::format("lane {}", tid));
+  slice(pid, tid, fmt::format("{} {} B", e.op, e.bytes), "disk", e.start_ns, e.complete_ns,
+        fmt::format(R"("worker":{},"via":{})", json_quote(e.worker.worker), json_quote(e.via)));
+  slice(pid, tid, "device", "disk", e.issue_ns, e.complete_ns, "");
+}
+
+void TraceStream::scrape(const SynapseScrape& s) {
+  if (s.at_ns < start_ns_) return;
+  const int pid = worker_pid(s.worker);
+  auto counter = [&](const char* name, double value) {
+    event(fmt::format(R"({{"ph":"C","name":"{}","pid":{},"tid":0,"ts":{},"args":{{"seconds":{}}}}})", name, pid,
+                      ts(s.at_ns), value));
+  };
+  if (s.counters.query_time_sum) counter("synapse_storage_query_time_sum", *s.counters.query_time_sum);
+  if (s.counters.gc_time_sum) counter("python_gc_time_sum", *s.counters.gc_time_sum);
+}
+
+bool TraceStream::finish(std::uint64_t events, std::uint64_t dropped, std::uint64_t max_events, std::string& error) {
+  out_.write(fmt::format("\n],\n"
+                         R"("otherData":{{"generator":"synapse-profiler record","start":"{}","events":{},)"
+                         R"("dropped":{},"max_events":{}}}}})"
+                         "\n",
+                         wall_, events, dropped, max_events));
+  return out_.close(error);
 }
 
 }  // namespace sp
