@@ -58,7 +58,9 @@ int run_agent(const CliOptions& options) {
   sigset_t stop_signals = block_stop_signals();
   drop_capabilities(options);
 
-  // The port first: a port in use is a one-line error before anything is loaded into the kernel.
+  // The port first: a port in use is a one-line error before anything is loaded into the kernel. From here on
+  // /healthz answers (liveness: a probe that timed out during a long start-up would restart the agent in a loop),
+  // /readyz says 503 until the first scan has attached, and /metrics serves what there is.
   std::unique_ptr<exporter::MetricsServer> server;
   try {
     server = std::make_unique<exporter::MetricsServer>(options.listen);
@@ -73,12 +75,12 @@ int run_agent(const CliOptions& options) {
 
   auto exposition = std::make_shared<agent::Exposition>(*loop, passthrough_filter(options), SP_VERSION);
   server->add(std::make_shared<exporter::FunctionCollectable>([exposition] { return exposition->collect(); }));
-  log::info("synapse-profiler {} serving http://{}/metrics (port {}) and /healthz", SP_VERSION, options.listen,
-            server->port());
+  log::info("synapse-profiler {} serving http://{}/metrics (port {}), /healthz and /readyz", SP_VERSION,
+            options.listen, server->port());
 
-  loop->first_scan();  // attaches to what is running before we report being up
+  loop->first_scan();  // attaches to what is running before we report being ready
   log_first_attach_pass(*loop);
-  server->serve_health();
+  server->set_ready();
   loop->start();
 
   int sig = 0;
