@@ -9,8 +9,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -192,7 +192,8 @@ MHD_Result queue(MHD_Connection* conn, unsigned status, std::string body, bool g
 // 200 with `body`, gzipped when the client accepts it. HEAD gets the same headers (libmicrohttpd sends no body).
 MHD_Result respond(MHD_Connection* conn, std::string body) {
   if (accepts_gzip(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING))) {
-    if (std::optional<std::string> compressed = gzip(body)) return queue(conn, MHD_HTTP_OK, std::move(*compressed), true);
+    if (std::optional<std::string> compressed = gzip(body))
+      return queue(conn, MHD_HTTP_OK, std::move(*compressed), true);
   }
   return queue(conn, MHD_HTTP_OK, std::move(body));
 }
@@ -294,8 +295,8 @@ MetricsServer::MetricsServer(const std::string& listen)
     return static_cast<const MetricsServer*>(cls)->answer(conn, url, method) ? MHD_YES : MHD_NO;
   };
   // A thread per connection (see server.h); libmicrohttpd serves no file and no directory, only answer()'s paths.
-  const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-                         MHD_USE_ERROR_LOG;
+  const unsigned flags =
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG;
   daemon_.reset(MHD_start_daemon(flags, 0, nullptr, nullptr, handler, this,              //
                                  MHD_OPTION_EXTERNAL_LOGGER, log_from_library, nullptr,  // first, or ignored
                                  MHD_OPTION_LISTEN_SOCKET, fd.fd,                        //
@@ -328,7 +329,8 @@ bool MetricsServer::answer(MHD_Connection* conn, const char* url, const char* me
                  "text/plain; charset=utf-8");
   }
   const std::string_view m(method);
-  if (m != MHD_HTTP_METHOD_GET && m != MHD_HTTP_METHOD_HEAD) return queue(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "") == MHD_YES;
+  if (m != MHD_HTTP_METHOD_GET && m != MHD_HTTP_METHOD_HEAD)
+    return queue(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "") == MHD_YES;
   if (path == "/healthz") return respond(conn, health_body_) == MHD_YES;
   if (path == "/readyz") {
     if (ready_) return queue(conn, MHD_HTTP_OK, "ready: measuring\n", false, "text/plain; charset=utf-8");

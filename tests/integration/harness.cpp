@@ -346,9 +346,9 @@ AgentProcess::AgentProcess(const std::string& dir, const std::string& rescan_int
                                    "--rescan-interval", rescan_interval, "--verbose"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   proc_ = Process(argv, log_path_);
-  // The first scan attaches to every Synapse process on the machine before /healthz answers: with dozens (other
-  // test runs) on a loaded machine that takes seconds.
-  healthy_ = wait_for([&] { return http_get(port_, "/healthz").has_value(); }, std::chrono::seconds(120));
+  // The first scan attaches to every Synapse process on the machine before /readyz answers: with dozens (other
+  // test runs) on a loaded machine that takes seconds. /healthz (liveness) answers long before.
+  healthy_ = wait_for([&] { return http_get(port_, "/readyz").has_value(); }, std::chrono::seconds(120));
 }
 
 bool AgentProcess::wait_rounds(int rounds, std::chrono::milliseconds timeout) const {

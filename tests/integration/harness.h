@@ -133,7 +133,8 @@ namespace sp::test {
 class AgentProcess {
  public:
   AgentProcess() = default;
-  // Starts `synapse-profiler run` with a fast rescan and waits until /healthz answers; check running() after.
+  // Starts `synapse-profiler run` with a fast rescan and waits until /readyz answers (the first scan has attached);
+  // check running() after.
   AgentProcess(const std::string& dir, const std::string& rescan_interval = "500ms",
                const std::vector<std::string>& extra_args = {});
   bool running() { return healthy_ && proc_.running(); }

@@ -212,10 +212,9 @@ TEST_F(MetricsServerTest, NothingElseIsServed) {
     if (e.is_regular_file()) file = "/" + e.path().filename().string();
   }
   ASSERT_FALSE(file.empty());
-  for (const std::string& path :
-       std::vector<std::string>{"/", "/index.html", "/metrics/", "/metrics/x", "/metricsx", "/healthz/x", "/healthzz",
-                                "/debug/pprof", "/../../etc/passwd", "/metrics/../etc/passwd", "/etc/passwd", "/readyz/x",
-                                "//metrics", file}) {
+  for (const std::string& path : std::vector<std::string>{
+           "/", "/index.html", "/metrics/", "/metrics/x", "/metricsx", "/healthz/x", "/healthzz", "/debug/pprof",
+           "/../../etc/passwd", "/metrics/../etc/passwd", "/etc/passwd", "/readyz/x", "//metrics", file}) {
     const Response r = fetch(port(), path);
     EXPECT_EQ(r.status, 404) << path << ": " << r.body;
   }
@@ -393,9 +392,8 @@ TEST(MetricsServer, HangingClientsAndASlowCollectionDelayNoProbe) {
   std::vector<std::thread> scrapes;
   std::atomic<int> whole = 0;
   for (int i = 0; i < 3; ++i) {
-    scrapes.emplace_back([&] {
-      whole += fetch(server.port(), "/metrics").body == sp::exporter::to_text(gauges("slow", 10));
-    });
+    scrapes.emplace_back(
+        [&] { whole += fetch(server.port(), "/metrics").body == sp::exporter::to_text(gauges("slow", 10)); });
   }
   while (collecting < 2) std::this_thread::yield();
   for (int i = 0; i < 20; ++i) {

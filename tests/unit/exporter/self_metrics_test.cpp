@@ -1,7 +1,8 @@
+#include "exporter/self_metrics.h"
+
 #include <gtest/gtest.h>
 
 #include "exporter/metric_builders.h"
-#include "exporter/self_metrics.h"
 #include "exporter/server.h"
 
 TEST(SelfMetrics, ExpositionTextForTwoWorkers) {
@@ -57,8 +58,8 @@ TEST(ListenAddress, AcceptsHostPortForms) {
   EXPECT_EQ(sp::exporter::listen_port("[::]:80"), 80);
   EXPECT_EQ(sp::exporter::listen_port("9477"), 9477);
   EXPECT_THROW(sp::exporter::listen_port("host:port"), sp::exporter::ListenError);
-  for (const char* bad : {"host:", "host:port", "1.2.3.4:99999", "[::1]", "[::1]9477", "", "localhost:9477",
-                          "::1:9477", "[127.0.0.1]:9477", "[::1%lo]:9477", "1.2.3:9477", "[]:9477", "-1"}) {
+  for (const char* bad : {"host:", "host:port", "1.2.3.4:99999", "[::1]", "[::1]9477", "", "localhost:9477", "::1:9477",
+                          "[127.0.0.1]:9477", "[::1%lo]:9477", "1.2.3:9477", "[]:9477", "-1"}) {
     EXPECT_THROW(sp::exporter::parse_listen(bad), sp::exporter::ListenError) << bad;
   }
   try {
