@@ -26,7 +26,7 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         libbpf1 zlib1g libfmt9 libyaml-cpp0.7 libboost-program-options1.74.0 \
-        libcivetweb1 libcurl4 \
+        libmicrohttpd12 libcurl4 \
         libstdc++6 libgcc-s1 libc6 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/synapse-profiler /usr/bin/synapse-profiler

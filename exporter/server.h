@@ -1,20 +1,24 @@
-// The HTTP side of the exporter: /metrics (collectors built from snapshots on each scrape) and /healthz, GET and HEAD,
-// gzip when the client accepts it. Nothing else is served: no file, no index, no debug endpoint that could reveal SQL
-// text or configuration.
+// The HTTP side of the exporter: /metrics (collectors built from snapshots on each scrape), /healthz (liveness) and
+// /readyz (readiness), GET and HEAD, gzip when the client accepts it. Nothing else is served: no file, no index, no
+// debug endpoint that could reveal SQL text or configuration.
 //
-// civetweb's C API directly rather than prometheus-cpp's Exposer (which runs on the same civetweb): the Exposer
-// serialises with TextSerializer and compresses at zlib's default level, with no way to change either. On a
-// 64-worker exposition (8.45 MB) TextSerializer took 68 ms and level 6 35 ms; the exporter's writer takes 6 ms and
-// level 3 15 ms; a whole scrape, pass-through conversion included (itself 25 -> 7 ms), went from 104 ms to 20 ms
-// (gzip: 140 ms to 35 ms; tests/bench/scrape_bench.cpp, docs/performance.md).
-// The Exposer's own series (exposer_scrapes_total, exposer_transferred_bytes_total, exposer_request_latencies) are
-// gone with it: nothing used them.
+// The server is libmicrohttpd (Debian's libmicrohttpd12), a thread per connection under a connection limit, on a
+// socket this module binds itself: IPv4, IPv6 only, or dual stack (one IPv6 socket that IPv4 clients reach as
+// v4-mapped addresses), with the bind's own errno in the error. A thread per connection keeps the endpoints apart:
+// a scrape that builds an 8 MB exposition, a slow reader or a client that sends nothing never delays /healthz.
+// Limits (kMaxConnections etc. in server.cpp): 32 connections at once, 10 s without progress closes a connection,
+// at most 2 expositions built at once (each holds its body in memory), 32 kB of request headers.
+//
+// The exposition is written by the exporter's own writer rather than prometheus-cpp's Exposer and TextSerializer:
+// on a 64-worker exposition (8.45 MB) TextSerializer took 68 ms and zlib's default level 35 ms; the exporter's writer
+// takes 6 ms and level 3 15 ms (tests/bench/scrape_bench.cpp, docs/performance.md).
 #pragma once
 
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -23,8 +27,8 @@
 #include <string>
 #include <vector>
 
-struct mg_connection;
-struct mg_context;
+struct MHD_Connection;
+struct MHD_Daemon;
 
 namespace sp::exporter {
 
@@ -43,15 +47,25 @@ struct ListenError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// "HOST:PORT", "[V6]:PORT", ":PORT" or "PORT" -> the civetweb listening spec; throws ListenError on bad input.
-std::string listen_spec(const std::string& listen);
+// A parsed --listen value.
+struct ListenAddress {
+  enum class Family { kIPv4, kIPv6Only, kDualStack };
+  Family family = Family::kDualStack;
+  std::string host;  // numeric: "0.0.0.0", "::1"; "" for every interface of both families
+  int port = 0;      // 0-65535; 0 lets the kernel choose
+};
+
+// "A.B.C.D:PORT" (IPv4), "[::]:PORT" (dual stack: every interface, IPv4 and IPv6), "[V6]:PORT" (that IPv6 address
+// only), ":PORT" or "PORT" (every interface of both families; IPv4 only on a kernel without IPv6). Numeric addresses
+// only. Throws ListenError with a one-line explanation on anything else.
+ListenAddress parse_listen(const std::string& listen);
 // The port of such a listen address; throws ListenError on bad input.
 int listen_port(const std::string& listen);
 
 class MetricsServer {
  public:
-  // Binds immediately and serves with 2 threads; throws ListenError with a one-line explanation (e.g. the port is in
-  // use).
+  // Binds immediately and serves at once: /healthz answers 200 from here on, /readyz 503 until set_ready(), /metrics
+  // whatever has been add()ed so far. Throws ListenError with a one-line explanation (e.g. the port is in use).
   explicit MetricsServer(const std::string& listen);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
@@ -59,24 +73,32 @@ class MetricsServer {
 
   // /metrics serves the collectables' families in the order they were added. Collect() runs on a server thread.
   void add(std::shared_ptr<prometheus::Collectable> collectable);
-  // Starts answering /healthz (200 with one line). The agent calls it once its probes are loaded and the first scan
-  // has attached them, so that "healthy" means "measuring".
-  void serve_health();
+  // /readyz answers 200 from now on. The agent calls it once its probes are loaded and the first scan has attached
+  // them, so that "ready" means "measuring". /healthz (liveness) does not wait for it: a liveness probe that timed out
+  // during a long first scan would restart the agent in a loop.
+  void set_ready();
   // The port actually bound (useful with port 0).
   int port() const;
 
  private:
   struct Stop {
-    void operator()(mg_context* ctx) const;
+    void operator()(MHD_Daemon* daemon) const;
   };
 
-  int serve_metrics(mg_connection* conn) const;
+  // False: libmicrohttpd closes the connection (out of memory).
+  bool answer(MHD_Connection* conn, const char* url, const char* method) const;
+  bool serve_metrics(MHD_Connection* conn) const;
 
   mutable std::mutex mutex_;  // guards collectables_: add() may run while a scrape is served
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
   mutable std::atomic<std::size_t> body_size_hint_ = 0;  // the last /metrics body's size
-  std::string health_body_;                              // set once, before /healthz is registered
-  std::unique_ptr<mg_context, Stop> ctx_;  // last: stopped (its threads joined) before the members above go
+  mutable std::mutex build_mutex_;                       // guards builds_
+  mutable std::condition_variable build_done_;
+  mutable int builds_ = 0;  // expositions being built now (at most kMaxBuilds)
+  const std::string health_body_;
+  std::atomic<bool> ready_ = false;
+  int port_ = -1;
+  std::unique_ptr<MHD_Daemon, Stop> daemon_;  // last: stopped (its threads joined) before the members above go
 };
 
 }  // namespace sp::exporter

@@ -4,7 +4,7 @@
 #       (tests/bench/replay_bench.cpp: 4 workers, ~2 000 calls/s), median of --repeat runs (issue 20)
 #   (a) RSS of the agent at steady state with 4 and with 64 workers (VmRSS and VmHWM)
 #   (r) RSS of the agent over minutes with 4 workers at Synapse-like rates (those of (e)), /metrics scraped every 5 s
-#   (b) time from start to every probe attached: launch -> /healthz answers (served once the first scan has attached
+#   (b) time from start to every probe attached: launch -> /readyz answers (200 once the first scan has attached
 #       to every running worker), and the agent's own "first attach pass done" log line
 #   (c) /metrics scrape time with 64 workers' pass-through series (curl time_total, median of --scrapes)
 #   (d) agent CPU seconds (utime+stime from /proc/PID/stat) per million events, per family, events from the
@@ -181,8 +181,8 @@ stop_workers() {
   worker_pids=()
 }
 
-# start_agent TAG [agent options]: the agent pinned to this script's workers; waits for /healthz. Sets agent_pid,
-# agent_port, attach_s (launch to /healthz, seconds).
+# start_agent TAG [agent options]: the agent pinned to this script's workers; waits for /readyz. Sets agent_pid,
+# agent_port, attach_s (launch to /readyz, seconds).
 start_agent() {
   local tag=$1; shift
   local pinned=() p t0
@@ -191,7 +191,7 @@ start_agent() {
   t0=$(date +%s.%N)
   "$bin" run --listen "127.0.0.1:$agent_port" --rescan-interval "${agent_rescan:-1s}" "${pinned[@]}" "$@" >"$work/agent-$tag.log" 2>&1 &
   agent_pid=$!
-  until curl -fs -o /dev/null "127.0.0.1:$agent_port/healthz" 2>/dev/null; do
+  until curl -fs -o /dev/null "127.0.0.1:$agent_port/readyz" 2>/dev/null; do
     kill -0 "$agent_pid" 2>/dev/null || { cat "$work/agent-$tag.log" >&2; echo "agent died" >&2; exit 1; }
     sleep 0.005
   done
@@ -309,7 +309,7 @@ for n in "${sizes[@]}"; do
   l_med=$(printf '%s\n' "${logged[@]}" | median)
   sc_med=$(printf '%s\n' "${start_cpu[@]}" | median)
   s_med=$(printf '%s\n' "${times[@]}" | median) s_mm=$(printf '%s\n' "${times[@]}" | minmax)
-  echo "workers $n: start to /healthz (all attached): median ${a_med} s (${a_mm}, ${repeat} starts);" \
+  echo "workers $n: start to /readyz (all attached): median ${a_med} s (${a_mm}, ${repeat} starts);" \
        "agent's own line: ${l_med} s after exec; CPU used by then ${sc_med} s"
   echo "workers $n: VmRSS ${rss} kB (peak ${hwm} kB), PSS ${pss} kB, of which mapped BPF maps (ring buffers are" \
        "mapped twice) ${ring} kB, after the steady state; idle CPU ${idle_cpu} s/s"

@@ -94,7 +94,7 @@ fi
 "$bin" run --listen "$listen" --rescan-interval 2s &
 pause 2
 echo
-echo "demo: Prometheus metrics at http://$listen/metrics (health: http://$listen/healthz). Ctrl-C to stop."
+echo "demo: Prometheus metrics at http://$listen/metrics (liveness /healthz, readiness /readyz). Ctrl-C to stop."
 # One line per worker from the agent's own series: GC pauses, libpq queries, disk bytes (its own and its backends').
 summary() {
   awk '

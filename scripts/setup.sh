@@ -8,7 +8,7 @@ set -euo pipefail
 
 BUILD_PACKAGES=(
   cmake make g++ clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev
-  libboost-program-options-dev libfmt-dev libyaml-cpp-dev prometheus-cpp-dev libcivetweb-dev libcurl4-openssl-dev
+  libboost-program-options-dev libfmt-dev libyaml-cpp-dev prometheus-cpp-dev libmicrohttpd-dev libcurl4-openssl-dev
 )
 PACKAGES=(
   "${BUILD_PACKAGES[@]}"

@@ -77,8 +77,8 @@ port=$(sp_free_port 19500 19599)
 "$bin" run --listen "127.0.0.1:$port" --rescan-interval 2s --scrape-interval 5s --forget-after 2m >"$out/agent.log" 2>&1 &
 agent=$!
 pids+=("$agent")
-for _ in $(seq 100); do curl -fs "127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "127.0.0.1:$port/healthz" >/dev/null || { echo "the agent did not come up: $out/agent.log" >&2; exit 1; }
+for _ in $(seq 100); do curl -fs "127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fs "127.0.0.1:$port/readyz" >/dev/null || { echo "the agent did not come up: $out/agent.log" >&2; exit 1; }
 
 # Two steady workers for the whole run: transactions, GC, media writes.
 # Each from its own port range: the previous one may not listen yet when the next port is picked.

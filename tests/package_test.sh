@@ -26,7 +26,7 @@ for f in ./usr/bin/synapse-profiler ./usr/lib/systemd/system/synapse-profiler.se
   grep -q " $f\$" <<<"$contents" || { echo "package lacks $f"; echo "$contents"; exit 1; }
 done
 depends=$(dpkg-deb -f "$deb" Depends)
-for lib in libbpf libfmt libyaml-cpp libcurl libboost-program-options libcivetweb zlib1g; do
+for lib in libbpf libfmt libyaml-cpp libcurl libboost-program-options libmicrohttpd zlib1g; do
   grep -q "$lib" <<<"$depends" || { echo "Depends lacks $lib: $depends"; exit 1; }
 done
 dpkg-deb -e "$deb" "$work/control"

@@ -49,7 +49,7 @@ TEST(CapabilitiesIT, TheManifestsCapabilitiesAreEnoughAndSysAdminIsNeeded) {
   auto run_with = [&](const std::string& bounding) {
     const int port = sp::test::free_port();
     auto agent = agent_with_caps(dir, bounding, port);
-    EXPECT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port, "/healthz").has_value(); }, 10s))
+    EXPECT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port, "/readyz").has_value(); }, 10s))
         << sp::test::read_text(dir + "/agent-" + bounding + ".log");
     std::this_thread::sleep_for(1500ms);  // a few rescans and collections
     std::string m = sp::test::http_get(port, "/metrics").value_or("");

@@ -1,4 +1,4 @@
-// The agent's HTTP server serves /metrics and /healthz and nothing else: no index, no debug page, no file, whatever
+// The agent's HTTP server serves /metrics, /healthz and /readyz and nothing else: no index, no debug page, no file, whatever
 // the path or method, so nothing beyond the metrics (never SQL or config values) can be read from it.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,16 +29,18 @@ std::string status_line(int port, const std::string& request) {
 
 }  // namespace
 
-TEST(EndpointsIT, OnlyMetricsAndHealthAreServed) {
+TEST(EndpointsIT, OnlyMetricsHealthAndReadinessAreServed) {
   if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
   std::string dir = sp::test::make_temp_dir("sp-endpoints-it");
   sp::test::AgentProcess agent(dir);
   ASSERT_TRUE(agent.running()) << agent.log();
   EXPECT_NE(status_line(agent.port(), "GET /metrics HTTP/1.0\r\n\r\n").find(" 200"), std::string::npos);
   EXPECT_NE(status_line(agent.port(), "GET /healthz HTTP/1.0\r\n\r\n").find(" 200"), std::string::npos);
-  // Exact paths only: /metrics/x and /healthz/x are not answered either.
+  EXPECT_NE(status_line(agent.port(), "GET /readyz HTTP/1.0\r\n\r\n").find(" 200"), std::string::npos);
+  // Exact paths only: /metrics/x, /healthz/x and /readyz/x are not answered either.
   for (const char* path : {"/", "/debug", "/debug/pprof", "/config", "/metrics/../etc/passwd", "/../../etc/passwd",
-                           "/favicon.ico", "/api/v1/query", "/etc/passwd", "/metrics/x", "/healthz/x"}) {
+                           "/favicon.ico", "/api/v1/query", "/etc/passwd", "/metrics/x", "/healthz/x",
+                           "/readyz/x"}) {
     const std::string line = status_line(agent.port(), std::string("GET ") + path + " HTTP/1.0\r\n\r\n");
     EXPECT_EQ(line.find(" 200"), std::string::npos) << path << ": " << line;
   }

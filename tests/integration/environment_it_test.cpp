@@ -104,8 +104,8 @@ TEST_F(EnvironmentIT, WithoutTracefsOrDebugfsEverythingStillWorks) {
                         "umount -l $m 2>/dev/null; done; ! grep -qE ' (tracefs|debugfs) ' /proc/self/mounts",
                         {"run", "--listen", "127.0.0.1:" + std::to_string(port), "--rescan-interval", "500ms"}),
       log);
-  // Up once the first scan has attached to every Synapse process on the machine (dozens, with other test runs).
-  ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port, "/healthz").has_value(); }, 120s))
+  // Ready once the first scan has attached to every Synapse process on the machine (dozens, with other test runs).
+  ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port, "/readyz").has_value(); }, 120s))
       << sp::test::read_text(log);
   EXPECT_TRUE(sp::test::wait_for(
       [&] {

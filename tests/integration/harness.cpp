@@ -195,6 +195,18 @@ print(held)
 namespace {
 
 // IDs of the BPF programs some process holds open (a program fd, or a link fd, whose fdinfo names the program).
+// The program IDs in /proc/PID/fdinfo/* (program fds and links name the program they hold).
+void add_held_program_ids(const std::filesystem::path& proc_dir, std::set<std::uint64_t>& ids) {
+  std::error_code ec;
+  for (const auto& fd : std::filesystem::directory_iterator(proc_dir / "fdinfo", ec)) {
+    std::ifstream in(fd.path());
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.starts_with("prog_id:")) ids.insert(std::stoull(line.substr(8)));
+    }
+  }
+}
+
 std::set<std::uint64_t> held_program_ids() {
   namespace fs = std::filesystem;
   std::set<std::uint64_t> ids;
@@ -202,31 +214,61 @@ std::set<std::uint64_t> held_program_ids() {
   for (const auto& proc : fs::directory_iterator("/proc", ec)) {
     const std::string pid = proc.path().filename();
     if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::error_code ec2;
-    for (const auto& fd : fs::directory_iterator(proc.path() / "fdinfo", ec2)) {
-      std::ifstream in(fd.path());
-      std::string line;
-      while (std::getline(in, line)) {
-        if (line.starts_with("prog_id:")) ids.insert(std::stoull(line.substr(8)));
-      }
-    }
+    add_held_program_ids(proc.path(), ids);
   }
   return ids;
+}
+
+const std::regex& our_program_names() {
+  static const std::regex ours("^(gc_|pq_|pgs_|io_start|rq_|nvme_|rt_).*");
+  return ours;
+}
+
+// id -> name of every loaded program; nullopt when bpftool fails.
+std::optional<std::map<std::uint64_t, std::string>> loaded_programs() {
+  auto r = run_command({"/usr/sbin/bpftool", "-j", "prog", "show"});
+  if (r.status != 0) return std::nullopt;
+  std::map<std::uint64_t, std::string> out;
+  for (const auto& p : nlohmann::json::parse(r.out)) {
+    out[p["id"].get<std::uint64_t>()] = p.contains("name") ? p["name"].get<std::string>() : "";
+  }
+  return out;
 }
 
 }  // namespace
 
 int our_bpf_programs(bool orphaned_only) {
-  auto r = run_command({"/usr/sbin/bpftool", "-j", "prog", "show"});
-  if (r.status != 0) return -1;
-  const std::regex ours("^(gc_|pq_|pgs_|io_start|rq_|nvme_|rt_).*");
+  const auto loaded = loaded_programs();
+  if (!loaded) return -1;
   const std::set<std::uint64_t> held = orphaned_only ? held_program_ids() : std::set<std::uint64_t>{};
   int n = 0;
-  for (const auto& p : nlohmann::json::parse(r.out)) {
-    if (!p.contains("name") || !std::regex_match(p["name"].get<std::string>(), ours)) continue;
-    if (orphaned_only && held.count(p["id"].get<std::uint64_t>())) continue;
+  for (const auto& [id, name] : *loaded) {
+    if (!std::regex_match(name, our_program_names())) continue;
+    if (orphaned_only && held.count(id)) continue;
     ++n;
   }
+  return n;
+}
+
+std::set<std::uint64_t> bpf_programs_held_by(pid_t pid) {
+  std::set<std::uint64_t> held;
+  add_held_program_ids("/proc/" + std::to_string(pid), held);
+  const auto loaded = loaded_programs();
+  if (!loaded) return {};
+  std::set<std::uint64_t> ours;
+  for (std::uint64_t id : held) {
+    if (auto it = loaded->find(id); it != loaded->end() && std::regex_match(it->second, our_program_names())) {
+      ours.insert(id);
+    }
+  }
+  return ours;
+}
+
+int bpf_programs_loaded(const std::set<std::uint64_t>& ids) {
+  const auto loaded = loaded_programs();
+  if (!loaded) return -1;
+  int n = 0;
+  for (std::uint64_t id : ids) n += loaded->count(id) ? 1 : 0;
   return n;
 }
 
@@ -346,9 +388,9 @@ AgentProcess::AgentProcess(const std::string& dir, const std::string& rescan_int
                                    "--rescan-interval", rescan_interval, "--verbose"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   proc_ = Process(argv, log_path_);
-  // The first scan attaches to every Synapse process on the machine before /healthz answers: with dozens (other
-  // test runs) on a loaded machine that takes seconds.
-  healthy_ = wait_for([&] { return http_get(port_, "/healthz").has_value(); }, std::chrono::seconds(120));
+  // The first scan attaches to every Synapse process on the machine before /readyz answers: with dozens (other
+  // test runs) on a loaded machine that takes seconds. /healthz (liveness) answers long before.
+  healthy_ = wait_for([&] { return http_get(port_, "/readyz").has_value(); }, std::chrono::seconds(120));
 }
 
 bool AgentProcess::wait_rounds(int rounds, std::chrono::milliseconds timeout) const {

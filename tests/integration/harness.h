@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,11 @@ std::string read_text(const std::string& path);
 // bpftool fails. With `orphaned_only`, only those no process holds open: what an exited agent left in the kernel
 // (other agents running meanwhile, e.g. other test runs on the machine, hold theirs).
 int our_bpf_programs(bool orphaned_only = false);
+// IDs of the loaded programs named like ours that process `pid` holds (its program fds and links, from
+// /proc/PID/fdinfo): one agent's programs, whatever other agents run beside it. Empty when bpftool fails.
+std::set<std::uint64_t> bpf_programs_held_by(pid_t pid);
+// How many of `ids` are still loaded (the kernel never reuses a program ID soon); -1 when bpftool fails.
+int bpf_programs_loaded(const std::set<std::uint64_t>& ids);
 std::string make_temp_dir(const std::string& prefix);
 
 // The PostgreSQL cluster started by scripts/test.sh, when there is one.
@@ -133,7 +139,8 @@ namespace sp::test {
 class AgentProcess {
  public:
   AgentProcess() = default;
-  // Starts `synapse-profiler run` with a fast rescan and waits until /healthz answers; check running() after.
+  // Starts `synapse-profiler run` with a fast rescan and waits until /readyz answers (the first scan has attached);
+  // check running() after.
   AgentProcess(const std::string& dir, const std::string& rescan_interval = "500ms",
                const std::vector<std::string>& extra_args = {});
   bool running() { return healthy_ && proc_.running(); }

@@ -429,8 +429,8 @@ TEST_F(SimPodIT, SidecarNamesTheWorkerAndCountsWhatItDid) {
   // its gate (for at most its duration) until the sidecar has attached.
   pod_->start_sidecar({"--listen", "127.0.0.1:" + std::to_string(kPodAgentPort), "--rescan-interval", "500ms"});
   auto sidecar_log = [&] { return sp::test::read_text(pod_->dir() + "/sidecar.log"); };
-  ASSERT_TRUE(sp::test::wait_for([&] { return !pod_->scrape(kPodAgentPort, "/healthz").empty(); }, 60s, 250ms))
-      << "the sidecar's /healthz on the pod's loopback (its liveness and readiness probe):\n" << sidecar_log();
+  ASSERT_TRUE(sp::test::wait_for([&] { return !pod_->scrape(kPodAgentPort, "/readyz").empty(); }, 60s, 250ms))
+      << "the sidecar's /readyz on the pod's loopback (its readiness probe):\n" << sidecar_log();
   const std::string truth_path = pod_->start_worker(worker, workload_args(), 15);
   ASSERT_TRUE(worker_started(truth_path)) << pod_->worker_log();
   auto attached = [&](const std::string& m, const std::string& probe) {
@@ -565,7 +565,7 @@ class SimPodDaemonSetIT : public SimPodIT {
                                      "127.0.0.1:" + std::to_string(port), "--rescan-interval", "500ms"};
     if (counts) argv.insert(argv.end(), {"--pid", std::to_string(out.host_pid)});
     sp::test::Process agent(argv, log);
-    ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port, "/healthz").has_value(); }, 60s, 250ms))
+    ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::http_get(port, "/readyz").has_value(); }, 60s, 250ms))
         << sp::test::read_text(log);
     auto metrics = [&] { return sp::test::http_get(port, "/metrics").value_or(""); };
     auto attached = [&](const std::string& m, const std::string& probe) {

@@ -54,11 +54,22 @@ exporter::PassthroughFilter passthrough_filter(const CliOptions& o) {
 
 }  // namespace
 
+void serve_and_start(exporter::MetricsServer& server, agent::ProfilingLoop& loop, const CliOptions& options) {
+  auto exposition = std::make_shared<agent::Exposition>(loop, passthrough_filter(options), SP_VERSION);
+  server.add(std::make_shared<exporter::FunctionCollectable>([exposition] { return exposition->collect(); }));
+  loop.first_scan();  // attaches to what is running before we report being ready
+  log_first_attach_pass(loop);
+  server.set_ready();
+  loop.start();
+}
+
 int run_agent(const CliOptions& options) {
   sigset_t stop_signals = block_stop_signals();
   drop_capabilities(options);
 
-  // The port first: a port in use is a one-line error before anything is loaded into the kernel.
+  // The port first: a port in use is a one-line error before anything is loaded into the kernel. From here on
+  // /healthz answers (liveness: a probe that timed out during a long start-up would restart the agent in a loop),
+  // /readyz says 503 until the first scan has attached, and /metrics serves what there is.
   std::unique_ptr<exporter::MetricsServer> server;
   try {
     server = std::make_unique<exporter::MetricsServer>(options.listen);
@@ -66,20 +77,14 @@ int run_agent(const CliOptions& options) {
     log::error("{}", e.what());
     return 1;
   }
+  log::info("synapse-profiler {} serving http://{}/metrics (port {}), /healthz and /readyz", SP_VERSION, options.listen,
+            server->port());
 
   // No recording: server-side statements feed the series, which need the verb only.
   auto loop = start_profiling(options, /*keep_fingerprints=*/false);
   if (!loop) return 1;
 
-  auto exposition = std::make_shared<agent::Exposition>(*loop, passthrough_filter(options), SP_VERSION);
-  server->add(std::make_shared<exporter::FunctionCollectable>([exposition] { return exposition->collect(); }));
-  log::info("synapse-profiler {} serving http://{}/metrics (port {}) and /healthz", SP_VERSION, options.listen,
-            server->port());
-
-  loop->first_scan();  // attaches to what is running before we report being up
-  log_first_attach_pass(*loop);
-  server->serve_health();
-  loop->start();
+  serve_and_start(*server, *loop, options);
 
   int sig = 0;
   sigwait(&stop_signals, &sig);

@@ -137,7 +137,8 @@ ParseOutcome parse_cli(int argc, const char* const* argv) {
     case Command::Run:
       if (o.command == Command::Run) {
         specific.add_options()("listen", po::value(&raw.listen)->default_value(kDefaultListen),
-                               "address and port of the Prometheus endpoint (/metrics, /healthz); [::]:PORT for IPv6");
+                               "address and port of the Prometheus endpoint (/metrics, /healthz, /readyz): "
+                               "127.0.0.1:PORT, [::1]:PORT (IPv6 only), [::]:PORT or :PORT (IPv4 and IPv6)");
       }
       specific.add_options()("libpq-async", po::value(&o.libpq_async)->default_value("auto"),
            "probe libpq's asynchronous API (PQsendQuery*/PQgetResult) too: on, off, or auto = every process except "

@@ -110,8 +110,10 @@ TEST(K8sManifests, ProfilerContainersAreLeastPrivilegeAndRunValidCommands) {
         port_names.insert(p["name"].as<std::string>());
         EXPECT_EQ(p["containerPort"].as<std::string>(), port) << d.file;
       }
-      for (const char* probe : {"livenessProbe", "readinessProbe"}) {
-        EXPECT_EQ(c[probe]["httpGet"]["path"].as<std::string>(), "/healthz") << d.file << " " << probe;
+      // Liveness on /healthz (answered from the start), readiness on /readyz (once the first scan has attached).
+      for (const auto& [probe, path] :
+           {std::pair{"livenessProbe", "/healthz"}, std::pair{"readinessProbe", "/readyz"}}) {
+        EXPECT_EQ(c[probe]["httpGet"]["path"].as<std::string>(), path) << d.file << " " << probe;
         EXPECT_TRUE(port_names.count(c[probe]["httpGet"]["port"].as<std::string>())) << d.file << " " << probe;
       }
       std::map<std::string, std::string> mounted;  // mount path -> volume name
@@ -160,7 +162,8 @@ TEST(K8sManifests, ServicesAndMonitorsSelectThePodsAndPortsThatExist) {
   }
   for (const auto& sm : find("ServiceMonitor")) {
     bool selects_a_service = false;
-    for (const auto& svc : find("Service")) selects_a_service |= selects(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"]);
+    for (const auto& svc : find("Service"))
+      selects_a_service |= selects(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"]);
     EXPECT_TRUE(selects_a_service);
     for (const auto& e : sm["spec"]["endpoints"]) EXPECT_EQ(e["path"].as<std::string>(), "/metrics");
   }

@@ -1,7 +1,8 @@
+#include "exporter/self_metrics.h"
+
 #include <gtest/gtest.h>
 
 #include "exporter/metric_builders.h"
-#include "exporter/self_metrics.h"
 #include "exporter/server.h"
 
 TEST(SelfMetrics, ExpositionTextForTwoWorkers) {
@@ -35,16 +36,35 @@ TEST(SelfMetrics, ExpositionTextForTwoWorkers) {
   EXPECT_EQ(text, expected);
 }
 
-TEST(ListenSpec, AcceptsHostPortForms) {
-  EXPECT_EQ(sp::exporter::listen_spec("0.0.0.0:9477"), "0.0.0.0:9477");
-  EXPECT_EQ(sp::exporter::listen_spec("[::]:9477"), "[::]:9477");
-  EXPECT_EQ(sp::exporter::listen_spec(":9477"), "9477");
-  EXPECT_EQ(sp::exporter::listen_spec("9477"), "9477");
+TEST(ListenAddress, AcceptsHostPortForms) {
+  using sp::exporter::ListenAddress;
+  using F = ListenAddress::Family;
+  auto is = [](const std::string& listen, F family, const std::string& host, int port) {
+    const ListenAddress a = sp::exporter::parse_listen(listen);
+    EXPECT_EQ(a.family, family) << listen;
+    EXPECT_EQ(a.host, host) << listen;
+    EXPECT_EQ(a.port, port) << listen;
+  };
+  is("0.0.0.0:9477", F::kIPv4, "0.0.0.0", 9477);
+  is("127.0.0.1:9477", F::kIPv4, "127.0.0.1", 9477);
+  is("[::]:9477", F::kDualStack, "::", 9477);
+  is("[::0]:9477", F::kDualStack, "::0", 9477);
+  is("[::1]:9477", F::kIPv6Only, "::1", 9477);
+  is("[fd00::5]:80", F::kIPv6Only, "fd00::5", 80);
+  is(":9477", F::kDualStack, "", 9477);
+  is("9477", F::kDualStack, "", 9477);
+  is("0", F::kDualStack, "", 0);
   EXPECT_EQ(sp::exporter::listen_port("0.0.0.0:443"), 443);
   EXPECT_EQ(sp::exporter::listen_port("[::]:80"), 80);
   EXPECT_EQ(sp::exporter::listen_port("9477"), 9477);
   EXPECT_THROW(sp::exporter::listen_port("host:port"), sp::exporter::ListenError);
-  for (const char* bad : {"host:", "host:port", "1.2.3.4:99999", "[::1]", "[::1]9477", ""}) {
-    EXPECT_THROW(sp::exporter::listen_spec(bad), sp::exporter::ListenError) << bad;
+  for (const char* bad : {"host:", "host:port", "1.2.3.4:99999", "[::1]", "[::1]9477", "", "localhost:9477", "::1:9477",
+                          "[127.0.0.1]:9477", "[::1%lo]:9477", "1.2.3:9477", "[]:9477", "-1"}) {
+    EXPECT_THROW(sp::exporter::parse_listen(bad), sp::exporter::ListenError) << bad;
+  }
+  try {
+    sp::exporter::parse_listen("::1:9477");
+  } catch (const sp::exporter::ListenError& e) {
+    EXPECT_STREQ(e.what(), "--listen ::1:9477: an IPv6 address goes in brackets, e.g. [::1]:9477 or [::]:9477");
   }
 }
