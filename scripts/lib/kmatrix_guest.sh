@@ -80,6 +80,12 @@ for suite in doc.get("testsuites", []):
         ok = "skipped" if t.get("result") == "SKIPPED" or t.get("status") == "NOTRUN" else (
             "FAILED" if t.get("failures") else "passed")
         print(f"KMATRIX test {name} {ok} {t.get('time', '?')}")
+        # What the test compared, agent against the workload's truth (sp::test::record_compared).
+        standard = {"name", "file", "line", "status", "result", "timestamp", "time", "classname", "failures",
+                    "value_param", "type_param"}
+        for key, value in t.items():
+            if key not in standard:
+                print(f"KMATRIX compared {name} {key} {value}")
         for f in t.get("failures", [])[:3]:
             first = f.get("failure", "").strip().splitlines()[:4]
             print(f"KMATRIX failure {name} {' | '.join(first)}")

@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 
 def read(path):
-    r = {"doctor": [], "tests": OrderedDict(), "failures": [], "errors": []}
+    r = {"doctor": [], "tests": OrderedDict(), "compared": OrderedDict(), "failures": [], "errors": []}
     try:
         lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
     except OSError as e:
@@ -26,6 +26,9 @@ def read(path):
         elif key == "test":
             name, result, seconds = (rest.split(" ") + ["", ""])[:3]
             r["tests"][name] = (result, seconds)
+        elif key == "compared":
+            test, what, value = (rest.split(" ", 2) + ["", ""])[:3]
+            r["compared"][(test, what)] = value
         elif key == "failure":
             r["failures"].append(rest)
         elif key == "error":
@@ -113,6 +116,17 @@ def main():
     out.append("| --- |" + " --- |" * len(series))
     for n, by in tests.items():
         out.append(f"| {cell(n)} | " + " | ".join(cell(by.get(s, "-")) for s in series) + " |")
+    # what the smoke compared: the agent's count of the workload's own (equal, or within the test's stated bound).
+    compared = OrderedDict()
+    for s, r in runs.items():
+        for (test, what), value in r["compared"].items():
+            compared.setdefault((test.split(".", 1)[0], what), {})[s] = value
+    if compared:
+        out.append("")
+        out.append("| counted (agent of truth) | " + " | ".join(cell(runs[s].get("kernel", s)) for s in series) + " |")
+        out.append("| --- |" + " --- |" * len(series))
+        for (suite, what), by in compared.items():
+            out.append(f"| {cell(suite)}: {cell(what)} | " + " | ".join(cell(by.get(s, "-")) for s in series) + " |")
     failures = [(s, f) for s, r in runs.items() for f in r["failures"]]
     if failures:
         out.append("")

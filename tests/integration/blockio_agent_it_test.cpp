@@ -150,12 +150,14 @@ TEST_F(BlockIoAgentIT, DirectIoIsChargedToTheWorkerWithItsOwnByteCounts) {
   // O_DIRECT reads go straight to the device: every byte the workload read, plus what the file system reads for it
   // when it creates the files (a bitmap or inode block not in the cache: a few 4 KiB blocks, never a whole request).
   const double worker_reads = delta(with_op(self, "read"), "synapse_profiler_disk_io_bytes_total");
+  sp::test::record_compared("io_direct.read_bytes", worker_reads, read_bytes);
   if (misses == 0) {
     EXPECT_GE(worker_reads, read_bytes) << "the worker's reads";
   }
   EXPECT_LE(worker_reads, read_bytes + (64 << 10)) << "the worker's reads";
   // O_DIRECT writes are synchronous; the file system adds a little metadata the worker's fsync writes too.
   double written = delta(with_op(self, "write_sync"), "synapse_profiler_disk_io_bytes_total");
+  sp::test::record_compared("io_direct.write_sync_bytes", written, write_bytes);
   EXPECT_GE(written, write_bytes);
   EXPECT_LE(written, write_bytes + (4 << 20));
   // Every read on the disk in the interval, ours or not, is in the exported series; the kernel counts the same. The

@@ -116,6 +116,10 @@ TEST_F(DescAgentIT, PerDescCountsEqualTheWorkloadsOwnAndBareQueriesAreUnattribut
   Counts want = truth_per_desc(w->truth_path());
   ASSERT_GT(want["get_users_in_room"], 10) << "the workload ran too few transactions to compare";
   ASSERT_GT(want["unattributed"], 10) << "the workload sent too few statements outside transactions";
+  for (const auto& [desc, n] : want) {
+    auto it = got.find(desc);
+    sp::test::record_compared("desc_311." + desc, it == got.end() ? 0 : it->second, n);
+  }
   EXPECT_EQ(got, want);
   for (const auto& [desc, n] : got) std::cout << "  desc " << desc << ": " << n << " libpq calls\n";
   // Every query went through the walk; the unattributed ones found no new_transaction frame, not a failure.

@@ -114,6 +114,7 @@ class GcAgentIT : public sp::test::AgentTest {
     for (const auto& [gen, t] : truth) {
       ASSERT_TRUE(after.count(gen)) << worker << " generation " << gen << " not exported\n" << metrics();
       const auto& [count, sum, collected, inf] = after[gen];
+      sp::test::record_compared(worker + ".gen" + std::to_string(gen) + ".pauses", count, t.count);
       EXPECT_EQ(count, t.count) << worker << " generation " << gen;
       EXPECT_EQ(collected, t.collected) << worker << " generation " << gen;
       EXPECT_NEAR(sum, t.seconds, std::max(0.05 * t.seconds, 50e-6 * t.count)) << worker << " generation " << gen;

@@ -243,6 +243,13 @@ std::string make_temp_dir(const std::string& prefix) {
   return tmpl;
 }
 
+void record_compared(const std::string& key, double agent, double truth) {
+  std::ostringstream s;
+  s.precision(12);
+  s << agent << " of " << truth;
+  ::testing::Test::RecordProperty(key, s.str());
+}
+
 std::optional<PgEnv> test_postgres() {
   const char* port = std::getenv("SP_PG_PORT");
   if (!port) return std::nullopt;

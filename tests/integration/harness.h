@@ -67,6 +67,10 @@ std::string read_text(const std::string& path);
 int our_bpf_programs(bool orphaned_only = false);
 std::string make_temp_dir(const std::string& prefix);
 
+// What a test compared, as a property of the running test ("KEY" = "AGENT of TRUTH" in --gtest_output's file): the
+// kernel matrix (scripts/kernel_matrix.sh) shows these counts per kernel. Records only; the test asserts.
+void record_compared(const std::string& key, double agent, double truth);
+
 // The PostgreSQL cluster started by scripts/test.sh, when there is one.
 struct PgEnv {
   std::string host, socket_dir, user, db;

@@ -125,6 +125,8 @@ class LibpqAgentIT : public sp::test::AgentTest {
     for (const auto& [verb, v] : after) measured_seconds += v[1];
     for (const auto& [verb, v] : server) server_seconds += v[1];
     for (const auto& [verb, t] : truth) {
+      sp::test::record_compared(w.spec().name + "." + verb + ".client", after[verb][0], t.count);
+      sp::test::record_compared(w.spec().name + "." + verb + ".server", server[verb][0], t.count);
       EXPECT_EQ(after[verb][0], t.count) << w.spec().name << " client side, verb " << verb;
       // PostgreSQL executed each of them in a backend serving this worker (and no other worker's).
       EXPECT_EQ(server[verb][0], t.count) << w.spec().name << " server side, verb " << verb;
@@ -220,7 +222,10 @@ TEST_F(LibpqAgentIT, ServerSideAccountsForEveryStatementOverTheWorkersLife) {
   }
   ASSERT_GT(expected["other"], 0) << "the workload's schema set-up is part of its life";
   auto server = per_verb("db_life", true);
-  for (const auto& [verb, n] : expected) EXPECT_EQ(server[verb][0], n) << "server side, verb " << verb;
+  for (const auto& [verb, n] : expected) {
+    sp::test::record_compared("db_life." + verb + ".server", server[verb][0], n);
+    EXPECT_EQ(server[verb][0], n) << "server side, verb " << verb;
+  }
   for (const auto& [verb, v] : server) {
     if (!expected.count(verb)) {
       EXPECT_EQ(v[0], 0) << "statements PostgreSQL ran for the worker that it did not record sending: verb " << verb;

@@ -111,6 +111,7 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   double truth_gc = 0, trace_gc = 0;
   for (const auto& g : gcs) truth_gc += static_cast<double>(*g.integer("end_ns") - *g.integer("start_ns")) / 1e3;
   for (const auto& s : gc_slices) trace_gc += s["dur"].get<double>();
+  sp::test::record_compared("trace.gc_slices", static_cast<double>(gc_slices.size()), static_cast<double>(gcs.size()));
   EXPECT_EQ(gc_slices.size(), gcs.size());
   // The workload's timing also holds the Python call around the collector (measured here: up to ~0.2 ms of a few ms).
   EXPECT_NEAR(trace_gc, truth_gc, 0.15 * truth_gc);
@@ -134,6 +135,8 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
     EXPECT_FALSE(s["args"]["fingerprint"].get<std::string>().empty());
   }
   // Before the gate the worker only waits (its schema was created before the recording started).
+  sp::test::record_compared("trace.db_client_slices", static_cast<double>(client_after_gate),
+                            static_cast<double>(statements));
   EXPECT_EQ(client_after_gate, statements);
   // Each is named by the Synapse transaction it ran in (read from the worker's Python frames), as the workload's own
   // record says.
