@@ -18,7 +18,8 @@
 #   scripts/kernel_matrix.sh --filter GTEST   another --gtest_filter for the smoke
 #   scripts/kernel_matrix.sh --keep           keep the work directory (image, initramfs)
 # SP_BUILD_DIR: the build directory (default build/; the three binaries are built there). KMATRIX_TIMEOUT: seconds
-# a guest may run (default 5400). KMATRIX_SMP, KMATRIX_MEM: vCPUs (default 2) and MiB (default 4096) of a guest.
+# a guest may run (default 5400). KMATRIX_TIME_SCALE: SP_TEST_TIME_SCALE in a guest, the factor the tests' timeouts
+# are stretched by under emulation (default 20; the control runs unscaled). KMATRIX_SMP, KMATRIX_MEM: vCPUs (default 2) and MiB (default 4096) of a guest.
 # Exit status: 0 every kernel passed, 1 one did not, 77 this machine cannot run it (not root, no mmdebstrap or qemu).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -54,6 +55,9 @@ fail() { echo "kernel_matrix: $*" >&2; exit 1; }
 
 build=${SP_BUILD_DIR:-$SP_ROOT/build}
 timeout_s=${KMATRIX_TIMEOUT:-5400}
+# The tests' timeouts and the workload's start gate are sized for a native run; emulated without KVM, with other work
+# on the host, the agent's start, BPF loads (the verifier runs emulated) and attaches take 10 to 20 times as long.
+time_scale=${KMATRIX_TIME_SCALE:-20}
 work=$(mktemp -d /var/tmp/sp-kmatrix.XXXXXX)
 cleanup() { if ((keep)); then echo "kept $work"; else rm -rf --one-file-system "$work"; fi; }
 trap cleanup EXIT
@@ -206,7 +210,7 @@ make_image() {  # SERIES...
   cp -a "$SP_ROOT/scripts/lib/kmatrix_guest.sh" "$SP_ROOT/scripts/lib/common.sh" "$tree/kmatrix/"
   {
     printf 'export KMATRIX_BINARY=%q KMATRIX_TESTS=%q KMATRIX_FILTER=%q\n' "$binary" "$tests" "$filter"
-    printf 'export SP_PG_BIN=/usr/lib/postgresql/15/bin\n'
+    printf 'export SP_PG_BIN=/usr/lib/postgresql/15/bin SP_TEST_TIME_SCALE=%q\n' "$time_scale"
   } >"$tree/kmatrix/env"
   # The Debian cluster made by postgresql-15's postinst is not used (the smoke starts its own).
   rm -f "$tree/etc/postgresql/15/main/start.conf" 2>/dev/null || true

@@ -43,6 +43,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 say kernel "$(uname -r)"
 say boot_seconds "$(cut -d' ' -f1 /proc/uptime)"
+say time_scale "${SP_TEST_TIME_SCALE:-1}"
 start=$(date +%s)
 
 # --- doctor: every family attached, or off with its reason. Its report, with a `doctor` prefix the host keeps.

@@ -76,8 +76,8 @@ def main():
         verdicts[s] = why
 
     out = []
-    out.append("| kernel | booted as | boot (s) | run (s) | doctor | smoke | BPF programs left | verdict |")
-    out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    out.append("| kernel | booted as | boot (s) | run (s) | test timeouts x | doctor | smoke | BPF programs left | verdict |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for s, r in runs.items():
         how = "native (control)" if s == "control" else "qemu TCG"
         passed = sum(1 for res, _ in r["tests"].values() if res == "passed")
@@ -85,7 +85,7 @@ def main():
         left = r.get("bpf_programs_left", "?") if s != "control" else "(host shared; DetachIT)"
         verdict = "pass" if not verdicts[s] else "FAIL: " + "; ".join(verdicts[s])
         out.append(f"| {cell(r.get('kernel', s))} | {how} | {seconds(r.get('boot_seconds'))} | "
-                   f"{seconds(r.get('run_seconds'))} | {doctor} | {passed}/{len(r['tests'])} tests | {left} | "
+                   f"{seconds(r.get('run_seconds'))} | {cell(r.get('time_scale', '?'))} | {doctor} | {passed}/{len(r['tests'])} tests | {left} | "
                    f"{cell(verdict)} |")
 
     # doctor: one row per check, one column per kernel.

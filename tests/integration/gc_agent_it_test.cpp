@@ -88,8 +88,12 @@ class GcAgentIT : public sp::test::AgentTest {
                                         {{"worker", w.spec().name}, {"pid", std::to_string(w.pid())}});
       return v == 1.0 && pid.has_value();
     };
-    EXPECT_TRUE(sp::test::wait_for(attached, 10s)) << "not attached by " << method << "\n" << agent_log();
-    std::this_thread::sleep_for(1200ms);  // one kernel poll of the agent (every second)
+    if (sp::test::wait_for(attached, 10s)) {
+      RecordProperty(w.spec().name + ".attached_by", method);
+    } else {
+      ADD_FAILURE() << "not attached by " << method << "\n" << agent_log();
+    }
+    std::this_thread::sleep_for(sp::test::scaled(1200ms));  // one kernel poll of the agent (every second)
     Counters before = counters(w.spec().name);
     std::ofstream(gate(w.spec().name)).put('\n');
     return before;
@@ -104,7 +108,7 @@ class GcAgentIT : public sp::test::AgentTest {
   // 5 % or 50 us per pause.
   void expect_matches(const std::string& worker, const Counters& before, const std::map<int, GenTruth>& truth) {
     // The agent polls the kernel every second and drops exited workers at the next rescan; give it both.
-    std::this_thread::sleep_for(1500ms);
+    std::this_thread::sleep_for(sp::test::scaled(1500ms));
     Counters after = counters(worker);
     for (auto& [gen, values] : after) {
       if (auto it = before.find(gen); it != before.end()) {

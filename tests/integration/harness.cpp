@@ -118,8 +118,27 @@ bool port_listening(int port) {
   return ok;
 }
 
+double time_scale() {
+  static const double scale = [] {
+    const char* v = std::getenv("SP_TEST_TIME_SCALE");
+    if (v == nullptr || *v == '\0') return 1.0;
+    char* end = nullptr;
+    double s = std::strtod(v, &end);
+    if (end == v || *end != '\0' || !(s >= 1.0 && s <= 1000.0)) {
+      ADD_FAILURE() << "SP_TEST_TIME_SCALE=" << v << ": expected a number from 1 to 1000";
+      return 1.0;
+    }
+    return s;
+  }();
+  return scale;
+}
+
+std::chrono::milliseconds scaled(std::chrono::milliseconds d) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(d.count()) * time_scale()));
+}
+
 bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout, std::chrono::milliseconds step) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto deadline = std::chrono::steady_clock::now() + scaled(timeout);
   while (true) {
     if (pred()) return true;
     if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -275,6 +294,10 @@ Workload::Workload(WorkloadSpec spec, const std::string& dir) : spec_(std::move(
       << (spec_.name == "master" ? "listeners" : "worker_listeners") << ":\n  - type: metrics\n    port: " << spec_.metrics_port << "\n    bind_addresses: ['127.0.0.1']\n";
   std::vector<std::string> argv = {spec_.python, "-m", spec_.app, "-c", config_, "--duration",
                                    std::to_string(spec_.duration_s), "--truth", truth_};
+  if (time_scale() > 1) {
+    argv.push_back("--start-gate-timeout");
+    argv.push_back(std::to_string(spec_.duration_s * time_scale()));
+  }
   if (spec_.use_db) {
     auto pg = spec_.pg ? spec_.pg : test_postgres();
     if (!pg) {

@@ -44,8 +44,15 @@ class Process {
   std::optional<int> status_;
 };
 
+// How much slower than a native run this one is (SP_TEST_TIME_SCALE, at least 1; e.g. 10 under qemu's TCG in the
+// kernel matrix): every wait_for() and Process::wait() timeout, the workload's start-gate wait and scaled() delays are
+// multiplied by it. 1 when unset: native runs are unchanged.
+double time_scale();
+std::chrono::milliseconds scaled(std::chrono::milliseconds d);
+
 int free_port();
 bool port_listening(int port);
+// `timeout` is multiplied by time_scale().
 bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
               std::chrono::milliseconds step = std::chrono::milliseconds(100));
 

@@ -210,7 +210,7 @@ TEST_F(RecordIT, CtrlCStillWritesEverythingAndTheCapHolds) {
   auto w = start("rec_capped", {"--gc-schedule", "0:20", "--query-rate", "20", "--io-rate", "0"});
   auto rec = record({"--duration", "60s", "--max-events", "40"});
   std::ofstream(dir_ + "/rec_capped.gate").put('\n');
-  std::this_thread::sleep_for(2s);
+  std::this_thread::sleep_for(sp::test::scaled(2s));
   auto st = rec.stop(SIGINT, 20s);
   ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << log();
   for (const char* f : {"trace.json", "report.html", "summary.txt"}) {
