@@ -224,9 +224,10 @@ run_guest() {  # SERIES
   extract_kernel "$series" >/dev/null
   make_initramfs "$work/initramfs-$series.gz"
   echo "  booting $kver under qemu (TCG, ${KMATRIX_SMP:-2} vCPUs, ${KMATRIX_MEM:-4096} MiB), console in $log"
+  # --foreground: qemu stays in this script's process group, so that stopping the script stops it too.
   # no_timer_check: under TCG on a busy host the kernel's check of the IO-APIC timer fails ("IO-APIC + timer doesn't
   # work!", a panic at boot on 6.1); the emulated timer is fine.
-  nice -n 10 timeout "$timeout_s" qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max \
+  nice -n 10 timeout --foreground "$timeout_s" qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max \
     -smp "${KMATRIX_SMP:-2}" -m "${KMATRIX_MEM:-4096}" -display none -monitor none -nic none -serial "file:$log" -no-reboot \
     -kernel "$kdir/boot/vmlinuz-$kver" -initrd "$work/initramfs-$series.gz" \
     -append "console=ttyS0 panic=-1 loglevel=4 sysrq_always_enabled=1 mitigations=off no_timer_check" \

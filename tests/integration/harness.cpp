@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -132,6 +133,12 @@ double time_scale() {
   }();
   return scale;
 }
+
+namespace {
+// A workload runs sqrt(time_scale()) times its WorkloadSpec::duration_s, so that on an emulated CPU it still gets
+// through enough rounds of its schedule for the tests' "ran too few to compare" floors. 1 natively.
+double workload_scale() { return std::sqrt(time_scale()); }
+}  // namespace
 
 std::chrono::milliseconds scaled(std::chrono::milliseconds d) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(d.count()) * time_scale()));
@@ -293,7 +300,7 @@ Workload::Workload(WorkloadSpec spec, const std::string& dir) : spec_(std::move(
       // Like Synapse: the main process reads `listeners`, workers `worker_listeners`.
       << (spec_.name == "master" ? "listeners" : "worker_listeners") << ":\n  - type: metrics\n    port: " << spec_.metrics_port << "\n    bind_addresses: ['127.0.0.1']\n";
   std::vector<std::string> argv = {spec_.python, "-m", spec_.app, "-c", config_, "--duration",
-                                   std::to_string(spec_.duration_s), "--truth", truth_};
+                                   std::to_string(spec_.duration_s * workload_scale()), "--truth", truth_};
   if (time_scale() > 1) {
     argv.push_back("--start-gate-timeout");
     argv.push_back(std::to_string(spec_.duration_s * time_scale()));

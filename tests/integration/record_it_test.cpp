@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -79,7 +80,9 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   auto other = start("rec_ignored", {"--gc-schedule", "0:10", "--query-rate", "5", "--io-rate", "0"});
   sp::test::AgentProcess agent(dir_, "500ms");
   ASSERT_TRUE(agent.running()) << agent.log();
-  auto rec = record({"--duration", "9s", "--workers", "rec_worker"});
+  // Longer than the workloads' run (4 s; stretched by sqrt(time_scale()) under emulation, as Workload does).
+  auto rec = record({"--duration", std::to_string(static_cast<int>(std::ceil(9 * std::sqrt(sp::test::time_scale())))) + "s",
+                     "--workers", "rec_worker"});
   ASSERT_TRUE(sp::test::wait_for(
       [&] {
         return sp::test::metric_value(agent.metrics(), "synapse_profiler_probe_attached",
