@@ -46,7 +46,8 @@ class Process {
 
 // How much slower than a native run this one is (SP_TEST_TIME_SCALE, at least 1; e.g. 10 under qemu's TCG in the
 // kernel matrix): every wait_for() and Process::wait() timeout, the workload's start-gate wait and scaled() delays are
-// multiplied by it. 1 when unset: native runs are unchanged.
+// multiplied by it, and a workload runs sqrt(time_scale()) times its duration_s (enough rounds of its schedule for
+// the tests' "ran too few to compare" floors on an emulated CPU). 1 when unset: native runs are unchanged.
 double time_scale();
 std::chrono::milliseconds scaled(std::chrono::milliseconds d);
 
