@@ -79,11 +79,13 @@ lib_packages() {
 }
 mapfile -t libs < <(lib_packages "$binary" "$tests" "$embed")
 for p in "${libs[@]}"; do [[ $p != '?' ]] || fail "a library of the binaries belongs to no Debian package"; done
+# kmod: the kernel loads modules on demand through /sbin/modprobe, as on any Debian host (the cloud kernels build
+# unix_diag, which matches PostgreSQL backends on Unix sockets to workers, as a module).
 PACKAGES=(postgresql-15 python3.11 libpython3.11 python3-psycopg2 python3-yaml python3-prometheus-client bpftool
-          binutils iproute2 procps curl util-linux "${libs[@]}")
+          binutils iproute2 procps curl util-linux kmod "${libs[@]}")
 guest_works() {
   chroot "$1" /usr/bin/python3.11 -c 'import psycopg2, yaml, prometheus_client' \
-    && [[ -x $1/usr/lib/postgresql/15/bin/postgres ]] && chroot "$1" bpftool version >/dev/null
+    && [[ -x $1/usr/lib/postgresql/15/bin/postgres ]] && chroot "$1" bpftool version >/dev/null && [[ -x $1/sbin/modprobe ]]
 }
 start=$SECONDS
 sp_cached_rootfs kmatrix guest_works --variant=minbase --include="$(IFS=,; echo "${PACKAGES[*]}")" bookworm \
@@ -201,6 +203,8 @@ make_image() {  # SERIES...
     extract_kernel "$s"
     mkdir -p "$tree/lib/modules"
     cp -a "$kdir/lib/modules/$kver" "$tree/lib/modules/"
+    # What the package's postinst would do: modules.dep and friends, for modprobe.
+    chroot "$tree" /sbin/depmod "$kver" || fail "depmod for $kver failed"
   done
   mkdir -p "$tree$build/tests/embed" "$tree$SP_ROOT/tests" "$tree/kmatrix"
   cp -a "$binary" "$tree$binary"
