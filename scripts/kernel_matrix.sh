@@ -18,8 +18,10 @@
 #   scripts/kernel_matrix.sh --filter GTEST   another --gtest_filter for the smoke
 #   scripts/kernel_matrix.sh --keep           keep the work directory (image, initramfs)
 # SP_BUILD_DIR: the build directory (default build/; the three binaries are built there). KMATRIX_TIMEOUT: seconds
-# a guest may run (default 5400). KMATRIX_TIME_SCALE: SP_TEST_TIME_SCALE in a guest, the factor the tests' timeouts
-# are stretched by under emulation (default 20; the control runs unscaled). KMATRIX_SMP, KMATRIX_MEM: vCPUs (default 2) and MiB (default 4096) of a guest.
+# a guest may run (default 5400). KMATRIX_RESULTS: where the consoles and tables go (default BUILD/kernel_matrix).
+# KMATRIX_TIME_SCALE: SP_TEST_TIME_SCALE in a guest, the factor the tests' timeouts are stretched by under emulation
+# (default 20; the control runs unscaled). KMATRIX_SMP, KMATRIX_MEM: vCPUs (default 2) and MiB (default 4096) of a
+# guest.
 # Exit status: 0 every kernel passed, 1 one did not, 77 this machine cannot run it (not root, no mmdebstrap or qemu).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -61,7 +63,7 @@ time_scale=${KMATRIX_TIME_SCALE:-20}
 work=$(mktemp -d /var/tmp/sp-kmatrix.XXXXXX)
 cleanup() { if ((keep)); then echo "kept $work"; else rm -rf --one-file-system "$work"; fi; }
 trap cleanup EXIT
-results=$build/kernel_matrix
+results=${KMATRIX_RESULTS:-$build/kernel_matrix}
 mkdir -p "$results"
 
 # --- the binaries, at the paths compiled into the test binary (SP_BINARY, SP_EMBED_PYTHON, SP_WORKLOAD_DIR).
