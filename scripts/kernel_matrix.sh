@@ -87,7 +87,7 @@ PACKAGES=(postgresql-15 python3.11 libpython3.11 python3-psycopg2 python3-yaml p
           binutils iproute2 procps curl util-linux kmod "${libs[@]}")
 guest_works() {
   chroot "$1" /usr/bin/python3.11 -c 'import psycopg2, yaml, prometheus_client' \
-    && [[ -x $1/usr/lib/postgresql/15/bin/postgres ]] && chroot "$1" bpftool version >/dev/null && [[ -x $1/sbin/modprobe ]]
+    && [[ -x $1/usr/lib/postgresql/15/bin/postgres ]] && chroot "$1" bpftool version >/dev/null && chroot "$1" test -x /sbin/modprobe
 }
 start=$SECONDS
 sp_cached_rootfs kmatrix guest_works --variant=minbase --include="$(IFS=,; echo "${PACKAGES[*]}")" bookworm \
