@@ -84,7 +84,8 @@ def main():
         doctor = {"0": "all needed checks pass", "1": "a needed check failed"}.get(r.get("doctor_status"), "?")
         left = r.get("bpf_programs_left", "?") if s != "control" else "(host shared; DetachIT)"
         verdict = "pass" if not verdicts[s] else "FAIL: " + "; ".join(verdicts[s])
-        out.append(f"| {cell(r.get('kernel', s))} | {how} | {seconds(r.get('boot_seconds'))} | "
+        boot = "-" if s == "control" else seconds(r.get("boot_seconds"))  # natively: the host's uptime
+        out.append(f"| {cell(r.get('kernel', s))} | {how} | {boot} | "
                    f"{seconds(r.get('run_seconds'))} | {cell(r.get('time_scale', '?'))} | {doctor} | {passed}/{len(r['tests'])} tests | {left} | "
                    f"{cell(verdict)} |")
 
