@@ -100,4 +100,4 @@ names = [p.get("name", "") for p in json.load(sys.stdin)]
 print(sum(1 for n in names if re.match(r"(gc_|pq_|pgs_|io_start|rq_|nvme_|rt_)", n)))')
 say bpf_programs_left "${left:-?}"
 say run_seconds "$(($(date +%s) - start))"
-say done
+say "done"
