@@ -20,6 +20,8 @@ PACKAGES=(
   postgresql postgresql-client curl jq procps iproute2 util-linux binutils
   # the simulated pod of the deployment tests (its own Debian root filesystem)
   mmdebstrap
+  # the kernel matrix (scripts/kernel_matrix.sh): Debian's kernels booted under qemu
+  qemu-system-x86
   # record: report.html rendered in a real browser, screenshot checked
   chromium python3-pil
 )

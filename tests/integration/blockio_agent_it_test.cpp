@@ -63,7 +63,7 @@ QuietSnapshot quiet_snapshot(const sp::test::AgentProcess& agent, const std::str
   QuietSnapshot snap;
   for (int attempt = 0; attempt < 20; ++attempt) {
     DiskStat s1 = disk_stat(disk);
-    std::this_thread::sleep_for(300ms);
+    std::this_thread::sleep_for(300ms);  // a window of quiet: not stretched (journal commits every 5 s would fill it)
     const bool polled = agent.wait_rounds(2);
     snap.metrics = agent.metrics();
     snap.stat = disk_stat(disk);
@@ -150,12 +150,14 @@ TEST_F(BlockIoAgentIT, DirectIoIsChargedToTheWorkerWithItsOwnByteCounts) {
   // O_DIRECT reads go straight to the device: every byte the workload read, plus what the file system reads for it
   // when it creates the files (a bitmap or inode block not in the cache: a few 4 KiB blocks, never a whole request).
   const double worker_reads = delta(with_op(self, "read"), "synapse_profiler_disk_io_bytes_total");
+  sp::test::record_compared("io_direct.read_bytes", worker_reads, read_bytes);
   if (misses == 0) {
     EXPECT_GE(worker_reads, read_bytes) << "the worker's reads";
   }
   EXPECT_LE(worker_reads, read_bytes + (64 << 10)) << "the worker's reads";
   // O_DIRECT writes are synchronous; the file system adds a little metadata the worker's fsync writes too.
   double written = delta(with_op(self, "write_sync"), "synapse_profiler_disk_io_bytes_total");
+  sp::test::record_compared("io_direct.write_sync_bytes", written, write_bytes);
   EXPECT_GE(written, write_bytes);
   EXPECT_LE(written, write_bytes + (4 << 20));
   // Every read on the disk in the interval, ours or not, is in the exported series; the kernel counts the same. The
@@ -225,7 +227,7 @@ TEST_F(BlockIoAgentIT, BufferedWritesFlushedByWritebackAreOther) {
   spec.extra_args = {"--gc-schedule", "none", "--io-rate", "0", "--start-gate", dir_ + "/gate"};
   Workload w(spec, dir_);
   ASSERT_TRUE(w.wait_ready()) << sp::test::read_text(w.log_path());
-  std::this_thread::sleep_for(1s);
+  std::this_thread::sleep_for(sp::test::scaled(1s));
   std::string before = metrics();
   // A process that is not a worker dirties 8 MiB of page cache without syncing; `sync` then has the kernel's
   // flusher threads write it back.
@@ -236,7 +238,7 @@ TEST_F(BlockIoAgentIT, BufferedWritesFlushedByWritebackAreOther) {
     for (int i = 0; i < 8; ++i) out << chunk;
   }
   sp::test::run_command({"/bin/sync"});
-  std::this_thread::sleep_for(1500ms);
+  std::this_thread::sleep_for(sp::test::scaled(1500ms));
   std::string after = metrics();
   double other_writes = sum_of(after, "synapse_profiler_disk_io_bytes_total", {{"worker", "other"}, {"device", disk_}}) -
                         sum_of(before, "synapse_profiler_disk_io_bytes_total", {{"worker", "other"}, {"device", disk_}});
@@ -296,14 +298,14 @@ print(cur.fetchone()[0])
       10s));
   sp::test::run_command({"/bin/sync"});
   std::ofstream("/proc/sys/vm/drop_caches") << "1\n";
-  std::this_thread::sleep_for(1500ms);  // the rescan decides the new backends; one more poll
+  std::this_thread::sleep_for(sp::test::scaled(1500ms));  // the rescan decides the new backends; one more poll
   std::string before = metrics();
   std::ofstream(dir_ + "/gate").put('\n');
   for (auto* w : {scanner.get(), bystander.get()}) {
     auto st = w->process().wait(30s);
     ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(w->log_path());
   }
-  std::this_thread::sleep_for(1500ms);
+  std::this_thread::sleep_for(sp::test::scaled(1500ms));
   std::string after = metrics();
   auto reads = [&](const std::string& worker_name) {
     std::map<std::string, std::string> f = {{"worker", worker_name}, {"op", "read"}, {"via", "postgres"}};

@@ -84,7 +84,7 @@ class DescAgentIT : public sp::test::AgentTest {
     const std::string name = w.spec().name;
     EXPECT_TRUE(sp::test::wait_for([&] { return attached(name, "libpq") == 1.0; }, 10s)) << agent_log();
     EXPECT_EQ(attached(name, "libpq_desc"), expect_desc_active ? 1.0 : 0.0) << agent_log();
-    std::this_thread::sleep_for(600ms);  // one agent poll past anything sent before the gate
+    std::this_thread::sleep_for(sp::test::scaled(600ms));  // one agent poll past anything sent before the gate
     Counts before = per_desc(name);
     std::ofstream(gate(name)).put('\n');
     return before;
@@ -93,7 +93,7 @@ class DescAgentIT : public sp::test::AgentTest {
   void finish(Workload& w) {
     auto st = w.process().wait(30s);
     ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << sp::test::read_text(w.log_path());
-    std::this_thread::sleep_for(800ms);
+    std::this_thread::sleep_for(sp::test::scaled(800ms));
   }
 
   std::error_code ec_;
@@ -116,6 +116,10 @@ TEST_F(DescAgentIT, PerDescCountsEqualTheWorkloadsOwnAndBareQueriesAreUnattribut
   Counts want = truth_per_desc(w->truth_path());
   ASSERT_GT(want["get_users_in_room"], 10) << "the workload ran too few transactions to compare";
   ASSERT_GT(want["unattributed"], 10) << "the workload sent too few statements outside transactions";
+  for (const auto& [desc, n] : want) {
+    auto it = got.find(desc);
+    sp::test::record_compared("desc_311." + desc, it == got.end() ? 0 : it->second, n);
+  }
   EXPECT_EQ(got, want);
   for (const auto& [desc, n] : got) std::cout << "  desc " << desc << ": " << n << " libpq calls\n";
   // Every query went through the walk; the unattributed ones found no new_transaction frame, not a failure.
@@ -134,13 +138,13 @@ TEST_F(DescAgentIT, ServerSideStatementsAreSplitByTheTransactionThatSentThem) {
   auto w = start("desc_server");
   const std::string name = "desc_server";
   ASSERT_TRUE(sp::test::wait_for([&] { return attached(name, "libpq") == 1.0; }, 10s)) << agent_log();
-  std::this_thread::sleep_for(1600ms);  // past the matcher's grace for anything sent before the gate
+  std::this_thread::sleep_for(sp::test::scaled(1600ms));  // past the matcher's grace for anything sent before the gate
   Counts server_before = per_desc(name, "synapse_profiler_db_desc_server_statements_total");
   Counts client_before = per_desc(name, "synapse_profiler_db_desc_query_seconds_total");
   Counts server_s_before = per_desc(name, "synapse_profiler_db_desc_server_seconds_total");
   std::ofstream(gate(name)).put('\n');
   finish(*w);
-  std::this_thread::sleep_for(1600ms);
+  std::this_thread::sleep_for(sp::test::scaled(1600ms));
   Counts got = minus(per_desc(name, "synapse_profiler_db_desc_server_statements_total"), server_before);
   Counts want = truth_per_desc(w->truth_path());
   ASSERT_GT(want["slow_query"], 10);

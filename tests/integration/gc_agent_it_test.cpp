@@ -88,9 +88,13 @@ class GcAgentIT : public sp::test::AgentTest {
                                         {{"worker", w.spec().name}, {"pid", std::to_string(w.pid())}});
       return v == 1.0 && pid.has_value();
     };
-    EXPECT_TRUE(sp::test::wait_for(attached, 10s)) << "not attached by " << method << "\n" << agent_log();
+    if (sp::test::wait_for(attached, 10s)) {
+      RecordProperty(w.spec().name + ".attached_by", method);
+    } else {
+      ADD_FAILURE() << "not attached by " << method << "\n" << agent_log();
+    }
     // One read of the kernel maps (once a second) that started after this point: what came before the gate is in.
-    EXPECT_TRUE(agent_.wait_rounds(1)) << agent_log();
+    EXPECT_TRUE(agent_.wait_rounds(1)) << agent_log();  // its timeout is scaled like every wait_for()
     Counters before = counters(w.spec().name);
     std::ofstream(gate(w.spec().name)).put('\n');
     return before;
@@ -105,7 +109,7 @@ class GcAgentIT : public sp::test::AgentTest {
   // 5 % or 50 us per pause.
   void expect_matches(const std::string& worker, const Counters& before, const std::map<int, GenTruth>& truth) {
     // The agent polls the kernel every second and drops exited workers at the next rescan; give it both.
-    std::this_thread::sleep_for(1500ms);
+    std::this_thread::sleep_for(sp::test::scaled(1500ms));
     Counters after = counters(worker);
     for (auto& [gen, values] : after) {
       if (auto it = before.find(gen); it != before.end()) {
@@ -115,6 +119,7 @@ class GcAgentIT : public sp::test::AgentTest {
     for (const auto& [gen, t] : truth) {
       ASSERT_TRUE(after.count(gen)) << worker << " generation " << gen << " not exported\n" << metrics();
       const auto& [count, sum, collected, inf] = after[gen];
+      sp::test::record_compared(worker + ".gen" + std::to_string(gen) + ".pauses", count, t.count);
       EXPECT_EQ(count, t.count) << worker << " generation " << gen;
       EXPECT_EQ(collected, t.collected) << worker << " generation " << gen;
       EXPECT_NEAR(sum, t.seconds, std::max(0.05 * t.seconds, 50e-6 * t.count)) << worker << " generation " << gen;

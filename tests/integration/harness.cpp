@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -118,8 +119,33 @@ bool port_listening(int port) {
   return ok;
 }
 
+double time_scale() {
+  static const double scale = [] {
+    const char* v = std::getenv("SP_TEST_TIME_SCALE");
+    if (v == nullptr || *v == '\0') return 1.0;
+    char* end = nullptr;
+    double s = std::strtod(v, &end);
+    if (end == v || *end != '\0' || !(s >= 1.0 && s <= 1000.0)) {
+      ADD_FAILURE() << "SP_TEST_TIME_SCALE=" << v << ": expected a number from 1 to 1000";
+      return 1.0;
+    }
+    return s;
+  }();
+  return scale;
+}
+
+namespace {
+// A workload runs sqrt(time_scale()) times its WorkloadSpec::duration_s, so that on an emulated CPU it still gets
+// through enough rounds of its schedule for the tests' "ran too few to compare" floors. 1 natively.
+double workload_scale() { return std::sqrt(time_scale()); }
+}  // namespace
+
+std::chrono::milliseconds scaled(std::chrono::milliseconds d) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(d.count()) * time_scale()));
+}
+
 bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout, std::chrono::milliseconds step) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto deadline = std::chrono::steady_clock::now() + scaled(timeout);
   while (true) {
     if (pred()) return true;
     if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -285,6 +311,13 @@ std::string make_temp_dir(const std::string& prefix) {
   return tmpl;
 }
 
+void record_compared(const std::string& key, double agent, double truth) {
+  std::ostringstream s;
+  s.precision(12);
+  s << agent << " of " << truth;
+  ::testing::Test::RecordProperty(key, s.str());
+}
+
 std::optional<PgEnv> test_postgres() {
   const char* port = std::getenv("SP_PG_PORT");
   if (!port) return std::nullopt;
@@ -309,7 +342,11 @@ Workload::Workload(WorkloadSpec spec, const std::string& dir) : spec_(std::move(
       // Like Synapse: the main process reads `listeners`, workers `worker_listeners`.
       << (spec_.name == "master" ? "listeners" : "worker_listeners") << ":\n  - type: metrics\n    port: " << spec_.metrics_port << "\n    bind_addresses: ['127.0.0.1']\n";
   std::vector<std::string> argv = {spec_.python, "-m", spec_.app, "-c", config_, "--duration",
-                                   std::to_string(spec_.duration_s), "--truth", truth_};
+                                   std::to_string(spec_.duration_s * workload_scale()), "--truth", truth_};
+  if (time_scale() > 1) {
+    argv.push_back("--start-gate-timeout");
+    argv.push_back(std::to_string(spec_.duration_s * time_scale()));
+  }
   if (spec_.use_db) {
     auto pg = spec_.pg ? spec_.pg : test_postgres();
     if (!pg) {

@@ -45,8 +45,16 @@ class Process {
   std::optional<int> status_;
 };
 
+// How much slower than a native run this one is (SP_TEST_TIME_SCALE, at least 1; e.g. 10 under qemu's TCG in the
+// kernel matrix): every wait_for() and Process::wait() timeout, the workload's start-gate wait and scaled() delays are
+// multiplied by it, and a workload runs sqrt(time_scale()) times its duration_s (enough rounds of its schedule for
+// the tests' "ran too few to compare" floors on an emulated CPU). 1 when unset: native runs are unchanged.
+double time_scale();
+std::chrono::milliseconds scaled(std::chrono::milliseconds d);
+
 int free_port();
 bool port_listening(int port);
+// `timeout` is multiplied by time_scale().
 bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
               std::chrono::milliseconds step = std::chrono::milliseconds(100));
 
@@ -72,6 +80,10 @@ std::set<std::uint64_t> bpf_programs_held_by(pid_t pid);
 // How many of `ids` are still loaded (the kernel never reuses a program ID soon); -1 when bpftool fails.
 int bpf_programs_loaded(const std::set<std::uint64_t>& ids);
 std::string make_temp_dir(const std::string& prefix);
+
+// What a test compared, as a property of the running test ("KEY" = "AGENT of TRUTH" in --gtest_output's file): the
+// kernel matrix (scripts/kernel_matrix.sh) shows these counts per kernel. Records only; the test asserts.
+void record_compared(const std::string& key, double agent, double truth);
 
 // The PostgreSQL cluster started by scripts/test.sh, when there is one.
 struct PgEnv {

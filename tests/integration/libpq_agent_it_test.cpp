@@ -93,7 +93,7 @@ class LibpqAgentIT : public sp::test::AgentTest {
                                     {{"worker", w.spec().name}, {"probe", "libpq"}}) == 1.0;
     };
     EXPECT_TRUE(sp::test::wait_for(attached, 10s)) << agent_log();
-    std::this_thread::sleep_for(600ms);  // one agent poll (every 250 ms) past anything sent before the gate
+    std::this_thread::sleep_for(sp::test::scaled(600ms));  // one agent poll (every 250 ms) past anything sent before the gate
     Baseline before{per_verb(w.spec().name), per_verb(w.spec().name, true)};
     std::ofstream(gate(w.spec().name)).put('\n');
     return before;
@@ -115,7 +115,7 @@ class LibpqAgentIT : public sp::test::AgentTest {
   }
 
   void expect_matches(Workload& w, const Baseline& before) {
-    std::this_thread::sleep_for(800ms);
+    std::this_thread::sleep_for(sp::test::scaled(800ms));
     auto after = minus(per_verb(w.spec().name), before.client);
     auto server = minus(per_verb(w.spec().name, true), before.server);
     double truth_seconds = 0;
@@ -125,6 +125,8 @@ class LibpqAgentIT : public sp::test::AgentTest {
     for (const auto& [verb, v] : after) measured_seconds += v[1];
     for (const auto& [verb, v] : server) server_seconds += v[1];
     for (const auto& [verb, t] : truth) {
+      sp::test::record_compared(w.spec().name + "." + verb + ".client", after[verb][0], t.count);
+      sp::test::record_compared(w.spec().name + "." + verb + ".server", server[verb][0], t.count);
       EXPECT_EQ(after[verb][0], t.count) << w.spec().name << " client side, verb " << verb;
       // PostgreSQL executed each of them in a backend serving this worker (and no other worker's).
       EXPECT_EQ(server[verb][0], t.count) << w.spec().name << " server side, verb " << verb;
@@ -166,7 +168,7 @@ TEST_F(LibpqAgentIT, SecretLiteralsNeverReachMetricsOrLog) {
   auto w = start("db_secret", false);
   auto before = attach_and_go(*w);
   finish(*w);
-  std::this_thread::sleep_for(800ms);
+  std::this_thread::sleep_for(sp::test::scaled(800ms));
   std::string sql = sp::test::read_text(w->truth_path());
   ASSERT_NE(sql.find("syt_s3cr3t_token"), std::string::npos) << "the workload did not send its secret literal";
   std::string m = metrics();
@@ -188,7 +190,7 @@ TEST_F(LibpqAgentIT, LockWaitsAreChargedToTheWaitingWorker) {
   ASSERT_TRUE(held);
   const double held_seconds = *held;
   finish(*w);
-  std::this_thread::sleep_for(800ms);
+  std::this_thread::sleep_for(sp::test::scaled(800ms));
   std::string m = metrics();
   auto count = sp::test::metric_value(m, "synapse_profiler_db_lock_wait_seconds_count", {{"worker", "db_locked"}});
   auto sum = sp::test::metric_value(m, "synapse_profiler_db_lock_wait_seconds_sum", {{"worker", "db_locked"}});
@@ -210,7 +212,7 @@ TEST_F(LibpqAgentIT, ServerSideAccountsForEveryStatementOverTheWorkersLife) {
   std::ofstream(gate("db_life")).put('\n');  // no waiting: the whole life counts
   auto w = start("db_life", false);
   finish(*w);
-  std::this_thread::sleep_for(1500ms);  // the exit is noticed at the next rescan; records of the end are drained
+  std::this_thread::sleep_for(sp::test::scaled(1500ms));  // the exit is noticed at the next rescan; records of the end are drained
   std::map<std::string, double> expected;
   for (const auto& r : sp::test::truth_of_type(sp::test::read_truth(w->truth_path()), "query")) {
     std::string verb = *r.text("verb");
@@ -220,7 +222,10 @@ TEST_F(LibpqAgentIT, ServerSideAccountsForEveryStatementOverTheWorkersLife) {
   }
   ASSERT_GT(expected["other"], 0) << "the workload's schema set-up is part of its life";
   auto server = per_verb("db_life", true);
-  for (const auto& [verb, n] : expected) EXPECT_EQ(server[verb][0], n) << "server side, verb " << verb;
+  for (const auto& [verb, n] : expected) {
+    sp::test::record_compared("db_life." + verb + ".server", server[verb][0], n);
+    EXPECT_EQ(server[verb][0], n) << "server side, verb " << verb;
+  }
   for (const auto& [verb, v] : server) {
     if (!expected.count(verb)) {
       EXPECT_EQ(v[0], 0) << "statements PostgreSQL ran for the worker that it did not record sending: verb " << verb;
@@ -250,7 +255,7 @@ TEST_F(LibpqAgentIT, QueryTimeOverlappedByGcPausesMatchesTheWorkload) {
   double idle_before = overlap("db_gc_only");
   finish(*held);
   finish(*idle);
-  std::this_thread::sleep_for(1500ms);
+  std::this_thread::sleep_for(sp::test::scaled(1500ms));
   auto truth = sp::test::truth_of_type(sp::test::read_truth(held->truth_path()), "summary");
   ASSERT_EQ(truth.size(), 1u);
   double expected = static_cast<double>(*truth[0].integer("gc_overlap_exec_ns")) / 1e9;

@@ -6,6 +6,7 @@
 
 #include <zlib.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -119,7 +120,9 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   auto other = start("rec_ignored", {"--gc-schedule", "0:10", "--query-rate", "5", "--io-rate", "0"});
   sp::test::AgentProcess agent(dir_, "500ms");
   ASSERT_TRUE(agent.running()) << agent.log();
-  auto rec = record({"--duration", "9s", "--workers", "rec_worker"});
+  // Longer than the workloads' run (4 s; stretched by sqrt(time_scale()) under emulation, as Workload does).
+  auto rec = record({"--duration", std::to_string(static_cast<int>(std::ceil(9 * std::sqrt(sp::test::time_scale())))) + "s",
+                     "--workers", "rec_worker"});
   ASSERT_TRUE(sp::test::wait_for(
       [&] {
         return sp::test::metric_value(agent.metrics(), "synapse_profiler_probe_attached",
@@ -151,6 +154,7 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   double truth_gc = 0, trace_gc = 0;
   for (const auto& g : gcs) truth_gc += static_cast<double>(*g.integer("end_ns") - *g.integer("start_ns")) / 1e3;
   for (const auto& s : gc_slices) trace_gc += s["dur"].get<double>();
+  sp::test::record_compared("trace.gc_slices", static_cast<double>(gc_slices.size()), static_cast<double>(gcs.size()));
   EXPECT_EQ(gc_slices.size(), gcs.size());
   // The workload's timing also holds the Python call around the collector (measured here: up to ~0.2 ms of a few ms).
   EXPECT_NEAR(trace_gc, truth_gc, 0.15 * truth_gc);
@@ -174,6 +178,8 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
     EXPECT_FALSE(s["args"]["fingerprint"].get<std::string>().empty());
   }
   // Before the gate the worker only waits (its schema was created before the recording started).
+  sp::test::record_compared("trace.db_client_slices", static_cast<double>(client_after_gate),
+                            static_cast<double>(statements));
   EXPECT_EQ(client_after_gate, statements);
   // Each is named by the Synapse transaction it ran in (read from the worker's Python frames), as the workload's own
   // record says.
@@ -270,7 +276,7 @@ TEST_F(RecordIT, CtrlCStillWritesEverythingAndTheCapHolds) {
   auto w = start("rec_capped", {"--gc-schedule", "0:20", "--query-rate", "20", "--io-rate", "0"});
   auto rec = record({"--duration", "60s", "--max-events", "40"});
   std::ofstream(dir_ + "/rec_capped.gate").put('\n');
-  std::this_thread::sleep_for(2s);
+  std::this_thread::sleep_for(sp::test::scaled(2s));
   auto st = rec.stop(SIGINT, 20s);
   ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << log();
   for (const char* f : {"trace.json.gz", "report.html", "summary.txt"}) {

@@ -175,7 +175,8 @@ def main(app: str) -> int:
         return workload.shutdown(stop_reason="error", error=str(e))
     print(f"{app}: worker {config.worker_name} (pid {os.getpid()}) running for {config.duration:g} s; "
           f"metrics on port(s) {', '.join(map(str, ports)) or 'none'}", file=sys.stderr, flush=True)
-    if config.start_gate is not None and not wait_for_gate(config.start_gate, config.duration):
+    gate_timeout = config.start_gate_timeout if config.start_gate_timeout is not None else config.duration
+    if config.start_gate is not None and not wait_for_gate(config.start_gate, gate_timeout):
         return workload.shutdown(stop_reason="error", error=f"start gate {config.start_gate} never appeared")
     recorder.event("gate", open_ns=time.monotonic_ns())
     reason = workload.run()

@@ -58,6 +58,7 @@ class Config:
     scan_table: Optional[str]
     bare_queries: int
     start_gate: Optional[str]  # wait for this file to exist before any activity (GC, queries, I/O)
+    start_gate_timeout: Optional[float]  # seconds to wait for it; None: the duration
     linger: float  # seconds to stay up, idle, after the run
     reactor: str  # how the main loop waits: "select" or "epoll"
 
@@ -153,6 +154,8 @@ _OPTIONS: Dict[str, Tuple[Callable[[Any], Any], Any, str]] = {
                      "transaction (autocommit, no new_transaction frame on its stack; desc null in the truth) (0)"),
     "start_gate": (_path, None, "after start-up (listeners bound, database connected), wait until this file exists "
                                 "before any GC, query or I/O, so that a profiler can attach first"),
+    "start_gate_timeout": (_number(float, 0, strictly=True), None,
+                           "seconds to wait for --start-gate before giving up with an error (default: --duration)"),
     "no_db": (_flag, False, "run without PostgreSQL"),
     "linger": (_number(float, 0), 0.0,
                "after the run (and its summary record), keep serving metrics idle for SECONDS before exiting (0), so "
