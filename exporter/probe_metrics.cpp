@@ -270,11 +270,24 @@ std::vector<prometheus::MetricFamily> nvme_metrics(const NvmeSnapshot& snap) {
 }
 
 std::vector<prometheus::MetricFamily> reactor_metrics(const ReactorSnapshot& snap) {
-  std::vector<prometheus::ClientMetric> ticks, waits;
+  std::vector<prometheus::ClientMetric> ticks, waits, busy, threads;
   for (const auto& [labels, s] : snap.series) {
     const LabelList l = worker_label_list(labels);
     ticks.push_back(bucket_point(l, s.ticks));
     waits.push_back(counter_point(l, static_cast<double>(s.wait_sum_ns) / 1e9));
+    for (std::size_t i = 0; i < kThreadStateNames.size(); ++i) {
+      LabelList with_state = l;
+      with_state.emplace_back("state", kThreadStateNames[i]);
+      busy.push_back(counter_point(with_state, static_cast<double>(s.states.busy[i]) / 1e9));
+    }
+    for (std::size_t r = 0; r < kThreadRoleNames.size(); ++r) {
+      for (std::size_t i = 0; i < kThreadStateNames.size(); ++i) {
+        LabelList with_state = l;
+        with_state.emplace_back("role", kThreadRoleNames[r]);
+        with_state.emplace_back("state", kThreadStateNames[i]);
+        threads.push_back(counter_point(with_state, static_cast<double>(s.states.roles[r][i]) / 1e9));
+      }
+    }
   }
   std::vector<prometheus::MetricFamily> out;
   out.push_back(histogram_metric("synapse_profiler_reactor_tick_seconds",
@@ -284,6 +297,19 @@ std::vector<prometheus::MetricFamily> reactor_metrics(const ReactorSnapshot& sna
                                  std::move(ticks)));
   out.push_back(counter_metric("synapse_profiler_reactor_poll_wait_seconds_total",
                                "Seconds the worker's main thread waited in epoll (idle reactor).", std::move(waits)));
+  out.push_back(counter_metric("synapse_profiler_reactor_busy_seconds_total",
+                               "Reactor ticks' time by the main thread's state (scheduler tracepoints): on_cpu, "
+                               "runqueue (runnable, no CPU), lock_wait (futex), disk (I/O wait), idle (epoll), "
+                               "other_wait. Sums to reactor_tick_seconds_sum.",
+                               std::move(busy)));
+  out.push_back(counter_metric("synapse_profiler_thread_seconds_total",
+                               "Wall time of the worker's threads while profiled, by role (reactor: the main thread; "
+                               "other) and state (as reactor_busy_seconds_total).",
+                               std::move(threads)));
+  out.push_back(counter_metric("synapse_profiler_thread_states_lost_total",
+                               "Threads whose states were not counted (kernel table full, or a thread id reused "
+                               "before the agent collected the exited thread's values).",
+                               {counter_point({}, static_cast<double>(snap.threads_lost))}));
   return out;
 }
 
