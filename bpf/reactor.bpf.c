@@ -19,7 +19,7 @@
 // one bit test of a bitmap of profiled host TGIDs (no map lookup, no helper call in the tp_btf variant), then one hash
 // lookup (sched_procs) for the few bits set. A profiled thread's time goes to one state at a time (reactor.h
 // SP_ST_*), closed at each transition; on the main thread, the epoll hooks above also close the state at each tick
-// boundary, so the part inside ticks (tick_ns) sums exactly to the tick time counted in reactor_procs.
+// boundary, so the parts of the completed ticks (tick_ns) sum exactly to the tick time counted in reactor_procs.
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
@@ -145,9 +145,11 @@ static __always_inline struct reactor_thread *thread_entry(__u32 tid, __u32 host
 static __always_inline void set_state(struct reactor_thread *t, __u64 now, __u32 next) {
   __u32 cur = t->state;
   if (now > t->since_ns && cur < SP_STATES) {
+    barrier_var(cur);  // for the verifier: the compiler merges the test above with the callers' and loses the bound
+    cur &= 7;
     __u64 d = now - t->since_ns;
     t->ns[cur] += d;
-    if (t->flags & SP_THREAD_IN_TICK) t->tick_ns[cur] += d;
+    if (t->flags & SP_THREAD_IN_TICK) t->cur_tick_ns[cur] += d;
   }
   if (now > t->since_ns) t->since_ns = now;
   t->state = next;
@@ -176,10 +178,10 @@ static __always_inline void switch_out(struct task_struct *prev, __u32 tid, __u3
   if (!t) return;
   __u32 next;
   if (prev_state & SP_TASK_DEAD) {
-    // A tick that never reached its epoll call is no tick (reactor_procs does not count it either).
-    t->flags &= ~SP_THREAD_IN_TICK;
+    // A tick that never reached its epoll call is no tick (reactor_procs does not count it either): its parts stay
+    // in cur_tick_ns, which userspace ignores in an exited thread.
     set_state(t, now, SP_STATES);
-    t->flags |= SP_THREAD_DEAD;
+    t->flags = (t->flags & ~SP_THREAD_IN_TICK) | SP_THREAD_DEAD;
     return;
   }
   if (preempt || !(prev_state & 0xff)) {
@@ -252,7 +254,13 @@ static __always_inline void on_enter(struct reactor_proc *p, __u32 agent_tgid) {
   }
   p->enter_ns = now;
   struct reactor_thread *t = main_thread_at(agent_tgid, now);
-  if (t) t->flags &= ~SP_THREAD_IN_TICK;
+  if (!t) return;
+  // The tick completed (counted above when its start was seen): its parts join the completed ticks'.
+  if (p->return_ns && (t->flags & SP_THREAD_IN_TICK)) {
+    for (int i = 0; i < SP_STATES; i++) t->tick_ns[i] += t->cur_tick_ns[i];
+  }
+  for (int i = 0; i < SP_STATES; i++) t->cur_tick_ns[i] = 0;
+  t->flags &= ~SP_THREAD_IN_TICK;
 }
 
 static __always_inline void on_exit(struct reactor_proc *p, __u32 agent_tgid, __s64 ret) {

@@ -51,7 +51,8 @@ struct reactor_proc {
  * the thread's first scheduler event (or epoll call) after its process was registered. */
 struct reactor_thread {
   __u64 ns[SP_STATES];      /* closed intervals per state */
-  __u64 tick_ns[SP_STATES]; /* the part of ns[] inside reactor ticks (main thread only) */
+  __u64 tick_ns[SP_STATES]; /* the part of ns[] inside completed reactor ticks (main thread only) */
+  __u64 cur_tick_ns[SP_STATES]; /* the part inside the tick in progress, moved to tick_ns when it completes */
   __u64 since_ns;           /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when `state` began */
   __u64 first_ns;           /* when the entry was made: ns[] sums to since_ns - first_ns */
   __u32 tgid;               /* the process as the agent sees it (reactor_procs' key) */

@@ -220,13 +220,19 @@ TEST_P(ReactorStatesIT, SplitsTicksAndThreadsByStateAsTheWorkloadMeasuresThem) {
 
   const auto ns = [](const nlohmann::json& j, const char* key) { return j[key].get<double>(); };
   const double runqueue_phase = ns(phases["runqueue"], "run_delay_ns");
+  // The ticks' time outside the workload's own samples (from the syscall's return to Python's first clock read, from
+  // its last read to the next call): a few ms under load.
+  const double unsampled = static_cast<double>(proc->tick_sum_ns) - ns(truth, "busy_cpu_ns") -
+                           ns(truth, "busy_run_delay_ns") - ns(truth, "busy_off_cpu_ns");
   std::cout << GetParam() << ": ticks " << proc->tick_sum_ns / 1e6 << " ms: on_cpu "
             << main->tick_ns[SP_ST_ON_CPU] / 1e6 << " (truth " << ns(truth, "busy_cpu_ns") / 1e6 << "), runqueue "
             << main->tick_ns[SP_ST_RUNQUEUE] / 1e6 << " (" << ns(truth, "busy_run_delay_ns") / 1e6
             << "; the pinned phase " << runqueue_phase / 1e6 << "), lock_wait " << main->tick_ns[SP_ST_LOCK_WAIT] / 1e6
             << " (" << ns(phases["lock"], "off_cpu_ns") / 1e6 << "), disk " << main->tick_ns[SP_ST_DISK] / 1e6 << " ("
             << ns(phases["disk"], "off_cpu_ns") / 1e6 << ", " << phases["disk"]["reads"] << " reads), other_wait "
-            << main->tick_ns[SP_ST_OTHER_WAIT] / 1e6 << "; idle " << main->ns[SP_ST_IDLE] / 1e6 << " ("
+            << main->tick_ns[SP_ST_OTHER_WAIT] / 1e6 << "; off CPU in ticks, truth " << ns(truth, "busy_off_cpu_ns") / 1e6
+            << ", outside the workload's samples " << unsampled / 1e6 << "; hook misses " << probe->hook_misses()
+            << "; idle " << main->ns[SP_ST_IDLE] / 1e6 << " ("
             << ns(truth, "wait_off_cpu_ns") / 1e6 << ")\n";
 
   // The reactor's busy split, state by state, against the workload's own clocks.
@@ -236,8 +242,18 @@ TEST_P(ReactorStatesIT, SplitsTicksAndThreadsByStateAsTheWorkloadMeasuresThem) {
   EXPECT_GT(runqueue_phase, 20e6) << "the pinned phase made no run-queue wait: nothing tested";
   EXPECT_NEAR(main->tick_ns[SP_ST_LOCK_WAIT], ns(phases["lock"], "off_cpu_ns"),
               state_tolerance_ns(ns(phases["lock"], "off_cpu_ns")));
-  EXPECT_NEAR(main->tick_ns[SP_ST_DISK], ns(phases["disk"], "off_cpu_ns"),
-              state_tolerance_ns(ns(phases["disk"], "off_cpu_ns")));
+  // Off CPU in the ticks, all kinds together; then disk against the O_DIRECT phase. Other code in the ticks may wait
+  // for the disk too (a page fault on a file page, the file system's journal: a few ms seen here under load), which
+  // the workload cannot tell apart: the disk phase is a floor, and that unexplained time is the headroom above it.
+  const double off_cpu = main->tick_ns[SP_ST_LOCK_WAIT] + main->tick_ns[SP_ST_DISK] + main->tick_ns[SP_ST_OTHER_WAIT];
+  EXPECT_NEAR(off_cpu, ns(truth, "busy_off_cpu_ns"), state_tolerance_ns(ns(truth, "busy_off_cpu_ns")));
+  const double disk = ns(phases["disk"], "off_cpu_ns");
+  // Headroom: the truth's off-CPU time outside the lock and disk phases, and the ticks' unsampled time.
+  const double unexplained = std::max(0.0, ns(truth, "busy_off_cpu_ns") - ns(phases["lock"], "off_cpu_ns") - disk) +
+                             std::max(0.0, unsampled);
+  EXPECT_GE(main->tick_ns[SP_ST_DISK], disk - state_tolerance_ns(disk));
+  EXPECT_LE(main->tick_ns[SP_ST_DISK], disk + unexplained + state_tolerance_ns(disk));
+  EXPECT_GT(phases["disk"]["reads"].get<int>(), 0);
   EXPECT_EQ(main->tick_ns[SP_ST_IDLE], 0u);  // waits in epoll are between ticks
   EXPECT_NEAR(main->ns[SP_ST_IDLE], ns(truth, "wait_off_cpu_ns"), state_tolerance_ns(ns(truth, "wait_off_cpu_ns")));
 

@@ -16,7 +16,7 @@
 #include "reactor.skel.h"
 
 static_assert(sizeof(reactor_proc) == 8 * (SP_TICK_BUCKETS + 6));
-static_assert(sizeof(reactor_thread) == 8 * (2 * SP_STATES + 4));
+static_assert(sizeof(reactor_thread) == 8 * (3 * SP_STATES + 4));
 
 namespace sp::bpf {
 namespace {

@@ -61,7 +61,7 @@ class FakeReactorKernel : public sp::agent::ReactorKernel, public sp::test::Fake
     reactor_thread& t = it->second;
     if (t.state < SP_STATES) {
       t.ns[t.state] += clock - t.since_ns;
-      if (t.flags & SP_THREAD_IN_TICK) t.tick_ns[t.state] += clock - t.since_ns;
+      if (t.flags & SP_THREAD_IN_TICK) t.cur_tick_ns[t.state] += clock - t.since_ns;
     }
     t.since_ns = clock;
     t.state = next;
@@ -70,6 +70,10 @@ class FakeReactorKernel : public sp::agent::ReactorKernel, public sp::test::Fake
   void tick_boundary(std::uint32_t tid, bool begins) {
     set_state(tid, SP_ST_ON_CPU);
     auto& t = threads_.at(tid);
+    if (!begins) {
+      for (std::size_t i = 0; i < SP_STATES; ++i) t.tick_ns[i] += t.cur_tick_ns[i];
+    }
+    for (auto& v : t.cur_tick_ns) v = 0;
     t.flags = begins ? (t.flags | SP_THREAD_IN_TICK) : (t.flags & ~SP_THREAD_IN_TICK);
   }
   void exit_thread(std::uint32_t tid) {

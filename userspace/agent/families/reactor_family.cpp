@@ -84,11 +84,13 @@ std::map<int, ThreadStates> ReactorFamily::refresh_threads() {
     ThreadView view;
     view.pid = pid;
     view.role = (t.flags & SP_THREAD_MAIN) ? ThreadRole::kReactor : ThreadRole::kOther;
+    const bool dead = t.flags & SP_THREAD_DEAD;
     for (std::size_t i = 0; i < SP_STATES; ++i) {
       view.ns[i] = t.ns[i];
-      view.tick_ns[i] = t.tick_ns[i];
+      // The tick in progress counts as it goes (a reactor stuck for seconds shows at once); an exited thread's last,
+      // never completed, tick does not.
+      view.tick_ns[i] = t.tick_ns[i] + ((!dead && (t.flags & SP_THREAD_IN_TICK)) ? t.cur_tick_ns[i] : 0);
     }
-    const bool dead = t.flags & SP_THREAD_DEAD;
     if (!dead && t.state < SP_STATES && now > t.since_ns) {
       view.ns[t.state] += now - t.since_ns;
       if (t.flags & SP_THREAD_IN_TICK) view.tick_ns[t.state] += now - t.since_ns;

@@ -86,6 +86,7 @@ class StatePhases:
         self.busy_cpu_ns = 0
         self.busy_run_delay_ns = 0
         self.wait_off_cpu_ns = 0  # in poll(), neither running nor runnable
+        self.busy_off_cpu_ns = 0  # in ticks, neither running nor runnable (the lock and disk phases, and the rest)
         self.phases: Dict[str, Dict[str, int]] = {}
         self.holder: Dict[str, int] = {}
         self._spinner: Optional[subprocess.Popen] = None
@@ -113,6 +114,7 @@ class StatePhases:
             return
         self.busy_cpu_ns += self._wait.cpu - self._tick.cpu
         self.busy_run_delay_ns += self._wait.run_delay - self._tick.run_delay
+        self.busy_off_cpu_ns += _off_cpu(self._tick, self._wait)
         self._tick = None
 
     def schedule(self, call_later: Callable[[float, Callable[[], None]], None]) -> None:
@@ -128,6 +130,7 @@ class StatePhases:
         call_later(GAP_SECONDS, lambda: step(0))
 
     def _measure(self, name: str, body: Callable[[], Any]) -> Any:
+        """Runs body() and records its wall time, CPU time, run-queue delay and the rest (off CPU)."""
         assert self._run_delay is not None
         before = Sample(self._run_delay)
         result = body()
@@ -212,10 +215,12 @@ class StatePhases:
     def _finish(self) -> None:
         if self._spinner is not None:
             self._spinner.wait()
-        os.unlink(self._path)
         self.done = True
 
     def record(self) -> Dict[str, Any]:
+        # After the loop, outside any tick: removing the file may wait for the file system's journal (a disk wait
+        # that is not the disk phase's).
+        os.unlink(self._path)
         return {"tid": threading.get_native_id(), "done": self.done, "busy_cpu_ns": self.busy_cpu_ns,
                 "busy_run_delay_ns": self.busy_run_delay_ns,
-                "wait_off_cpu_ns": self.wait_off_cpu_ns, "phases": self.phases, "holder": self.holder}
+                "wait_off_cpu_ns": self.wait_off_cpu_ns, "busy_off_cpu_ns": self.busy_off_cpu_ns, "phases": self.phases, "holder": self.holder}
