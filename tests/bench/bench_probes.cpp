@@ -36,6 +36,7 @@
 #include "probes/libbpf_setup.h"
 #include "probes/libpq_probe.h"
 #include "probes/pgserver_probe.h"
+#include "probes/reactor_probe.h"
 #include "core/python/elf_file.h"
 #include "core/python/gc_locator.h"
 #include "core/util/ring_waker.h"
@@ -84,6 +85,7 @@ FloorSkel load_floor(const std::string& mode) {
     bool want =
         mode == "uprobe" ? !sec.starts_with("tp_btf/") && !sec.starts_with("raw_tp/") : sec.starts_with(mode + "/");
     if (sec.ends_with("/block_io_start") && !io_start) want = false;
+    if (sec.starts_with("tp_btf/sched_")) want = false;  // the "sched" family's floor, loaded on its own
     bpf_program__set_autoload(prog, want);
   }
   if (int err = probe_floor_bpf__load(skel.get())) die("load probe_floor (" + mode + "): " + std::strerror(-err));
@@ -160,6 +162,19 @@ int run_floor(const Args& a) {
       links.clear();
     }
     if (links.empty()) die("attach the block floor programs (tp_btf and raw_tp)");
+  } else if (a.family == "sched") {
+    // Only the scheduler programs: the block ones would attach too under the "tp_btf/" prefix.
+    skel = FloorSkel(probe_floor_bpf__open());
+    if (!skel) die(std::string("open probe_floor: ") + std::strerror(errno));
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel->obj) {
+      bpf_program__set_autoload(prog, std::string(bpf_program__section_name(prog)).starts_with("tp_btf/sched_"));
+    }
+    if (int err = probe_floor_bpf__load(skel.get())) die(std::string("load probe_floor (sched): ") + std::strerror(-err));
+    bpf_object__for_each_program(prog, skel->obj) {
+      if (bpf_program__autoload(prog)) links.push_back(must(bpf_program__attach(prog), bpf_program__name(prog)));
+    }
+    fmt::print("floor: sched tp_btf ({} programs)\n", links.size());
   } else {
     skel = load_floor("uprobe");
     if (a.family == "gc") {
@@ -256,6 +271,17 @@ int run_ours(const Args& a) {
                probe->stat(SP_IO_STAT_TRACK_FAILED), probe->stat(SP_IO_STAT_NEVER_ISSUED),
                probe->stat(SP_IO_STAT_UNTRACKED), probe->stat(SP_IO_STAT_FLUSH_MACHINERY), probe->stat(SP_IO_STAT_REISSUED));
     for (const auto& [tgid, n] : per_process) fmt::print("ours: process {} requests {}\n", tgid, n);
+  } else if (a.family == "sched") {
+    auto probe = sp::bpf::ReactorProbe::create(error);
+    if (!probe) die(error);
+    if (a.pid > 0 && !probe->add(a.pid, error)) die(error);
+    fmt::print("ours: reactor family, epoll by {}, scheduler by {}, {}\n", probe->method(), probe->sched_method(),
+               a.pid > 0 ? fmt::format("profiling pid {}", a.pid) : std::string("profiling nothing"));
+    mark_ready(a);
+    hold([] {}, {});
+    std::uint64_t threads = 0;
+    for (const auto& [tid, t] : probe->read_threads()) threads += t.tgid == static_cast<__u32>(a.pid);
+    fmt::print("ours: thread entries {} lost {} hook misses {}\n", threads, probe->threads_lost(), probe->hook_misses());
   } else {
     die("unknown family " + a.family);
   }
@@ -274,7 +300,7 @@ int main(int argc, char** argv) {
   }
   if (args.size() < 3 || args[0] != "attach") {
     fmt::print(stderr,
-               "usage: sp_bench_probes attach gc|libpq|pgserver|blockio ours|floor [--pid PID] [--binary PATH]\n"
+               "usage: sp_bench_probes attach gc|libpq|pgserver|blockio|sched ours|floor [--pid PID] [--binary PATH]\n"
                "                       [--gc-method usdt|methoddef] [--ready FILE]\n"
                "       sp_bench_probes gc-plan BINARY usdt|methoddef\n");
     return 2;

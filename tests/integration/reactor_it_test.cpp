@@ -321,6 +321,18 @@ TEST_F(ReactorAgentIT, EachWorkerGetsExactlyItsOwnTicks) {
     EXPECT_NEAR(value("synapse_profiler_reactor_poll_wait_seconds_total", name).value_or(-1), truth.wait_seconds,
                 tick_tolerance(truth.wait_seconds))
         << name;
+    // The busy split sums to the ticks; the reactor thread's states cover at least its ticks and waits.
+    double busy = 0, reactor = 0;
+    for (const char* state : {"on_cpu", "runqueue", "lock_wait", "disk", "idle", "other_wait"}) {
+      busy += sp::test::metric_value(metrics(), "synapse_profiler_reactor_busy_seconds_total",
+                                     {{"worker", name}, {"state", state}})
+                  .value_or(-1);
+      reactor += sp::test::metric_value(metrics(), "synapse_profiler_thread_seconds_total",
+                                        {{"worker", name}, {"role", "reactor"}, {"state", state}})
+                     .value_or(-1);
+    }
+    EXPECT_NEAR(busy, value("synapse_profiler_reactor_tick_seconds_sum", name).value_or(-1), 1e-6) << name;
+    EXPECT_GE(reactor, 0.95 * (truth.tick_seconds + truth.wait_seconds)) << name;
   }
 }
 

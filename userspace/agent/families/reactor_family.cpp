@@ -87,13 +87,11 @@ std::map<int, ThreadStates> ReactorFamily::refresh_threads() {
     const bool dead = t.flags & SP_THREAD_DEAD;
     for (std::size_t i = 0; i < SP_STATES; ++i) {
       view.ns[i] = t.ns[i];
-      // The tick in progress counts as it goes (a reactor stuck for seconds shows at once); an exited thread's last,
-      // never completed, tick does not.
-      view.tick_ns[i] = t.tick_ns[i] + ((!dead && (t.flags & SP_THREAD_IN_TICK)) ? t.cur_tick_ns[i] : 0);
+      // Completed ticks only, as reactor_tick_seconds counts them: the busy split sums to its _sum.
+      view.tick_ns[i] = t.tick_ns[i];
     }
     if (!dead && t.state < SP_STATES && now > t.since_ns) {
       view.ns[t.state] += now - t.since_ns;
-      if (t.flags & SP_THREAD_IN_TICK) view.tick_ns[t.state] += now - t.since_ns;
     }
     // The kernel may close a state between our clock read and the entry's read, and the state in progress above then
     // counts part of it twice; never report less than the last time.
