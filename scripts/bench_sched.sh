@@ -6,7 +6,9 @@
 #   ours      the reactor family's BPF object (ReactorProbe, as the agent loads it), profiling nothing: what every
 #             process on the host that is not a worker pays
 # each for two processes (unprofiled tasks), and for two threads of one process that "ours" profiles (a worker's
-# cost: every switch and wakeup accounted). Median of --repeat runs. bpftrace is not compared yet.
+# cost: every switch and wakeup accounted). Median of --repeat runs. The loader also has the kernel count its programs'
+# own run time while attached (BPF_ENABLE_STATS): mean ns per program run, per hook, which a loaded machine blurs far
+# less than the wall-clock ping-pong. bpftrace is not compared yet.
 #
 #   scripts/bench_sched.sh [--build DIR] [--rounds N] [--repeat N] [--cpu N]
 set -euo pipefail
@@ -52,11 +54,12 @@ start_loader() {  # MODE [PID]
 
 stop_loader() {
   kill "$LOADER_PID"; wait "$LOADER_PID" 2>/dev/null || true; LOADER_PID=
-  cat "$TMP/loader.log" >>"$TMP/loaders.log"
+  cat "$TMP/loader.log" >>"$TMP/loaders.$KIND.log"
 }
 
 one_run() {  # MODE KIND -> ns per pass
   local mode=$1 kind=$2 extra=()
+  KIND=$kind
   [[ $kind == threads ]] && extra+=(--threads)
   rm -f "$TMP/go" "$TMP/out"
   taskset -c "$CPU" "$PINGPONG" "$ROUNDS" "${extra[@]}" --go "$TMP/go" >"$TMP/out" &
@@ -92,4 +95,12 @@ for kind in processes threads; do
     printf "%s: none %.1f ns, floor %.1f ns (+%.1f), ours %.1f ns (+%.1f): ours/floor added cost %.2fx\n",
       k, n, f, f - n, o, o - n, ((f - n) > 0 ? (o - n) / (f - n) : 0) }'
 done
-grep -h "^ours: thread entries" "$TMP/loaders.log" | tail -1 || true
+# Mean ns per program run over all runs with a loader (every task on the host, not just the ping-pong).
+for who in floor ours; do
+  for kind in processes threads; do
+    grep -h "^$who: prog" "$TMP/loaders.$kind.log" 2>/dev/null | awk -v w="$who" -v k="$kind" '
+      {runs[$3] += $5; ns[$3] += $5 * $7}
+      END {for (p in runs) if (runs[p] > 0 && p !~ /_raw$/) printf "%s (%s): %s %d runs, %.1f ns per run\n", w, k, p, runs[p], ns[p] / runs[p]}'
+  done
+done
+grep -h "^ours: thread entries" "$TMP/loaders.threads.log" | tail -1 || true

@@ -138,6 +138,18 @@ void hold(const std::function<void()>& drain, const std::vector<int>& rings) {
   drain();
 }
 
+// Run-time statistics of programs (the kernel counts them while a BPF_ENABLE_STATS fd is open): runs and mean ns per
+// run, measured inside the kernel, so that other load on the machine does not blur the figure.
+void print_prog_stats(const char* who, const std::vector<std::pair<std::string, int>>& progs) {
+  for (const auto& [name, fd] : progs) {
+    bpf_prog_info info{};
+    __u32 len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len)) continue;
+    fmt::print("{}: prog {} runs {} ns_per_run {:.1f}\n", who, name, info.run_cnt,
+               info.run_cnt ? static_cast<double>(info.run_time_ns) / static_cast<double>(info.run_cnt) : 0.0);
+  }
+}
+
 int run_floor(const Args& a) {
   std::vector<sp::bpf::Link> links;
   FloorSkel skel;
@@ -175,6 +187,16 @@ int run_floor(const Args& a) {
       if (bpf_program__autoload(prog)) links.push_back(must(bpf_program__attach(prog), bpf_program__name(prog)));
     }
     fmt::print("floor: sched tp_btf ({} programs)\n", links.size());
+    const int stats = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    mark_ready(a);
+    hold([] {}, {});
+    std::vector<std::pair<std::string, int>> progs;
+    bpf_object__for_each_program(prog, skel->obj) {
+      if (bpf_program__autoload(prog)) progs.emplace_back(bpf_program__name(prog), bpf_program__fd(prog));
+    }
+    print_prog_stats("floor", progs);
+    if (stats >= 0) close(stats);
+    return 0;
   } else {
     skel = load_floor("uprobe");
     if (a.family == "gc") {
@@ -277,8 +299,11 @@ int run_ours(const Args& a) {
     if (a.pid > 0 && !probe->add(a.pid, error)) die(error);
     fmt::print("ours: reactor family, epoll by {}, scheduler by {}, {}\n", probe->method(), probe->sched_method(),
                a.pid > 0 ? fmt::format("profiling pid {}", a.pid) : std::string("profiling nothing"));
+    const int stats = bpf_enable_stats(BPF_STATS_RUN_TIME);
     mark_ready(a);
     hold([] {}, {});
+    print_prog_stats("ours", probe->programs());
+    if (stats >= 0) close(stats);
     std::uint64_t threads = 0;
     for (const auto& [tid, t] : probe->read_threads()) threads += t.tgid == static_cast<__u32>(a.pid);
     fmt::print("ours: thread entries {} lost {} hook misses {}\n", threads, probe->threads_lost(), probe->hook_misses());

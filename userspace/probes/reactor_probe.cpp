@@ -240,3 +240,16 @@ std::vector<std::pair<int, reactor_proc>> ReactorProbe::read() const {
 std::uint64_t ReactorProbe::hook_misses() const { return recursion_misses(skel_->obj); }
 
 }  // namespace sp::bpf
+
+namespace sp::bpf {
+
+std::vector<std::pair<std::string, int>> ReactorProbe::programs() const {
+  std::vector<std::pair<std::string, int>> out;
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (bpf_program__fd(prog) >= 0) out.emplace_back(bpf_program__name(prog), bpf_program__fd(prog));
+  }
+  return out;
+}
+
+}  // namespace sp::bpf

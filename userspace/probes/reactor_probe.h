@@ -38,6 +38,8 @@ class ReactorProbe : public agent::ReactorKernel {
   void drop_thread(std::uint32_t host_tid) override;
   std::uint64_t now_ns() const override;
   std::uint64_t threads_lost() const override;
+  // Name and fd of every program loaded (benchmarks read their run-time statistics).
+  std::vector<std::pair<std::string, int>> programs() const;
 
  private:
   ReactorProbe() = default;
