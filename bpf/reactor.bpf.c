@@ -20,13 +20,14 @@
 // lookup (sched_procs) for the few bits set. A profiled thread's time goes to one state at a time (reactor.h
 // SP_ST_*), closed at each transition; on the main thread, the epoll hooks above also close the state at each tick
 // boundary, so the parts of the completed ticks (tick_ns) sum exactly to the tick time counted in reactor_procs.
-#include "vmlinux.h"
+#include "reactor.h"
+
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
 #include "bpf_common.h"
-#include "reactor.h"
+#include "vmlinux.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -132,7 +133,8 @@ static __always_inline struct reactor_thread *thread_entry(__u32 tid, __u32 host
   fresh.tgid = *agent_tgid;
   fresh.state = state;
   fresh.flags = tid == host_tgid ? SP_THREAD_MAIN : 0;
-  if (bpf_map_update_elem(&reactor_threads, &tid, &fresh, BPF_NOEXIST) && bpf_map_lookup_elem(&reactor_threads, &tid) == 0) {
+  if (bpf_map_update_elem(&reactor_threads, &tid, &fresh, BPF_NOEXIST) &&
+      bpf_map_lookup_elem(&reactor_threads, &tid) == 0) {
     __sync_fetch_and_add(&threads_lost, 1);
     return 0;
   }

@@ -11,10 +11,10 @@
  * histograms can be compared bucket by bucket: 1 ms .. 5 s, then +Inf. Inclusive upper bounds, like `le`. */
 #define SP_TICK_BOUNDS 12
 #define SP_TICK_BUCKETS (SP_TICK_BOUNDS + 1)
-#define SP_TICK_BOUNDS_NS                                                                                   \
-  {                                                                                                         \
-    1000000ULL, 2000000ULL, 5000000ULL, 10000000ULL, 25000000ULL, 50000000ULL, 100000000ULL, 200000000ULL,  \
-        500000000ULL, 1000000000ULL, 2000000000ULL, 5000000000ULL                                           \
+#define SP_TICK_BOUNDS_NS                                                                                  \
+  {                                                                                                        \
+    1000000ULL, 2000000ULL, 5000000ULL, 10000000ULL, 25000000ULL, 50000000ULL, 100000000ULL, 200000000ULL, \
+        500000000ULL, 1000000000ULL, 2000000000ULL, 5000000000ULL                                          \
   }
 
 /* Per profiled process (key: its TGID as the agent sees it, see sp_current_pid_tgid): userspace inserts a zeroed
@@ -50,14 +50,14 @@ struct reactor_proc {
 /* Per thread of a profiled process (key: the thread's id in the initial PID namespace, task->pid). Created by BPF at
  * the thread's first scheduler event (or epoll call) after its process was registered. */
 struct reactor_thread {
-  __u64 ns[SP_STATES];      /* closed intervals per state */
-  __u64 tick_ns[SP_STATES]; /* the part of ns[] inside completed reactor ticks (main thread only) */
+  __u64 ns[SP_STATES];          /* closed intervals per state */
+  __u64 tick_ns[SP_STATES];     /* the part of ns[] inside completed reactor ticks (main thread only) */
   __u64 cur_tick_ns[SP_STATES]; /* the part inside the tick in progress, moved to tick_ns when it completes */
-  __u64 since_ns;           /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when `state` began */
-  __u64 first_ns;           /* when the entry was made: ns[] sums to since_ns - first_ns */
-  __u32 tgid;               /* the process as the agent sees it (reactor_procs' key) */
-  __u32 state;              /* SP_ST_*; SP_STATES once dead */
-  __u32 flags;              /* SP_THREAD_* */
+  __u64 since_ns;               /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when `state` began */
+  __u64 first_ns;               /* when the entry was made: ns[] sums to since_ns - first_ns */
+  __u32 tgid;                   /* the process as the agent sees it (reactor_procs' key) */
+  __u32 state;                  /* SP_ST_*; SP_STATES once dead */
+  __u32 flags;                  /* SP_THREAD_* */
   __u32 _pad;
 };
 

@@ -30,6 +30,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/python/elf_file.h"
+#include "core/python/gc_locator.h"
+#include "core/util/ring_waker.h"
+#include "probe_floor.skel.h"
 #include "probes/blockio_probe.h"
 #include "probes/gc_probe.h"
 #include "probes/handles.h"
@@ -37,10 +41,6 @@
 #include "probes/libpq_probe.h"
 #include "probes/pgserver_probe.h"
 #include "probes/reactor_probe.h"
-#include "core/python/elf_file.h"
-#include "core/python/gc_locator.h"
-#include "core/util/ring_waker.h"
-#include "probe_floor.skel.h"
 
 namespace {
 
@@ -182,7 +182,8 @@ int run_floor(const Args& a) {
     bpf_object__for_each_program(prog, skel->obj) {
       bpf_program__set_autoload(prog, std::string(bpf_program__section_name(prog)).starts_with("tp_btf/sched_"));
     }
-    if (int err = probe_floor_bpf__load(skel.get())) die(std::string("load probe_floor (sched): ") + std::strerror(-err));
+    if (int err = probe_floor_bpf__load(skel.get()))
+      die(std::string("load probe_floor (sched): ") + std::strerror(-err));
     bpf_object__for_each_program(prog, skel->obj) {
       if (bpf_program__autoload(prog)) links.push_back(must(bpf_program__attach(prog), bpf_program__name(prog)));
     }
@@ -272,10 +273,12 @@ int run_ours(const Args& a) {
     if (!probe) die(error);
     if (!probe->attach("bench", a.binary, error)) die(error);
     mark_ready(a);
-    hold([&] {
-      events += probe->drain([](const pgs_query_event&) {});
-      events += probe->drain_locks([](const pgs_lock_event&) {});
-    }, {probe->ring_fd(), probe->lock_ring_fd()});
+    hold(
+        [&] {
+          events += probe->drain([](const pgs_query_event&) {});
+          events += probe->drain_locks([](const pgs_lock_event&) {});
+        },
+        {probe->ring_fd(), probe->lock_ring_fd()});
     std::uint64_t commits = 0;
     for (const auto& [tgid, s] : probe->read_backends()) commits += s.commits;
     fmt::print("ours: events {} commits {} lost {}\n", events, commits, probe->events_lost());
@@ -287,11 +290,12 @@ int run_ours(const Args& a) {
     std::map<std::uint32_t, std::uint64_t> per_process;  // the workload starts after the attach: no PID filter
     hold([&] { events += probe->drain([&](const sp_io_event& e) { ++per_process[e.tgid]; }); }, {probe->ring_fd()});
     fmt::print("ours: events {} lost {}\n", events, probe->events_lost());
-    fmt::print("ours: first seen at insert {} at issue {}; not tracked {}; completed unissued {}; untracked {}; "
-               "flush machinery {}; issued again {}\n",
-               probe->stat(SP_IO_STAT_FIRST_AT_INSERT), probe->stat(SP_IO_STAT_FIRST_AT_ISSUE),
-               probe->stat(SP_IO_STAT_TRACK_FAILED), probe->stat(SP_IO_STAT_NEVER_ISSUED),
-               probe->stat(SP_IO_STAT_UNTRACKED), probe->stat(SP_IO_STAT_FLUSH_MACHINERY), probe->stat(SP_IO_STAT_REISSUED));
+    fmt::print(
+        "ours: first seen at insert {} at issue {}; not tracked {}; completed unissued {}; untracked {}; "
+        "flush machinery {}; issued again {}\n",
+        probe->stat(SP_IO_STAT_FIRST_AT_INSERT), probe->stat(SP_IO_STAT_FIRST_AT_ISSUE),
+        probe->stat(SP_IO_STAT_TRACK_FAILED), probe->stat(SP_IO_STAT_NEVER_ISSUED), probe->stat(SP_IO_STAT_UNTRACKED),
+        probe->stat(SP_IO_STAT_FLUSH_MACHINERY), probe->stat(SP_IO_STAT_REISSUED));
     for (const auto& [tgid, n] : per_process) fmt::print("ours: process {} requests {}\n", tgid, n);
   } else if (a.family == "sched") {
     auto probe = sp::bpf::ReactorProbe::create(error);
@@ -306,7 +310,8 @@ int run_ours(const Args& a) {
     if (stats >= 0) close(stats);
     std::uint64_t threads = 0;
     for (const auto& [tid, t] : probe->read_threads()) threads += t.tgid == static_cast<__u32>(a.pid);
-    fmt::print("ours: thread entries {} lost {} hook misses {}\n", threads, probe->threads_lost(), probe->hook_misses());
+    fmt::print("ours: thread entries {} lost {} hook misses {}\n", threads, probe->threads_lost(),
+               probe->hook_misses());
   } else {
     die("unknown family " + a.family);
   }

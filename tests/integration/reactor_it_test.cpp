@@ -16,10 +16,9 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "harness.h"
 #include "probes/reactor_probe.h"
@@ -168,8 +167,15 @@ TEST_P(ReactorStatesIT, SplitsTicksAndThreadsByStateAsTheWorkloadMeasuresThem) {
   WorkloadSpec spec;
   spec.name = "reactor_states";
   spec.duration_s = 1.8;
-  spec.extra_args = {"--reactor",      "epoll", "--state-phases", "--gc-schedule", "none", "--io-rate", "0",
-                     "--start-gate", dir_ + "/reactor_states.gate"};
+  spec.extra_args = {"--reactor",
+                     "epoll",
+                     "--state-phases",
+                     "--gc-schedule",
+                     "none",
+                     "--io-rate",
+                     "0",
+                     "--start-gate",
+                     dir_ + "/reactor_states.gate"};
   Workload w(spec, dir_);
   ASSERT_TRUE(w.wait_ready()) << sp::test::read_text(w.log_path());
   ASSERT_TRUE(probe->add(w.pid(), error)) << error;
@@ -230,9 +236,9 @@ TEST_P(ReactorStatesIT, SplitsTicksAndThreadsByStateAsTheWorkloadMeasuresThem) {
             << "; the pinned phase " << runqueue_phase / 1e6 << "), lock_wait " << main->tick_ns[SP_ST_LOCK_WAIT] / 1e6
             << " (" << ns(phases["lock"], "off_cpu_ns") / 1e6 << "), disk " << main->tick_ns[SP_ST_DISK] / 1e6 << " ("
             << ns(phases["disk"], "off_cpu_ns") / 1e6 << ", " << phases["disk"]["reads"] << " reads), other_wait "
-            << main->tick_ns[SP_ST_OTHER_WAIT] / 1e6 << "; off CPU in ticks, truth " << ns(truth, "busy_off_cpu_ns") / 1e6
-            << ", outside the workload's samples " << unsampled / 1e6 << "; hook misses " << probe->hook_misses()
-            << "; idle " << main->ns[SP_ST_IDLE] / 1e6 << " ("
+            << main->tick_ns[SP_ST_OTHER_WAIT] / 1e6 << "; off CPU in ticks, truth "
+            << ns(truth, "busy_off_cpu_ns") / 1e6 << ", outside the workload's samples " << unsampled / 1e6
+            << "; hook misses " << probe->hook_misses() << "; idle " << main->ns[SP_ST_IDLE] / 1e6 << " ("
             << ns(truth, "wait_off_cpu_ns") / 1e6 << ")\n";
 
   // The reactor's busy split, state by state, against the workload's own clocks.
@@ -249,8 +255,8 @@ TEST_P(ReactorStatesIT, SplitsTicksAndThreadsByStateAsTheWorkloadMeasuresThem) {
   EXPECT_NEAR(off_cpu, ns(truth, "busy_off_cpu_ns"), state_tolerance_ns(ns(truth, "busy_off_cpu_ns")));
   const double disk = ns(phases["disk"], "off_cpu_ns");
   // Headroom: the truth's off-CPU time outside the lock and disk phases, and the ticks' unsampled time.
-  const double unexplained = std::max(0.0, ns(truth, "busy_off_cpu_ns") - ns(phases["lock"], "off_cpu_ns") - disk) +
-                             std::max(0.0, unsampled);
+  const double unexplained =
+      std::max(0.0, ns(truth, "busy_off_cpu_ns") - ns(phases["lock"], "off_cpu_ns") - disk) + std::max(0.0, unsampled);
   EXPECT_GE(main->tick_ns[SP_ST_DISK], disk - state_tolerance_ns(disk));
   EXPECT_LE(main->tick_ns[SP_ST_DISK], disk + unexplained + state_tolerance_ns(disk));
   EXPECT_GT(phases["disk"]["reads"].get<int>(), 0);

@@ -81,88 +81,89 @@ std::unique_ptr<ReactorProbe> ReactorProbe::create(std::string& error, const std
       log::debug("reactor: {}", last_error);
       continue;
     }
-   for (const std::string sched : {"tp_btf", "raw_tp"}) {
-    if (!force_sched.empty() && force_sched != sched) continue;
-    const bool btf = sched == "tp_btf";
-    std::unique_ptr<ReactorProbe> p(new ReactorProbe());
-    p->skel_.reset(reactor_bpf__open());
-    if (!p->skel_) {
-      error = "open BPF object reactor: " + errno_text(errno);
-      return nullptr;
-    }
-    auto* progs = &p->skel_->progs;
-    struct Hook {
-      bpf_program* prog;
-      bool per_syscall;
-      bool required;  // epoll_pwait2 (5.11) may be missing: the others still count every other epoll call
-    };
-    const Hook hooks[] = {
-        {progs->rt_wait_enter, true, true}, {progs->rt_wait_exit, true, true},     {progs->rt_pwait_enter, true, true},
-        {progs->rt_pwait_exit, true, true}, {progs->rt_pwait2_enter, true, false}, {progs->rt_pwait2_exit, true, false},
-        {progs->rt_raw_enter, false, true}, {progs->rt_raw_exit, false, true},
-    };
-    for (const auto& h : hooks) bpf_program__set_autoload(h.prog, h.per_syscall == per_syscall);
-    bpf_program* const sched_progs[] = {progs->rt_switch_btf, progs->rt_wakeup_btf, progs->rt_wakeup_new_btf,
-                                        progs->rt_switch_raw, progs->rt_wakeup_raw, progs->rt_wakeup_new_raw};
-    for (std::size_t i = 0; i < 6; ++i) bpf_program__set_autoload(sched_progs[i], (i < 3) == btf);
-    configure_pid_ns(p->skel_.get());
-    p->host_ids_ = p->skel_->rodata->sp_pidns_ino == 0;
-    p->skel_->rodata->nr_epoll_wait = kNrEpollWait;
-    p->skel_->rodata->nr_epoll_pwait = SYS_epoll_pwait;
-    p->skel_->rodata->nr_epoll_pwait2 = kNrEpollPwait2;
-    p->skel_->rodata->nr_futex = SYS_futex;
-    p->skel_->rodata->nr_futex_waitv = kNrFutexWaitv;
-    p->skel_->rodata->switch_has_prev_state = has_prev_state;
-    if (int err = reactor_bpf__load(p->skel_.get())) {
-      if (btf) {
-        // tp_btf needs BTF-typed tracing programs, which some kernels refuse: the raw_tp variant reads the same.
-        last_error = fmt::format("load BPF object reactor ({}, {}): {}", variant, sched, errno_text(err));
-        log::debug("reactor: {}", last_error);
-        continue;
+    for (const std::string sched : {"tp_btf", "raw_tp"}) {
+      if (!force_sched.empty() && force_sched != sched) continue;
+      const bool btf = sched == "tp_btf";
+      std::unique_ptr<ReactorProbe> p(new ReactorProbe());
+      p->skel_.reset(reactor_bpf__open());
+      if (!p->skel_) {
+        error = "open BPF object reactor: " + errno_text(errno);
+        return nullptr;
       }
-      // A verifier rejection of the raw_tp variant is a bug of ours, never a missing feature: no fallback hides it.
-      error = fmt::format("load BPF object reactor ({}, {}): {}", variant, sched, errno_text(err));
-      return nullptr;
-    }
-    bool attached = true;
-    for (const auto& h : hooks) {
-      if (h.per_syscall != per_syscall) continue;
-      Link link(bpf_program__attach(h.prog));
-      if (link) {
-        p->links_.push_back(std::move(link));
-        continue;
+      auto* progs = &p->skel_->progs;
+      struct Hook {
+        bpf_program* prog;
+        bool per_syscall;
+        bool required;  // epoll_pwait2 (5.11) may be missing: the others still count every other epoll call
+      };
+      const Hook hooks[] = {
+          {progs->rt_wait_enter, true, true},    {progs->rt_wait_exit, true, true},
+          {progs->rt_pwait_enter, true, true},   {progs->rt_pwait_exit, true, true},
+          {progs->rt_pwait2_enter, true, false}, {progs->rt_pwait2_exit, true, false},
+          {progs->rt_raw_enter, false, true},    {progs->rt_raw_exit, false, true},
+      };
+      for (const auto& h : hooks) bpf_program__set_autoload(h.prog, h.per_syscall == per_syscall);
+      bpf_program* const sched_progs[] = {progs->rt_switch_btf, progs->rt_wakeup_btf, progs->rt_wakeup_new_btf,
+                                          progs->rt_switch_raw, progs->rt_wakeup_raw, progs->rt_wakeup_new_raw};
+      for (std::size_t i = 0; i < 6; ++i) bpf_program__set_autoload(sched_progs[i], (i < 3) == btf);
+      configure_pid_ns(p->skel_.get());
+      p->host_ids_ = p->skel_->rodata->sp_pidns_ino == 0;
+      p->skel_->rodata->nr_epoll_wait = kNrEpollWait;
+      p->skel_->rodata->nr_epoll_pwait = SYS_epoll_pwait;
+      p->skel_->rodata->nr_epoll_pwait2 = kNrEpollPwait2;
+      p->skel_->rodata->nr_futex = SYS_futex;
+      p->skel_->rodata->nr_futex_waitv = kNrFutexWaitv;
+      p->skel_->rodata->switch_has_prev_state = has_prev_state;
+      if (int err = reactor_bpf__load(p->skel_.get())) {
+        if (btf) {
+          // tp_btf needs BTF-typed tracing programs, which some kernels refuse: the raw_tp variant reads the same.
+          last_error = fmt::format("load BPF object reactor ({}, {}): {}", variant, sched, errno_text(err));
+          log::debug("reactor: {}", last_error);
+          continue;
+        }
+        // A verifier rejection of the raw_tp variant is a bug of ours, never a missing feature: no fallback hides it.
+        error = fmt::format("load BPF object reactor ({}, {}): {}", variant, sched, errno_text(err));
+        return nullptr;
       }
-      const int err = errno;
-      if (!h.required) {
-        log::debug("reactor: {} not attached ({}): epoll_pwait2 calls are not counted", bpf_program__name(h.prog),
-                   errno_text(err));
-        continue;
+      bool attached = true;
+      for (const auto& h : hooks) {
+        if (h.per_syscall != per_syscall) continue;
+        Link link(bpf_program__attach(h.prog));
+        if (link) {
+          p->links_.push_back(std::move(link));
+          continue;
+        }
+        const int err = errno;
+        if (!h.required) {
+          log::debug("reactor: {} not attached ({}): epoll_pwait2 calls are not counted", bpf_program__name(h.prog),
+                     errno_text(err));
+          continue;
+        }
+        last_error = fmt::format("attach reactor tracepoint program {} ({}): {}", bpf_program__name(h.prog), variant,
+                                 errno_text(err));
+        log::debug("{}", last_error);
+        attached = false;
+        break;
       }
-      last_error = fmt::format("attach reactor tracepoint program {} ({}): {}", bpf_program__name(h.prog), variant,
-                               errno_text(err));
-      log::debug("{}", last_error);
-      attached = false;
-      break;
-    }
-    if (!attached) break;  // the per-syscall tracepoints are not built into this kernel: try raw_syscalls
-    bool sched_attached = true;
-    for (std::size_t i = btf ? 0 : 3; i < (btf ? 3u : 6u); ++i) {
-      Link link(bpf_program__attach(sched_progs[i]));
-      if (link) {
-        p->links_.push_back(std::move(link));
-        continue;
+      if (!attached) break;  // the per-syscall tracepoints are not built into this kernel: try raw_syscalls
+      bool sched_attached = true;
+      for (std::size_t i = btf ? 0 : 3; i < (btf ? 3u : 6u); ++i) {
+        Link link(bpf_program__attach(sched_progs[i]));
+        if (link) {
+          p->links_.push_back(std::move(link));
+          continue;
+        }
+        last_error = fmt::format("attach reactor scheduler program {} ({}): {}", bpf_program__name(sched_progs[i]),
+                                 sched, errno_text(errno));
+        log::debug("{}", last_error);
+        sched_attached = false;
+        break;
       }
-      last_error = fmt::format("attach reactor scheduler program {} ({}): {}", bpf_program__name(sched_progs[i]),
-                               sched, errno_text(errno));
-      log::debug("{}", last_error);
-      sched_attached = false;
-      break;
+      if (!sched_attached) continue;  // tp_btf refused: raw_tp
+      p->method_ = variant;
+      p->sched_method_ = sched;
+      return p;
     }
-    if (!sched_attached) continue;  // tp_btf refused: raw_tp
-    p->method_ = variant;
-    p->sched_method_ = sched;
-    return p;
-   }
   }
   error = last_error;
   return nullptr;
@@ -227,7 +228,9 @@ std::uint64_t ReactorProbe::now_ns() const {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-std::uint64_t ReactorProbe::threads_lost() const { return __atomic_load_n(&skel_->bss->threads_lost, __ATOMIC_RELAXED); }
+std::uint64_t ReactorProbe::threads_lost() const {
+  return __atomic_load_n(&skel_->bss->threads_lost, __ATOMIC_RELAXED);
+}
 
 std::vector<std::pair<int, reactor_proc>> ReactorProbe::read() const {
   std::vector<std::pair<int, reactor_proc>> out;

@@ -372,12 +372,12 @@ TEST_F(ReactorFamilyTest, TheReactorsBusySplitHoldsOnlyTimeInsideTicks) {
             "0.003");
   EXPECT_EQ(worker_sample(text, "synapse_profiler_reactor_busy_seconds_total", "synchrotron1", ",state=\"runqueue\""),
             "0.001");
-  EXPECT_EQ(worker_sample(text, "synapse_profiler_thread_seconds_total", "synchrotron1",
-                          ",role=\"reactor\",state=\"idle\""),
-            "0.05");
-  EXPECT_EQ(worker_sample(text, "synapse_profiler_thread_seconds_total", "synchrotron1",
-                          ",role=\"other\",state=\"on_cpu\""),
-            "0");
+  EXPECT_EQ(
+      worker_sample(text, "synapse_profiler_thread_seconds_total", "synchrotron1", ",role=\"reactor\",state=\"idle\""),
+      "0.05");
+  EXPECT_EQ(
+      worker_sample(text, "synapse_profiler_thread_seconds_total", "synchrotron1", ",role=\"other\",state=\"on_cpu\""),
+      "0");
   EXPECT_THAT(text, HasSubstr("synapse_profiler_thread_states_lost_total 3\n"));
 }
 

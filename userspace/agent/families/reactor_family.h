@@ -65,9 +65,9 @@ class ReactorFamily : public KernelFamily<ReactorKernel> {
   Clock clock_;
 
   mutable std::mutex mutex_;
-  std::map<int, Tracked> tracked_;        // by host PID, live workers only
+  std::map<int, Tracked> tracked_;               // by host PID, live workers only
   std::map<std::uint32_t, ThreadView> threads_;  // by host TID, live threads of tracked processes
-  ProcessBook<int, ReactorSeries> book_;  // one key (0): a worker has one reactor
+  ProcessBook<int, ReactorSeries> book_;         // one key (0): a worker has one reactor
 };
 
 }  // namespace sp::agent

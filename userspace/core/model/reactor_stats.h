@@ -19,8 +19,8 @@ inline constexpr std::array<std::uint64_t, SP_TICK_BOUNDS> kTickBoundsNs = SP_TI
 using TickHistogram = BucketHistogram<SP_TICK_BOUNDS, &kTickBoundsNs>;
 
 // The `state` label of reactor_busy_seconds_total and thread_seconds_total, in bpf/reactor.h's SP_ST_* order.
-inline constexpr std::array<const char*, SP_STATES> kThreadStateNames = {"on_cpu", "runqueue",
-                                                                         "lock_wait", "disk", "idle", "other_wait"};
+inline constexpr std::array<const char*, SP_STATES> kThreadStateNames = {"on_cpu", "runqueue", "lock_wait",
+                                                                         "disk",   "idle",     "other_wait"};
 // The `role` label: the main thread (its reactor) and every other thread. ("db", threads seen in libpq, needs the
 // libpq family's per-thread state and is not split out yet.)
 enum class ThreadRole : std::size_t { kReactor = 0, kOther = 1 };
@@ -34,7 +34,7 @@ inline void add_states(StateNs& to, const StateNs& from) {
 
 // Time per state: inside the reactor's ticks (busy) and per thread role.
 struct ThreadStates {
-  StateNs busy{};                                     // the reactor thread, inside ticks
+  StateNs busy{};                                        // the reactor thread, inside ticks
   std::array<StateNs, kThreadRoleNames.size()> roles{};  // every thread, by role
   void add(const ThreadStates& o) {
     add_states(busy, o.busy);
