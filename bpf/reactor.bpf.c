@@ -20,14 +20,15 @@
 // lookup (sched_procs) for the few bits set. A profiled thread's time goes to one state at a time (reactor.h
 // SP_ST_*), closed at each transition; on the main thread, the epoll hooks above also close the state at each tick
 // boundary, so the parts of the completed ticks (tick_ns) sum exactly to the tick time counted in reactor_procs.
-#include "reactor.h"
-
+// clang-format off: vmlinux.h first, the libbpf headers need its types
+#include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
 #include "bpf_common.h"
-#include "vmlinux.h"
+#include "reactor.h"
+// clang-format on
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
