@@ -97,9 +97,9 @@ std::vector<prometheus::MetricFamily> db_client_metrics(const DbClientSnapshot& 
     points.push_back(bucket_point(l, h));
   }
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(histogram_metric("synapse_profiler_db_client_query_seconds",
-                                 "PostgreSQL queries as the worker sees them: libpq round trip, per verb and first table.",
-                                 std::move(points)));
+  out.push_back(histogram_metric(
+      "synapse_profiler_db_client_query_seconds",
+      "PostgreSQL queries as the worker sees them: libpq round trip, per verb and first table.", std::move(points)));
   return out;
 }
 
@@ -248,9 +248,9 @@ std::vector<prometheus::MetricFamily> nvme_metrics(const NvmeSnapshot& snap) {
   // The latency histogram drops queue and status (bounded: disks x opcodes), the counter keeps them.
   std::map<std::pair<std::string, std::string>, IoHistogram> latency;
   for (const auto& [key, s] : snap.series) {
-    commands.push_back(counter_point(
-        {{"device", key.device}, {"queue", key.queue}, {"opcode", key.opcode}, {"status", key.status}},
-        static_cast<double>(s.latency.count)));
+    commands.push_back(
+        counter_point({{"device", key.device}, {"queue", key.queue}, {"opcode", key.opcode}, {"status", key.status}},
+                      static_cast<double>(s.latency.count)));
     latency[{key.device, key.opcode}].add(s.latency);
   }
   std::vector<prometheus::ClientMetric> times;
@@ -270,11 +270,24 @@ std::vector<prometheus::MetricFamily> nvme_metrics(const NvmeSnapshot& snap) {
 }
 
 std::vector<prometheus::MetricFamily> reactor_metrics(const ReactorSnapshot& snap) {
-  std::vector<prometheus::ClientMetric> ticks, waits;
+  std::vector<prometheus::ClientMetric> ticks, waits, busy, threads;
   for (const auto& [labels, s] : snap.series) {
     const LabelList l = worker_label_list(labels);
     ticks.push_back(bucket_point(l, s.ticks));
     waits.push_back(counter_point(l, static_cast<double>(s.wait_sum_ns) / 1e9));
+    for (std::size_t i = 0; i < kThreadStateNames.size(); ++i) {
+      LabelList with_state = l;
+      with_state.emplace_back("state", kThreadStateNames[i]);
+      busy.push_back(counter_point(with_state, static_cast<double>(s.states.busy[i]) / 1e9));
+    }
+    for (std::size_t r = 0; r < kThreadRoleNames.size(); ++r) {
+      for (std::size_t i = 0; i < kThreadStateNames.size(); ++i) {
+        LabelList with_state = l;
+        with_state.emplace_back("role", kThreadRoleNames[r]);
+        with_state.emplace_back("state", kThreadStateNames[i]);
+        threads.push_back(counter_point(with_state, static_cast<double>(s.states.roles[r][i]) / 1e9));
+      }
+    }
   }
   std::vector<prometheus::MetricFamily> out;
   out.push_back(histogram_metric("synapse_profiler_reactor_tick_seconds",
@@ -284,11 +297,24 @@ std::vector<prometheus::MetricFamily> reactor_metrics(const ReactorSnapshot& sna
                                  std::move(ticks)));
   out.push_back(counter_metric("synapse_profiler_reactor_poll_wait_seconds_total",
                                "Seconds the worker's main thread waited in epoll (idle reactor).", std::move(waits)));
+  out.push_back(counter_metric("synapse_profiler_reactor_busy_seconds_total",
+                               "Reactor ticks' time by the main thread's state (scheduler tracepoints): on_cpu, "
+                               "runqueue (runnable, no CPU), lock_wait (futex), disk (I/O wait), idle (epoll), "
+                               "other_wait. Sums to reactor_tick_seconds_sum.",
+                               std::move(busy)));
+  out.push_back(counter_metric("synapse_profiler_thread_seconds_total",
+                               "Wall time of the worker's threads while profiled, by role (reactor: the main thread; "
+                               "other) and state (as reactor_busy_seconds_total).",
+                               std::move(threads)));
+  out.push_back(counter_metric("synapse_profiler_thread_states_lost_total",
+                               "Threads whose states were not counted (kernel table full, or a thread id reused "
+                               "before the agent collected the exited thread's values).",
+                               {counter_point({}, static_cast<double>(snap.threads_lost))}));
   return out;
 }
 
 std::vector<prometheus::MetricFamily> correlation_metrics(const std::map<WorkerLabels, WorkerCorrelation>& corr,
-                                                           const std::map<WorkerLabels, std::uint64_t>& overlap_ns) {
+                                                          const std::map<WorkerLabels, std::uint64_t>& overlap_ns) {
   auto labels = [](const WorkerLabels& w) { return worker_label_list(w); };
   std::vector<prometheus::ClientMetric> overlap, overhead, coverage, share, window;
   for (const auto& [w, ns] : overlap_ns) overlap.push_back(counter_point(labels(w), static_cast<double>(ns) / 1e9));
@@ -312,11 +338,12 @@ std::vector<prometheus::MetricFamily> correlation_metrics(const std::map<WorkerL
       "Synapse's own query time (synapse_storage_query_time_sum) minus the libpq time the probes measured over the "
       "same scrape intervals: GIL wait, GC pauses and Python work inside Synapse's timed region.",
       std::move(overhead)));
-  out.push_back(gauge_metric("synapse_profiler_gc_coverage_ratio",
-                             "GC pause seconds measured by the probes over the increase of Synapse's python_gc_time_sum "
-                             "in the last window (1: every collection Synapse timed was seen; above 1: collections "
-                             "Synapse did not time; below 1: probes missed some, see `synapse-profiler doctor`).",
-                             std::move(coverage)));
+  out.push_back(
+      gauge_metric("synapse_profiler_gc_coverage_ratio",
+                   "GC pause seconds measured by the probes over the increase of Synapse's python_gc_time_sum "
+                   "in the last window (1: every collection Synapse timed was seen; above 1: collections "
+                   "Synapse did not time; below 1: probes missed some, see `synapse-profiler doctor`).",
+                   std::move(coverage)));
   out.push_back(gauge_metric("synapse_profiler_time_share",
                              "Share of wall time in the last window during which the worker had at least one of: a GC "
                              "pause (gc), a libpq call in flight (db_client), a statement executing in a PostgreSQL "
@@ -360,7 +387,7 @@ prometheus::MetricFamily hook_misses_metric(const std::vector<std::pair<std::str
 }
 
 std::vector<prometheus::MetricFamily> agent_loop_metrics(std::uint64_t polls, std::uint64_t early_drains,
-                                                          std::uint64_t scans) {
+                                                         std::uint64_t scans) {
   std::vector<prometheus::MetricFamily> out;
   out.push_back(counter_metric(
       "synapse_profiler_probe_polls_total",

@@ -64,3 +64,11 @@ SEC("raw_tp/sys_enter")
 int floor_sys_enter_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
 SEC("raw_tp/sys_exit")
 int floor_sys_exit_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
+
+// The reactor family's scheduler hooks (thread states), tp_btf variant.
+SEC("tp_btf/sched_switch")
+int BPF_PROG(floor_sched_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next) { return 0; }
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(floor_sched_wakeup_btf, struct task_struct *p) { return 0; }
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(floor_sched_wakeup_new_btf, struct task_struct *p) { return 0; }

@@ -32,6 +32,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/python/elf_file.h"
+#include "core/python/gc_locator.h"
+#include "core/util/ring_waker.h"
+#include "probe_floor.skel.h"
 #include "probes/blockio_probe.h"
 #include "probes/gc_probe.h"
 #include "probes/handles.h"
@@ -39,10 +43,6 @@
 #include "probes/libpq_probe.h"
 #include "probes/pgserver_probe.h"
 #include "probes/reactor_probe.h"
-#include "core/python/elf_file.h"
-#include "core/python/gc_locator.h"
-#include "core/util/ring_waker.h"
-#include "probe_floor.skel.h"
 
 namespace {
 
@@ -92,6 +92,7 @@ FloorSkel load_floor(const std::string& mode) {
                 : mode == "raw_syscalls" ? raw_syscalls
                                          : sec.starts_with(mode + "/") && !raw_syscalls;
     if (sec.ends_with("/block_io_start") && !io_start) want = false;
+    if (sec.starts_with("tp_btf/sched_")) want = false;  // the "sched" family's floor, loaded on its own
     bpf_program__set_autoload(prog, want);
   }
   if (int err = probe_floor_bpf__load(skel.get())) die("load probe_floor (" + mode + "): " + std::strerror(-err));
@@ -144,6 +145,18 @@ void hold(const std::function<void()>& drain, const std::vector<int>& rings) {
   drain();
 }
 
+// Run-time statistics of programs (the kernel counts them while a BPF_ENABLE_STATS fd is open): runs and mean ns per
+// run, measured inside the kernel, so that other load on the machine does not blur the figure.
+void print_prog_stats(const char* who, const std::vector<std::pair<std::string, int>>& progs) {
+  for (const auto& [name, fd] : progs) {
+    bpf_prog_info info{};
+    __u32 len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len)) continue;
+    fmt::print("{}: prog {} runs {} ns_per_run {:.1f}\n", who, name, info.run_cnt,
+               info.run_cnt ? static_cast<double>(info.run_time_ns) / static_cast<double>(info.run_cnt) : 0.0);
+  }
+}
+
 int run_floor(const Args& a) {
   std::vector<sp::bpf::Link> links;
   FloorSkel skel;
@@ -179,6 +192,30 @@ int run_floor(const Args& a) {
       links.push_back(must(l, bpf_program__section_name(prog)));
     }
     fmt::print("floor: reactor {} ({} programs)\n", a.hooks, links.size());
+  } else if (a.family == "sched") {
+    // Only the scheduler programs: the block ones would attach too under the "tp_btf/" prefix.
+    skel = FloorSkel(probe_floor_bpf__open());
+    if (!skel) die(std::string("open probe_floor: ") + std::strerror(errno));
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel->obj) {
+      bpf_program__set_autoload(prog, std::string(bpf_program__section_name(prog)).starts_with("tp_btf/sched_"));
+    }
+    if (int err = probe_floor_bpf__load(skel.get()))
+      die(std::string("load probe_floor (sched): ") + std::strerror(-err));
+    bpf_object__for_each_program(prog, skel->obj) {
+      if (bpf_program__autoload(prog)) links.push_back(must(bpf_program__attach(prog), bpf_program__name(prog)));
+    }
+    fmt::print("floor: sched tp_btf ({} programs)\n", links.size());
+    const int stats = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    mark_ready(a);
+    hold([] {}, {});
+    std::vector<std::pair<std::string, int>> progs;
+    bpf_object__for_each_program(prog, skel->obj) {
+      if (bpf_program__autoload(prog)) progs.emplace_back(bpf_program__name(prog), bpf_program__fd(prog));
+    }
+    print_prog_stats("floor", progs);
+    if (stats >= 0) close(stats);
+    return 0;
   } else {
     skel = load_floor("uprobe");
     if (a.family == "gc") {
@@ -254,10 +291,12 @@ int run_ours(const Args& a) {
     if (!probe) die(error);
     if (!probe->attach("bench", a.binary, error)) die(error);
     mark_ready(a);
-    hold([&] {
-      events += probe->drain([](const pgs_query_event&) {});
-      events += probe->drain_locks([](const pgs_lock_event&) {});
-    }, {probe->ring_fd(), probe->lock_ring_fd()});
+    hold(
+        [&] {
+          events += probe->drain([](const pgs_query_event&) {});
+          events += probe->drain_locks([](const pgs_lock_event&) {});
+        },
+        {probe->ring_fd(), probe->lock_ring_fd()});
     std::uint64_t commits = 0;
     for (const auto& [tgid, s] : probe->read_backends()) commits += s.commits;
     fmt::print("ours: events {} commits {} lost {}\n", events, commits, probe->events_lost());
@@ -269,11 +308,12 @@ int run_ours(const Args& a) {
     std::map<std::uint32_t, std::uint64_t> per_process;  // the workload starts after the attach: no PID filter
     hold([&] { events += probe->drain([&](const sp_io_event& e) { ++per_process[e.tgid]; }); }, {probe->ring_fd()});
     fmt::print("ours: events {} lost {}\n", events, probe->events_lost());
-    fmt::print("ours: first seen at insert {} at issue {}; not tracked {}; completed unissued {}; untracked {}; "
-               "flush machinery {}; issued again {}\n",
-               probe->stat(SP_IO_STAT_FIRST_AT_INSERT), probe->stat(SP_IO_STAT_FIRST_AT_ISSUE),
-               probe->stat(SP_IO_STAT_TRACK_FAILED), probe->stat(SP_IO_STAT_NEVER_ISSUED),
-               probe->stat(SP_IO_STAT_UNTRACKED), probe->stat(SP_IO_STAT_FLUSH_MACHINERY), probe->stat(SP_IO_STAT_REISSUED));
+    fmt::print(
+        "ours: first seen at insert {} at issue {}; not tracked {}; completed unissued {}; untracked {}; "
+        "flush machinery {}; issued again {}\n",
+        probe->stat(SP_IO_STAT_FIRST_AT_INSERT), probe->stat(SP_IO_STAT_FIRST_AT_ISSUE),
+        probe->stat(SP_IO_STAT_TRACK_FAILED), probe->stat(SP_IO_STAT_NEVER_ISSUED), probe->stat(SP_IO_STAT_UNTRACKED),
+        probe->stat(SP_IO_STAT_FLUSH_MACHINERY), probe->stat(SP_IO_STAT_REISSUED));
     for (const auto& [tgid, n] : per_process) fmt::print("ours: process {} requests {}\n", tgid, n);
   } else if (a.family == "reactor") {
     auto probe = sp::bpf::ReactorProbe::create(error, a.hooks);
@@ -285,6 +325,21 @@ int run_ours(const Args& a) {
     for (const auto& [pid, p] : probe->read()) {
       if (pid == a.pid) fmt::print("ours: events {} waits {} lost 0\n", p.ticks, p.waits);
     }
+  } else if (a.family == "sched") {
+    auto probe = sp::bpf::ReactorProbe::create(error);
+    if (!probe) die(error);
+    if (a.pid > 0 && !probe->add(a.pid, error)) die(error);
+    fmt::print("ours: reactor family, epoll by {}, scheduler by {}, {}\n", probe->method(), probe->sched_method(),
+               a.pid > 0 ? fmt::format("profiling pid {}", a.pid) : std::string("profiling nothing"));
+    const int stats = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    mark_ready(a);
+    hold([] {}, {});
+    print_prog_stats("ours", probe->programs());
+    if (stats >= 0) close(stats);
+    std::uint64_t threads = 0;
+    for (const auto& [tid, t] : probe->read_threads()) threads += t.tgid == static_cast<__u32>(a.pid);
+    fmt::print("ours: thread entries {} lost {} hook misses {}\n", threads, probe->threads_lost(),
+               probe->hook_misses());
   } else {
     die("unknown family " + a.family);
   }
@@ -303,8 +358,9 @@ int main(int argc, char** argv) {
   }
   if (args.size() < 3 || args[0] != "attach") {
     fmt::print(stderr,
-               "usage: sp_bench_probes attach gc|libpq|pgserver|blockio|reactor ours|floor [--pid PID] [--binary PATH]\n"
-               "                       [--gc-method usdt|methoddef] [--ready FILE] [--hooks syscalls|raw_syscalls]\n"
+               "usage: sp_bench_probes attach gc|libpq|pgserver|blockio|reactor|sched ours|floor [--pid PID]\n"
+               "                       [--binary PATH] [--gc-method usdt|methoddef] [--ready FILE]\n"
+               "                       [--hooks syscalls|raw_syscalls]\n"
                "       sp_bench_probes gc-plan BINARY usdt|methoddef\n");
     return 2;
   }

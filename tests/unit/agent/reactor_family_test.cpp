@@ -1,6 +1,6 @@
 // ReactorFamily against a fake kernel side: which processes it asks the kernel to count, per-worker totals across
 // process exits and restarts, forgetting a long-gone worker, the attach status of a worker that never waits in epoll,
-// and its exposition.
+// thread states (the state in progress, roles, exited threads, the reactor's busy split), and its exposition.
 #include "agent/families/reactor_family.h"
 
 #include <gmock/gmock.h>
@@ -44,7 +44,58 @@ class FakeReactorKernel : public sp::agent::ReactorKernel, public sp::test::Fake
     p.return_ns = 1;
   }
 
+  // Thread states, as bpf/reactor.bpf.c keeps them: a thread appears at its first event, in `state` from `now`.
+  void thread(std::uint32_t tid, int pid, std::uint32_t state) {
+    if (!procs_.count(pid)) return;
+    reactor_thread t{};
+    t.since_ns = t.first_ns = clock;
+    t.tgid = static_cast<std::uint32_t>(pid);
+    t.state = state;
+    t.flags = tid == static_cast<std::uint32_t>(pid) ? SP_THREAD_MAIN : 0;
+    threads_[tid] = t;
+  }
+  // The state in progress closes at `clock`; the next begins.
+  void set_state(std::uint32_t tid, std::uint32_t next) {
+    auto it = threads_.find(tid);
+    if (it == threads_.end()) return;
+    reactor_thread& t = it->second;
+    if (t.state < SP_STATES) {
+      t.ns[t.state] += clock - t.since_ns;
+      if (t.flags & SP_THREAD_IN_TICK) t.cur_tick_ns[t.state] += clock - t.since_ns;
+    }
+    t.since_ns = clock;
+    t.state = next;
+  }
+  // The main thread returns from epoll (a tick begins) or calls it (the tick ends): it is running.
+  void tick_boundary(std::uint32_t tid, bool begins) {
+    set_state(tid, SP_ST_ON_CPU);
+    auto& t = threads_.at(tid);
+    if (!begins) {
+      for (std::size_t i = 0; i < SP_STATES; ++i) t.tick_ns[i] += t.cur_tick_ns[i];
+    }
+    for (auto& v : t.cur_tick_ns) v = 0;
+    t.flags = begins ? (t.flags | SP_THREAD_IN_TICK) : (t.flags & ~SP_THREAD_IN_TICK);
+  }
+  void exit_thread(std::uint32_t tid) {
+    set_state(tid, SP_STATES);
+    threads_.at(tid).flags |= SP_THREAD_DEAD;
+  }
+  bool has_thread(std::uint32_t tid) const { return threads_.count(tid) != 0; }
+
+  std::uint64_t clock = 1'000'000'000;
+  std::uint64_t lost = 0;
+
   const std::string& method() const override { return method_; }
+  const std::string& sched_method() const override { return sched_method_; }
+  std::vector<std::pair<std::uint32_t, reactor_thread>> read_threads() const override {
+    return {threads_.begin(), threads_.end()};
+  }
+  void drop_thread(std::uint32_t tid) override {
+    note("drop_thread", static_cast<int>(tid));
+    threads_.erase(tid);
+  }
+  std::uint64_t now_ns() const override { return clock; }
+  std::uint64_t threads_lost() const override { return lost; }
   bool add(int host_pid, std::string& error) override {
     note("add", host_pid);
     if (auto it = refusals.find(host_pid); it != refusals.end()) {
@@ -57,13 +108,16 @@ class FakeReactorKernel : public sp::agent::ReactorKernel, public sp::test::Fake
   void remove(int host_pid) override {
     note("remove", host_pid);
     procs_.erase(host_pid);
+    std::erase_if(threads_, [&](const auto& e) { return e.second.tgid == static_cast<std::uint32_t>(host_pid); });
   }
   std::vector<std::pair<int, reactor_proc>> read() const override { return {procs_.begin(), procs_.end()}; }
   std::uint64_t hook_misses() const override { return misses; }
 
  private:
   std::string method_ = "syscalls";
+  std::string sched_method_ = "tp_btf";
   std::map<int, reactor_proc> procs_;
+  std::map<std::uint32_t, reactor_thread> threads_;
 };
 
 class ReactorFamilyTest : public testing::Test {
@@ -206,6 +260,125 @@ TEST_F(ReactorFamilyTest, ExportsTicksInSynapsesBucketsAndTheWaitCounter) {
   EXPECT_EQ(worker_sample(text, "synapse_profiler_reactor_poll_wait_seconds_total", "synchrotron1"), "0.5");
   EXPECT_EQ(family_.counts().hook_misses, 0u);
   EXPECT_FALSE(family_.counts().events_lost.has_value());  // no ring buffer to lose records from
+}
+
+constexpr std::uint64_t kMs = 1'000'000;
+
+std::uint64_t state_ns(const sp::ReactorSeries& s, sp::ThreadRole role, std::uint32_t state) {
+  return s.states.roles[static_cast<std::size_t>(role)][state];
+}
+
+TEST_F(ReactorFamilyTest, ThreadStatesCountTheStateInProgressAndSplitByRole) {
+  run(101, "synchrotron1");
+  discovery_.rescan();
+  kernel_->thread(101, 101, SP_ST_ON_CPU);  // the main thread
+  kernel_->thread(102, 101, SP_ST_RUNQUEUE);
+  kernel_->thread(103, 101, SP_ST_LOCK_WAIT);
+  kernel_->thread(999, 555, SP_ST_ON_CPU);  // not a profiled process: never made
+  kernel_->clock += 3 * kMs;
+  kernel_->set_state(101, SP_ST_IDLE);
+  kernel_->set_state(102, SP_ST_ON_CPU);
+  kernel_->clock += 7 * kMs;  // in progress: 101 idle, 102 on CPU, 103 still waiting
+  family_.poll();
+
+  auto s = series("synchrotron1");
+  using sp::ThreadRole;
+  EXPECT_EQ(state_ns(s, ThreadRole::kReactor, SP_ST_ON_CPU), 3 * kMs);
+  EXPECT_EQ(state_ns(s, ThreadRole::kReactor, SP_ST_IDLE), 7 * kMs);
+  EXPECT_EQ(state_ns(s, ThreadRole::kOther, SP_ST_RUNQUEUE), 3 * kMs);
+  EXPECT_EQ(state_ns(s, ThreadRole::kOther, SP_ST_ON_CPU), 7 * kMs);
+  EXPECT_EQ(state_ns(s, ThreadRole::kOther, SP_ST_LOCK_WAIT), 10 * kMs);
+  // Each thread's states sum to its wall time while profiled: 10 ms each.
+  std::uint64_t reactor = 0, other = 0;
+  for (auto v : s.states.roles[0]) reactor += v;
+  for (auto v : s.states.roles[1]) other += v;
+  EXPECT_EQ(reactor, 10 * kMs);
+  EXPECT_EQ(other, 20 * kMs);
+}
+
+TEST_F(ReactorFamilyTest, AThreadsValuesNeverGoBackAndSurviveItsExit) {
+  run(101, "synchrotron1");
+  discovery_.rescan();
+  kernel_->thread(102, 101, SP_ST_DISK);
+  kernel_->clock += 5 * kMs;
+  family_.poll();  // 5 ms of disk, in progress
+  EXPECT_EQ(state_ns(series("synchrotron1"), sp::ThreadRole::kOther, SP_ST_DISK), 5 * kMs);
+
+  // The kernel closes the state at an earlier time than the agent's last read (a read racing the switch).
+  kernel_->clock -= 1 * kMs;
+  kernel_->set_state(102, SP_ST_ON_CPU);
+  family_.poll();
+  EXPECT_EQ(state_ns(series("synchrotron1"), sp::ThreadRole::kOther, SP_ST_DISK), 5 * kMs);
+
+  kernel_->clock += 2 * kMs;
+  kernel_->exit_thread(102);
+  family_.poll();
+  EXPECT_THAT(kernel_->calls, testing::Contains("drop_thread 102"));
+  EXPECT_FALSE(kernel_->has_thread(102));
+  family_.poll();
+  const auto s = series("synchrotron1");
+  EXPECT_EQ(state_ns(s, sp::ThreadRole::kOther, SP_ST_DISK), 5 * kMs);
+  EXPECT_EQ(state_ns(s, sp::ThreadRole::kOther, SP_ST_ON_CPU), 2 * kMs);
+
+  // The whole process goes: its threads' totals stay with the worker.
+  kernel_->thread(101, 101, SP_ST_ON_CPU);
+  kernel_->clock += 4 * kMs;
+  discovery_.stop(101);
+  discovery_.rescan();
+  const auto after = series("synchrotron1");
+  EXPECT_EQ(state_ns(after, sp::ThreadRole::kOther, SP_ST_DISK), 5 * kMs);
+  EXPECT_EQ(state_ns(after, sp::ThreadRole::kReactor, SP_ST_ON_CPU), 4 * kMs);
+}
+
+TEST_F(ReactorFamilyTest, TheReactorsBusySplitHoldsOnlyTimeInsideTicks) {
+  run(101, "synchrotron1");
+  discovery_.rescan();
+  kernel_->thread(101, 101, SP_ST_ON_CPU);
+  kernel_->tick_boundary(101, true);  // epoll returned
+  kernel_->clock += 2 * kMs;
+  kernel_->set_state(101, SP_ST_RUNQUEUE);
+  kernel_->clock += 1 * kMs;
+  kernel_->set_state(101, SP_ST_ON_CPU);
+  kernel_->clock += 4 * kMs;
+  kernel_->set_state(101, SP_ST_DISK);
+  kernel_->clock += 3 * kMs;
+  family_.poll();  // the tick in progress (10 ms so far) is not counted before it completes, as the histogram
+  auto busy = series("synchrotron1").states.busy;
+  EXPECT_EQ(busy[SP_ST_DISK], 0u);
+  EXPECT_EQ(state_ns(series("synchrotron1"), sp::ThreadRole::kReactor, SP_ST_DISK), 3 * kMs);
+
+  kernel_->set_state(101, SP_ST_ON_CPU);
+  kernel_->clock += 1 * kMs;
+  kernel_->tick_boundary(101, false);  // epoll called: the tick (11 ms) ends
+  kernel_->tick(101, 0, 11 * kMs);
+  kernel_->set_state(101, SP_ST_IDLE);
+  kernel_->clock += 50 * kMs;  // idle in epoll: not part of any tick
+  family_.poll();
+
+  const auto s = series("synchrotron1");
+  busy = s.states.busy;
+  EXPECT_EQ(busy[SP_ST_ON_CPU], 7 * kMs);
+  EXPECT_EQ(busy[SP_ST_RUNQUEUE], 1 * kMs);
+  EXPECT_EQ(busy[SP_ST_DISK], 3 * kMs);
+  EXPECT_EQ(busy[SP_ST_IDLE], 0u);
+  std::uint64_t sum = 0;
+  for (auto v : busy) sum += v;
+  EXPECT_EQ(sum, s.ticks.sum_ns);
+  EXPECT_EQ(state_ns(s, sp::ThreadRole::kReactor, SP_ST_IDLE), 50 * kMs);
+
+  kernel_->lost = 3;
+  const std::string text = sp::test::exposition(family_);
+  EXPECT_EQ(worker_sample(text, "synapse_profiler_reactor_busy_seconds_total", "synchrotron1", ",state=\"disk\""),
+            "0.003");
+  EXPECT_EQ(worker_sample(text, "synapse_profiler_reactor_busy_seconds_total", "synchrotron1", ",state=\"runqueue\""),
+            "0.001");
+  EXPECT_EQ(
+      worker_sample(text, "synapse_profiler_thread_seconds_total", "synchrotron1", ",role=\"reactor\",state=\"idle\""),
+      "0.05");
+  EXPECT_EQ(
+      worker_sample(text, "synapse_profiler_thread_seconds_total", "synchrotron1", ",role=\"other\",state=\"on_cpu\""),
+      "0");
+  EXPECT_THAT(text, HasSubstr("synapse_profiler_thread_states_lost_total 3\n"));
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ from synapse._workload.config import Config, ConfigError, load
 from synapse._workload.gcload import GarbageCollector
 from synapse._workload.media import MediaStore, MediaStoreError
 from synapse._workload.metrics import start_listeners
+from synapse._workload.phases import StatePhases
 from synapse._workload.reactor import Reactor
 from synapse._workload.storage import DatabasePool, describe_target
 from synapse._workload.store import DataStore
@@ -41,10 +42,15 @@ class Workload:
         self._pool: Optional[DatabasePool] = None
         self._store: Optional[DataStore] = None
         self._media: Optional[MediaStore] = None
+        self._phases: Optional[StatePhases] = None
+        if config.state_phases:
+            self._phases = StatePhases(config.media_dir)
 
     def start(self) -> List[int]:
         """Bind the metrics listeners, write the start record, connect and create the schema; return the ports."""
         config = self._config
+        if self._phases is not None:
+            self._phases.prepare()
         if config.io_rate > 0:
             self._media = MediaStore(config.media_dir, config.io_bytes, config.direct_io, self._recorder)
             try:
@@ -114,11 +120,16 @@ class Workload:
             self._media.start()
             files = itertools.count()
             self._reactor.looping_call(config.io_rate, lambda: self._media.store(next(files)))
+        if self._phases is not None:
+            self._reactor.tick_observer = self._phases
+            self._phases.schedule(self._reactor.call_later)
         self._reactor.run(config.duration)
         if config.reactor == "epoll":
             r = self._reactor
             self._recorder.event("reactor", tid=threading.get_native_id(), polls=r.polls, ticks=r.ticks,
                                  tick_ns=r.tick_ns, wait_ns=r.wait_ns)
+        if self._phases is not None:
+            self._recorder.event("thread_states", **self._phases.record())
         return self._reactor.stop_reason
 
     def shutdown(self, **summary: Any) -> int:

@@ -61,6 +61,7 @@ class Config:
     start_gate_timeout: Optional[float]  # seconds to wait for it; None: the duration
     linger: float  # seconds to stay up, idle, after the run
     reactor: str  # how the main loop waits: "select" or "epoll"
+    state_phases: bool  # scripted thread-state phases on the reactor thread (phases.py)
 
 
 def _number(kind: Callable[[Any], Any], minimum: float, strictly: bool = False) -> Callable[[Any], Any]:
@@ -163,6 +164,10 @@ _OPTIONS: Dict[str, Tuple[Callable[[Any], Any], Any, str]] = {
     "reactor": (_reactor_kind, "select",
                 "how the main loop waits: select (select.select) or epoll (select.epoll().poll(), timed like "
                 "Synapse's EpollWrapper; its own poll and tick counts go to the truth file) (select)"),
+    "state_phases": (_flag, False,
+                     "with --reactor epoll: run scripted thread-state phases on the reactor thread (CPU, run-queue "
+                     "wait, lock wait, O_DIRECT reads; files in the media directory), one tick each, and write their "
+                     "own truth (a thread_states record)"),
 }
 
 
@@ -305,6 +310,8 @@ def load(app: str, argv: List[str]) -> Config:
     no_db = options.pop("no_db")
     if no_db and options["gc_hold_query"] is not None:
         raise ConfigError("--gc-hold-query needs the database; drop --no-db")
+    if options["state_phases"] and options["reactor"] != "epoll":
+        raise ConfigError("--state-phases needs --reactor epoll")
     if options["media_dir"] is None:
         options["media_dir"] = conf.get("media_store_path") or "media_store"
 

@@ -21,7 +21,7 @@ import select
 import signal
 import time
 from functools import partial
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from synapse._workload import metrics
 
@@ -43,6 +43,8 @@ class Reactor:
         self._stopping = False
         self.stop_reason = ""
         self._loops: List[Callable[[int], None]] = []  # looping calls waiting for the loop to start
+        # Told where each tick begins and ends (epoll loop only): phases.StatePhases.
+        self.tick_observer: Optional[Any] = None
 
     def call_at(self, due_ns: int, function: Callable[[], None]) -> None:
         heapq.heappush(self._calls, (due_ns, next(self._sequence), function))
@@ -122,6 +124,8 @@ class Reactor:
                     next_ns = min(deadline_ns, self._calls[0][0]) if self._calls else deadline_ns
                     metrics.tick_time.observe(
                         (time.monotonic_ns() - (start_ns if last_return is None else last_return)) / 1e9)
+                    if self.tick_observer is not None:
+                        self.tick_observer.tick_ends()
                     # The truth's clock reads sit right around the call: the metric's own cost is part of the tick.
                     call_ns = time.monotonic_ns()
                     if last_return is not None:
@@ -130,6 +134,8 @@ class Reactor:
                     # Never negative: epoll.poll() would wait forever (the call may have come due meanwhile).
                     events = poller.poll(max(0, next_ns - call_ns) / 1e9)
                     last_return = time.monotonic_ns()
+                    if self.tick_observer is not None:
+                        self.tick_observer.tick_begins()
                     self.polls += 1
                     self.wait_ns += last_return - call_ns
                     if events:
