@@ -1,8 +1,8 @@
 // PostgreSQL's own view of each query, lock wait and transaction, from its USDT probes (postgres built with
-// --enable-dtrace, as Debian's is). Attached once per postgres binary for every process using it, so that backends
-// forked after the agent started are covered; every postgres process is a backend or helper of some cluster, so
-// nothing else pays for the traps. Query records go through a ring buffer (userspace needs the verb and the backend
-// -> worker mapping); lock waits and transaction outcomes are counted per backend in the kernel.
+// --enable-dtrace, as Debian's is). Attached per backend process, to the backends serving a profiled worker only
+// (userspace/agent/families/pgserver_family.h): the other backends of the cluster never trap. Query records go
+// through a ring buffer (userspace needs the verb); lock waits and transaction outcomes are counted per backend in
+// the kernel.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>

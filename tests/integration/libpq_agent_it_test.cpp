@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -12,6 +13,8 @@
 #include <sstream>
 #include <thread>
 
+#include "core/proc/discovery.h"
+#include "core/proc/socket_inventory.h"
 #include "harness.h"
 #include "truth.h"
 
@@ -203,29 +206,114 @@ TEST_F(LibpqAgentIT, LockWaitsAreChargedToTheWaitingWorker) {
   EXPECT_LT(other.value_or(0), 0.05);
 }
 
-// Over a worker's whole life, from its connections' set-up (psycopg2's own statements included) to its exit, every
-// statement PostgreSQL executed for it is one the worker recorded sending: nothing missed, nothing extra. The
-// server-side probes are in place before the worker starts, so even its first statements are seen.
-TEST_F(LibpqAgentIT, ServerSideAccountsForEveryStatementOverTheWorkersLife) {
+// Over a worker's whole life, from its connections' set-up (psycopg2's own statements included) to its exit: the
+// server-side probes are attached to each of its backends only once the agent has mapped it, so the first statements
+// of a connection can run unseen; each of those is counted as missed. What the server side saw plus what it counts as
+// missed is every call the client side saw (libpq is attached first, in the same pass), and never more than the
+// worker recorded sending, per verb.
+TEST_F(LibpqAgentIT, ServerSideSeesOrCountsAsMissedEveryStatementOverTheWorkersLife) {
   std::ofstream(gate("db_life")).put('\n');  // no waiting: the whole life counts
   auto w = start("db_life", false);
   finish(*w);
-  std::this_thread::sleep_for(1500ms);  // the exit is noticed at the next rescan; records of the end are drained
+  ASSERT_TRUE(agent_.wait_rounds(3));  // the exit is noticed at a rescan; records of the end are drained
+  std::this_thread::sleep_for(1500ms);  // and matched by the hub a grace period after they ended
+  ASSERT_TRUE(agent_.wait_rounds(2));
   std::map<std::string, double> expected;
+  double expected_total = 0;
   for (const auto& r : sp::test::truth_of_type(sp::test::read_truth(w->truth_path()), "query")) {
     std::string verb = *r.text("verb");
     if (verb == "CREATE") verb = "other";  // the schema set-up: DDL is verb "other"
     expected[verb] += 1;
-    if (r.line.find("\"begin\":true") != std::string::npos) expected["BEGIN"] += 1;
-  }
-  ASSERT_GT(expected["other"], 0) << "the workload's schema set-up is part of its life";
-  auto server = per_verb("db_life", true);
-  for (const auto& [verb, n] : expected) EXPECT_EQ(server[verb][0], n) << "server side, verb " << verb;
-  for (const auto& [verb, v] : server) {
-    if (!expected.count(verb)) {
-      EXPECT_EQ(v[0], 0) << "statements PostgreSQL ran for the worker that it did not record sending: verb " << verb;
+    expected_total += 1;
+    if (r.line.find("\"begin\":true") != std::string::npos) {
+      expected["BEGIN"] += 1;
+      expected_total += 1;
     }
   }
+  ASSERT_GT(expected["other"], 0) << "the workload's schema set-up is part of its life";
+  const auto m = metrics();
+  auto server = per_verb("db_life", true);
+  auto client = per_verb("db_life");
+  double server_total = 0, client_total = 0;
+  for (const auto& [verb, v] : server) {
+    server_total += v[0];
+    EXPECT_LE(v[0], expected[verb]) << "server side, verb " << verb;
+  }
+  for (const auto& [verb, v] : client) client_total += v[0];
+  auto missed =
+      sp::test::metric_value(m, "synapse_profiler_db_server_missed_statements_total", {{"worker", "db_life"}});
+  ASSERT_TRUE(missed) << m;
+  // A call in flight when libpq was attached is not the client side's; its statement may be the server side's.
+  EXPECT_NEAR(server_total + *missed, client_total, 1) << "seen " << server_total << ", missed " << *missed;
+  EXPECT_LE(client_total, expected_total);
+  EXPECT_GT(server_total, 0.5 * expected_total);
+}
+
+// The server-side probes are attached per backend: a backend serving a client that is not a profiled worker (another
+// application on the same cluster) never has a breakpoint written into it, so it never traps (the kernel maps the
+// [uprobes] page into a process at its first uprobe hit) and its statements are nowhere in the series, while the
+// backend of the profiled worker beside it traps and its statements stay exact.
+TEST_F(LibpqAgentIT, BackendsOfOtherClientsAreNotAttached) {
+  constexpr const char* kOtherClient = R"PY(
+import sys, time, psycopg2
+host, port, user, db, gate = sys.argv[1:6]
+conn = psycopg2.connect(host=host, port=int(port), user=user, dbname=db)
+conn.autocommit = True
+cur = conn.cursor()
+cur.execute("SELECT pg_backend_pid()")
+print("backend", cur.fetchone()[0], flush=True)
+import os
+while not os.path.exists(gate):
+    time.sleep(0.05)
+for i in range(300):
+    cur.execute("SELECT %s + 1", (i,))
+print("done", flush=True)
+time.sleep(300)
+)PY";
+  auto pg = *sp::test::test_postgres();
+  const std::string other_log = dir_ + "/other_client.log";
+  sp::test::Process other({"/usr/bin/python3.11", "-c", kOtherClient, "127.0.0.1", std::to_string(pg.port), pg.user,
+                           pg.db, gate("db_probed")},
+                          other_log);
+  auto w = start("db_probed", false);
+  int other_backend = 0;
+  ASSERT_TRUE(sp::test::wait_for(
+      [&] { return std::sscanf(sp::test::read_text(other_log).c_str(), "backend %d", &other_backend) == 1; }, 20s))
+      << sp::test::read_text(other_log);
+  const double other_before = sp::test::sum_of(metrics(), "synapse_profiler_db_server_query_seconds_count",
+                                               {{"worker", "other"}});
+  auto before = attach_and_go(*w);
+  ASSERT_TRUE(sp::test::wait_for([&] { return sp::test::read_text(other_log).find("done") != std::string::npos; },
+                                 30s))
+      << sp::test::read_text(other_log);
+  // The worker's backends: the postgres processes whose client socket it owns.
+  sp::BackendMapper mapper("/proc");
+  std::vector<int> backends;
+  {
+    sp::DiscoveryOptions options;
+    options.pids = {w->pid()};
+    for (const auto& p : sp::scan(options).postgres) {
+      if (!p.postmaster) backends.push_back(p.key.pid);
+    }
+  }
+  std::string error;
+  const auto links = mapper.map({w->pid()}, backends, error);
+  ASSERT_FALSE(links.empty()) << error;
+  auto has_uprobes_page = [](int pid) {
+    return sp::test::read_text("/proc/" + std::to_string(pid) + "/maps").find("[uprobes]") != std::string::npos;
+  };
+  for (const auto& l : links) {
+    EXPECT_TRUE(sp::test::wait_for([&] { return has_uprobes_page(l.backend_pid); }, 10s))
+        << "worker backend " << l.backend_pid;
+  }
+  finish(*w);
+  EXPECT_FALSE(has_uprobes_page(other_backend))
+      << "backend " << other_backend << " of a client that is not a worker trapped on a uprobe";
+  expect_matches(*w, before);
+  EXPECT_EQ(sp::test::sum_of(metrics(), "synapse_profiler_db_server_query_seconds_count", {{"worker", "other"}}),
+            other_before)
+      << "the other client's 300 statements were seen";
+  other.stop(SIGKILL);
 }
 
 // Queries held open across long GC pauses: the query time the agent sees overlapping the pauses agrees with the

@@ -33,8 +33,8 @@ std::unique_ptr<PgServerProbe> PgServerProbe::create(std::string& error) {
   return p;
 }
 
-bool PgServerProbe::attach(const std::string& key, const std::string& binary_path, std::string& error) {
-  detach(key);
+bool PgServerProbe::attach(int pid, const std::string& binary_path, std::string& error) {
+  detach(pid);
   struct Point {
     const char* name;
     bpf_program* prog;
@@ -47,22 +47,23 @@ bool PgServerProbe::attach(const std::string& key, const std::string& binary_pat
   };
   std::vector<Link> links;
   for (const auto& p : points) {
-    // pid -1: every process running this binary, including backends the postmaster forks later.
-    Link link(bpf_program__attach_usdt(p.prog, -1, binary_path.c_str(), "postgresql", p.name, nullptr));
+    // A PID: the uprobes are planted in that process only (the kernel filters by the target task's mm).
+    Link link(bpf_program__attach_usdt(p.prog, pid, binary_path.c_str(), "postgresql", p.name, nullptr));
     if (!link) {
       int err = errno;
-      error = fmt::format("attach USDT postgresql:{} in {}: {}", p.name, binary_path, errno_text(err));
+      error = fmt::format("attach USDT postgresql:{} in {} for backend {}: {}", p.name, binary_path, pid,
+                          errno_text(err));
       if (err == ENOENT) error += " (is this PostgreSQL built with --enable-dtrace?)";
       if (err == EPERM || err == EACCES) error += " (uprobes need CAP_SYS_ADMIN on this kernel)";
       return false;
     }
     links.push_back(std::move(link));
   }
-  links_[key] = std::move(links);
+  links_[pid] = std::move(links);
   return true;
 }
 
-void PgServerProbe::detach(const std::string& key) { links_.erase(key); }
+void PgServerProbe::detach(int pid) { links_.erase(pid); }
 
 std::vector<std::pair<std::uint32_t, pgs_backend_stats>> PgServerProbe::read_backends() const {
   return hash_entries<std::uint32_t, pgs_backend_stats>(skel_->maps.pgs_backend);
