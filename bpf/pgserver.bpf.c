@@ -6,6 +6,12 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+/* libbpf gives each attach of a USDT probe its own spec slot (one per probe and backend here, six per backend) and
+ * has 256 by default: room for about 40 backends. 4096 slots (about 850 KiB of array) hold the probes of about 680
+ * backends serving profiled workers at once; an attach beyond that fails and is reported like any other. */
+#define BPF_USDT_MAX_SPEC_CNT 4096
+/* The address -> slot table is used only on kernels without BPF cookies (before 5.15); kept at the same size. */
+#define BPF_USDT_MAX_IP_CNT 4096
 #include <bpf/usdt.bpf.h>
 
 #include "bpf_common.h"

@@ -13,13 +13,15 @@
 #       its first pass attaching the USDT probes to the 50 backends, one by one (median of --repeat starts)
 #   (e) end to end: 4 workers at Synapse-like rates (--query-rate 100 transactions/s, about 450 libpq calls/s, and
 #       ~1.9 GC collections/s each), with and without the agent, alternating, medians and the median of each
-#       repetition's on/off ratio; then pgbench on another database of the same cluster while the agent profiles 4
-#       Synapse-like workers on the first one (issue 23: their backends trap, pgbench's must not), same scheme
+#       repetition's on/off ratio
+#   (q) pgbench on another database of the same cluster while the agent profiles 4 Synapse-like workers on the first
+#       one (issue 23: their backends trap, pgbench's must not), with and without the agent, alternating, medians
 # Prints every run and a summary; the workers are this script's own (--pid), the PostgreSQL is its own unless the
 # SP_PG_* variables name one. The machine should be otherwise idle: anything else running shows up as noise.
 #   sudo scripts/bench_agent.sh [--repeat 5] [--seconds 20] [--scrapes 21] [--sections ade] [--smoke]
 #        [--e2e-modes "off on"] [--bpf-stats]
-# --sections: which of (p) "p", (a)-(c) "a", (r) "r", (d) "d", (g) "g", (e) "e" to run (default all).
+# --sections: which of (p) "p", (a)-(c) "a", (r) "r", (d) "d", (g) "g", (e) "e" (its workers) and "q" (its pgbench)
+#   to run (default all).
 # --e2e-modes: the (e) runs of each repetition: off (no agent), on (the agent as deployed: defaults, scraping each
 #   worker every 15 s), noscrape (the agent scraping no worker during the run: its probes' share of the cost).
 # --bpf-stats: (e) with kernel.bpf_stats_enabled on (inflates every program run by ~30 ns) and the agent's BPF run
@@ -29,7 +31,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=pardge e2e_modes="off on" bpf_stats=0 rss_samples=12
+repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=pardgeq e2e_modes="off on" bpf_stats=0 rss_samples=12
 while [[ $# -gt 0 ]]; do
   case $1 in
     --repeat) repeat=$2; shift ;;
@@ -39,7 +41,7 @@ while [[ $# -gt 0 ]]; do
     --sections) sections=$2; shift ;;
     --e2e-modes) e2e_modes=$2; shift ;;
     --bpf-stats) bpf_stats=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -416,11 +418,11 @@ if [[ $sections == *g* ]]; then
     start_agent "pgattach-$r"
     wait_attached 1
     deadline=$((SECONDS + 30))
-    until grep -q 'postgres: attached to [0-9]* backends in' "$work/agent-pgattach-$r.log"; do
+    until grep -q 'postgres: attached to [0-9]* backends\? in' "$work/agent-pgattach-$r.log"; do
       [[ $SECONDS -lt $deadline ]] || { cat "$work/agent-pgattach-$r.log" >&2; echo "no attach pass" >&2; exit 1; }
       sleep 0.1
     done
-    line=$(grep -o 'attached to [0-9]* backends in [0-9.]* ms' "$work/agent-pgattach-$r.log" | head -1)
+    line=$(grep -o 'attached to [0-9]* backends\? in [0-9.]* ms' "$work/agent-pgattach-$r.log" | head -1)
     echo "pgattach run $r: $line"
     passes+=("$(awk '{print $3, $6}' <<<"$line")")
     stop_agent
@@ -489,7 +491,7 @@ pgbench_run() {  # pgbench_run on|off: sets result=tps
   [[ -n $tps ]] || { cat "$work/pgbench.log" >&2; exit 1; }
   result=$tps
 }
-if [[ $sections != *e* ]]; then
+if [[ $sections != *e* && $sections != *q* ]]; then
   echo "== summary"; printf '%s\n' "${summary[@]}"; exit 0
 fi
 # pgbench gets a database of its own in the same cluster: another application sharing the Synapse PostgreSQL.
@@ -504,7 +506,7 @@ if [[ $bpf_stats -eq 1 ]]; then
   stats_before=$(cat /proc/sys/kernel/bpf_stats_enabled)
   echo 1 >/proc/sys/kernel/bpf_stats_enabled
 fi
-for r in $(seq "$repeat"); do
+for r in $([[ $sections == *e* ]] && seq "$repeat"); do
   # Odd repetitions in the given order, even ones reversed (ABC CBA ...): the machine's drift over the run (the
   # workload's tables grow) then weighs on every mode alike instead of on the last one of each repetition.
   modes=($e2e_modes)
@@ -523,9 +525,9 @@ for r in $(seq "$repeat"); do
 done
 # 4 Synapse-like workers on the first database, at a light rate (their backends are attached and trap; the workers'
 # own CPU is the same in both modes), the gate open before the first run.
-start_workers pgbench-workers 4 --duration 3600 --query-rate 10 --gc-schedule none --io-rate 0
-open_gate pgbench-workers
-for r in $(seq "$repeat"); do
+[[ $sections == *q* ]] && start_workers pgbench-workers 4 --duration 3600 --query-rate 10 --gc-schedule none --io-rate 0
+[[ $sections == *q* ]] && open_gate pgbench-workers
+for r in $([[ $sections == *q* ]] && seq "$repeat"); do
   pmodes=(off on)
   ((r % 2 == 0)) && pmodes=(on off)  # alternating: off on, on off, ...
   for mode in "${pmodes[@]}"; do

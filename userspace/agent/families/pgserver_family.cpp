@@ -118,9 +118,10 @@ void PgServerFamily::attach_backends() {
     log::warn("postgres: cannot attach: {}", error);
     if (attach_errors_.size() < kMaxAttachErrors) attach_errors_.push_back(error);
   }
-  if (attached > 1) {
+  if (attached > 0) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
-    log::info("postgres: attached to {} backends in {:.1f} ms", attached, static_cast<double>(us.count()) / 1e3);
+    log::info("postgres: attached to {} backend{} in {:.1f} ms", attached, attached == 1 ? "" : "s",
+              static_cast<double>(us.count()) / 1e3);
   }
 }
 
