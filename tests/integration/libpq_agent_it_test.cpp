@@ -96,6 +96,12 @@ class LibpqAgentIT : public sp::test::AgentTest {
                                     {{"worker", w.spec().name}, {"probe", "libpq"}}) == 1.0;
     };
     EXPECT_TRUE(sp::test::wait_for(attached, 10s)) << agent_log();
+    // The server-side probes in every backend serving it (connected before the gate): nothing after it is missed.
+    auto server_attached = [&] {
+      return sp::test::metric_value(metrics(), "synapse_profiler_probe_attached",
+                                    {{"worker", w.spec().name}, {"probe", "postgres"}}) == 1.0;
+    };
+    EXPECT_TRUE(sp::test::wait_for(server_attached, 30s)) << agent_log();
     std::this_thread::sleep_for(600ms);  // one agent poll (every 250 ms) past anything sent before the gate
     Baseline before{per_verb(w.spec().name), per_verb(w.spec().name, true)};
     std::ofstream(gate(w.spec().name)).put('\n');

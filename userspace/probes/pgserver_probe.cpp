@@ -22,23 +22,27 @@ namespace sp::bpf {
 
 namespace {
 
-// The agent's open uprobe fds: perf events and the BPF links over them.
-std::set<int> uprobe_fds() {
+// The agent's open fds (numbers only: no readlink for each of the hundreds of uprobe fds of 50 backends).
+std::set<int> open_fds() {
   std::set<int> out;
   DIR* dir = opendir("/proc/self/fd");
   if (!dir) return out;
   while (dirent* e = readdir(dir)) {
     const int fd = atoi(e->d_name);
-    if (fd <= 2 || fd == dirfd(dir)) continue;
-    char target[64];
-    const std::string path = std::string("/proc/self/fd/") + e->d_name;
-    const ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
-    if (n <= 0) continue;
-    const std::string_view t(target, static_cast<std::size_t>(n));
-    if (t == "anon_inode:[perf_event]" || t == "anon_inode:bpf_link") out.insert(fd);
+    if (fd > 2 && fd != dirfd(dir)) out.insert(fd);
   }
   closedir(dir);
   return out;
+}
+
+// Whether `fd` is a uprobe's perf event or the BPF link over one.
+bool is_uprobe_fd(int fd) {
+  char target[64];
+  const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  const ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
+  if (n <= 0) return false;
+  const std::string_view t(target, static_cast<std::size_t>(n));
+  return t == "anon_inode:[perf_event]" || t == "anon_inode:bpf_link";
 }
 
 // Closes `fds` on up to 64 threads at once. The last close of a uprobe waits for an RCU tasks-trace grace period
@@ -127,7 +131,7 @@ bool PgServerProbe::attach(int pid, const std::string& binary_path, std::string&
       {"transaction__commit", progs->pgs_txn_commit},    {"transaction__abort", progs->pgs_txn_abort},
   };
   Attached a;
-  const std::set<int> before = uprobe_fds();
+  const std::set<int> before = open_fds();
   for (const auto& p : points) {
     // A PID: the uprobes are planted in that process only (the kernel filters by the target task's mm).
     Link link(bpf_program__attach_usdt(p.prog, pid, binary_path.c_str(), "postgresql", p.name, nullptr));
@@ -141,9 +145,10 @@ bool PgServerProbe::attach(int pid, const std::string& binary_path, std::string&
     }
     a.links.push_back(std::move(link));
   }
-  // Attaches happen on one thread, the scanning one: the uprobe fds opened meanwhile are these links'.
-  for (int fd : uprobe_fds()) {
-    if (!before.count(fd)) a.fds.push_back(fd);
+  // Uprobe fds are opened only here, under libbpf_mutex_: those opened meanwhile are these links'. (One another
+  // thread closed and this attach reused is missed: the exit closes it, after the others.)
+  for (int fd : open_fds()) {
+    if (!before.count(fd) && is_uprobe_fd(fd)) a.fds.push_back(fd);
   }
   links_[pid] = std::move(a);
   return true;

@@ -126,6 +126,12 @@ TEST_F(PgServerFamilyTest, OnlyBackendsServingAWorkerAreAttached) {
   EXPECT_EQ(kernel_->count_calls("attach 103"), 0u);
   EXPECT_EQ(kernel_->attached_path(100), proc_.path() + "/100/root/usr/lib/postgresql/16/bin/postgres");
   EXPECT_EQ(family_.snapshot().backends_attached, 2u);
+  const auto status = family_.attach_status();
+  ASSERT_EQ(status.size(), 2u);
+  for (const auto& st : status) {
+    EXPECT_EQ(st.probe, "postgres");
+    EXPECT_TRUE(st.attached) << st.labels.worker;
+  }
 
   kernel_->statement(100, "SELECT 1 FROM events");
   kernel_->statement(101, "SELECT 1 FROM device_inbox");
@@ -229,6 +235,10 @@ TEST_F(PgServerFamilyTest, AttachFailuresOfRunningBackendsAreReportedOnce) {
   EXPECT_NE(snap.attach_errors[0].find("backend 101"), std::string::npos) << snap.attach_errors[0];
   EXPECT_EQ(kernel_->count_calls("attach 101"), 1u);
   EXPECT_EQ(snap.backends_attached, 0u);
+  const auto status = family_.attach_status();
+  ASSERT_EQ(status.size(), 1u);
+  EXPECT_FALSE(status[0].attached);
+  EXPECT_EQ(status[0].error, "0 of the 2 backends serving it attached");
 }
 
 // A backend the scan lists has its client in the same scan: when no worker owns the other end, it is decided

@@ -299,6 +299,32 @@ std::set<int> PgServerFamily::undecided_backends() const {
   return out;
 }
 
+std::vector<ProbeStatus> PgServerFamily::attach_status() const {
+  std::lock_guard lock(mutex_);
+  std::map<WorkerLabels, std::pair<std::size_t, std::size_t>> backends;  // labels -> (attached, decided)
+  for (const auto& [pid, labels] : backend_labels_) {
+    if (labels == kOtherWorker) continue;
+    auto& [attached, decided] = backends[labels];
+    ++decided;
+    if (kernel_ && kernel_->attached(pid)) ++attached;
+  }
+  std::vector<ProbeStatus> out;
+  for (const auto& [pid, labels] : worker_labels_) {
+    auto it = backends.find(labels);
+    if (it == backends.end()) continue;  // no connection to a cluster on this host (yet)
+    ProbeStatus st;
+    st.labels = labels;
+    st.host_pid = pid;
+    st.probe = "postgres";
+    st.method = "usdt";
+    const auto [attached, decided] = it->second;
+    st.attached = attached == decided;
+    if (!st.attached) st.error = fmt::format("{} of the {} backends serving it attached", attached, decided);
+    out.push_back(st);
+  }
+  return out;
+}
+
 void PgServerFamily::collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const {
   auto snap = snapshot();
   snap.missed_statements = hub.missed_statements;

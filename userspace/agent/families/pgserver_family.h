@@ -50,6 +50,8 @@ class PgServerFamily : public KernelFamily<PgServerKernel>, public BackendDecisi
   // counts.
   void poll() override;
   void forget_worker(const WorkerLabels& w) override;
+  // Per worker with a decided backend: attached (probe "postgres", method "usdt") once every backend serving it is.
+  std::vector<ProbeStatus> attach_status() const override;
   void collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const override;
 
   DbServerSnapshot snapshot() const;
