@@ -1,11 +1,17 @@
 // PostgreSQL's own view of each query, lock wait and transaction, from its USDT probes (postgres built with
-// --enable-dtrace, as Debian's is). Attached once per postgres binary for every process using it, so that backends
-// forked after the agent started are covered; every postgres process is a backend or helper of some cluster, so
-// nothing else pays for the traps. Query records go through a ring buffer (userspace needs the verb and the backend
-// -> worker mapping); lock waits and transaction outcomes are counted per backend in the kernel.
+// --enable-dtrace, as Debian's is). Attached per backend process, to the backends serving a profiled worker only
+// (userspace/agent/families/pgserver_family.h): the other backends of the cluster never trap. Query records go
+// through a ring buffer (userspace needs the verb); lock waits and transaction outcomes are counted per backend in
+// the kernel.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+/* libbpf gives each attach of a USDT probe its own spec slot (one per probe and backend here, six per backend) and
+ * has 256 by default: room for about 40 backends. 4096 slots (about 850 KiB of array) hold the probes of about 680
+ * backends serving profiled workers at once; an attach beyond that fails and is reported like any other. */
+#define BPF_USDT_MAX_SPEC_CNT 4096
+/* The address -> slot table is used only on kernels without BPF cookies (before 5.15); kept at the same size. */
+#define BPF_USDT_MAX_IP_CNT 4096
 #include <bpf/usdt.bpf.h>
 
 #include "bpf_common.h"

@@ -186,7 +186,7 @@ std::vector<prometheus::MetricFamily> db_desc_metrics(
 }
 
 std::vector<prometheus::MetricFamily> db_server_metrics(const DbServerSnapshot& snap) {
-  std::vector<prometheus::ClientMetric> queries, locks, txns;
+  std::vector<prometheus::ClientMetric> queries, locks, txns, missed;
   for (const auto& [key, h] : snap.queries) {
     const auto& [labels, verb] = key;
     LabelList l = worker_label_list(labels);
@@ -204,10 +204,13 @@ std::vector<prometheus::MetricFamily> db_server_metrics(const DbServerSnapshot& 
     txns.push_back(counter_point(with_outcome("commit"), static_cast<double>(t.commits)));
     txns.push_back(counter_point(with_outcome("abort"), static_cast<double>(t.aborts)));
   }
+  for (const auto& [labels, n] : snap.missed_statements) {
+    missed.push_back(counter_point(worker_label_list(labels), static_cast<double>(n)));
+  }
   std::vector<prometheus::MetricFamily> out;
   out.push_back(histogram_metric("synapse_profiler_db_server_query_seconds",
                                  "Query execution inside PostgreSQL (USDT query__start..query__done) in the backends "
-                                 "serving each worker; worker=\"other\" for backends serving no Synapse process.",
+                                 "serving each worker (the probes are attached only to those backends).",
                                  std::move(queries)));
   out.push_back(histogram_metric("synapse_profiler_db_lock_wait_seconds",
                                  "Heavyweight lock waits (USDT lock__wait__start..done) in the backends serving each "
@@ -215,6 +218,11 @@ std::vector<prometheus::MetricFamily> db_server_metrics(const DbServerSnapshot& 
                                  std::move(locks)));
   out.push_back(counter_metric("synapse_profiler_db_transactions_total",
                                "Transactions ended by the backends serving each worker, by outcome.", std::move(txns)));
+  out.push_back(counter_metric("synapse_profiler_db_server_missed_statements_total",
+                               "Statements PostgreSQL ran for each worker before the server-side probes were attached "
+                               "to the backend serving them (a new connection's first statements): the libpq calls "
+                               "of that connection the worker made before the first one the server side saw.",
+                               std::move(missed)));
   return out;
 }
 

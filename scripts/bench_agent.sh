@@ -12,14 +12,19 @@
 #   (i) the idle agent as deployed (defaults: rescan every 5 s, each worker scraped every 15 s) with 4 workers at
 #       2 transactions/s, its CPU over --idle-seconds (default 120) after a warm-up; --perf FILE also records a
 #       `perf record -g` profile of that span
+#   (g) the PostgreSQL server-side attach: one worker with 50 pool connections (50 backends); the agent's own log of
+#       its first pass attaching the USDT probes to the 50 backends, one by one (median of --repeat starts)
 #   (e) end to end: 4 workers at Synapse-like rates (--query-rate 100 transactions/s, about 450 libpq calls/s, and
-#       ~1.9 GC collections/s each) and pgbench, with and without the agent, alternating, medians and the median of
-#       each repetition's on/off ratio
+#       ~1.9 GC collections/s each), with and without the agent, alternating, medians and the median of each
+#       repetition's on/off ratio
+#   (q) pgbench on another database of the same cluster while the agent profiles 4 Synapse-like workers on the first
+#       one (issue 23: their backends trap, pgbench's must not), with and without the agent, alternating, medians
 # Prints every run and a summary; the workers are this script's own (--pid), the PostgreSQL is its own unless the
 # SP_PG_* variables name one. The machine should be otherwise idle: anything else running shows up as noise.
 #   sudo scripts/bench_agent.sh [--repeat 5] [--seconds 20] [--scrapes 21] [--sections ade] [--smoke]
 #        [--e2e-modes "off on"] [--bpf-stats] [--idle-seconds 120] [--perf FILE]
-# --sections: which of (p) "p", (a)-(c) "a", (r) "r", (d) "d", (i) "i", (e) "e" to run (default all).
+# --sections: which of (p) "p", (a)-(c) "a", (r) "r", (d) "d", (i) "i", (g) "g", (e) "e" (its workers) and "q" (its
+#   pgbench) to run (default all).
 # --e2e-modes: the (e) runs of each repetition: off (no agent), on (the agent as deployed: defaults, scraping each
 #   worker every 15 s), noscrape (the agent scraping no worker during the run: its probes' share of the cost).
 # --bpf-stats: (e) with kernel.bpf_stats_enabled on (inflates every program run by ~30 ns) and the agent's BPF run
@@ -29,7 +34,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
-repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=pardie e2e_modes="off on" bpf_stats=0 rss_samples=12
+repeat=5 seconds=20 scrapes=21 smoke=0 pgbench_scale=4 sections=pardigeq e2e_modes="off on" bpf_stats=0 rss_samples=12
 idle_seconds=120 perf_out=
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -42,7 +47,7 @@ while [[ $# -gt 0 ]]; do
     --sections) sections=$2; shift ;;
     --e2e-modes) e2e_modes=$2; shift ;;
     --bpf-stats) bpf_stats=1 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -442,6 +447,33 @@ for fam in gc db; do
   summary+=("CPU per million $fam events: ${per} s above idle (${raw} s with idle)")
 done
 
+# --- (g): attaching the server-side probes to 50 backends ------------------------------------------------------
+if [[ $sections == *g* ]]; then
+  start_workers pgattach 1 --duration 3600 --query-rate 2 --threads 50 --gc-schedule none --io-rate 0
+  open_gate pgattach
+  sleep 2
+  passes=()
+  for r in $(seq "$repeat"); do
+    start_agent "pgattach-$r"
+    wait_attached 1
+    deadline=$((SECONDS + 30))
+    until grep -q 'postgres: attached to [0-9]* backends\? in' "$work/agent-pgattach-$r.log"; do
+      [[ $SECONDS -lt $deadline ]] || { cat "$work/agent-pgattach-$r.log" >&2; echo "no attach pass" >&2; exit 1; }
+      sleep 0.1
+    done
+    line=$(grep -o 'attached to [0-9]* backends\? in [0-9.]* ms' "$work/agent-pgattach-$r.log" | head -1)
+    echo "pgattach run $r: $line"
+    passes+=("$(awk '{print $3, $6}' <<<"$line")")
+    stop_agent
+  done
+  stop_workers
+  n=$(printf '%s\n' "${passes[@]}" | awk '{print $1}' | median)
+  ms=$(printf '%s\n' "${passes[@]}" | awk '{print $2}' | median)
+  msm=$(printf '%s\n' "${passes[@]}" | awk '{print $2}' | minmax)
+  summary+=("server-side attach: ${n} backends in ${ms} ms (${msm}), $(awk -v m="$ms" -v n="$n" 'BEGIN {printf "%.2f", m / n}') ms per backend")
+  echo "${summary[-1]}"
+fi
+
 # --- (e): end to end -------------------------------------------------------------------------------------------
 # 4 workers at Synapse-like rates; with and without the agent alternating. The schedule is fixed, so the cost shows
 # as CPU: the workers' and PostgreSQL's CPU seconds per transaction (what a saturated host would lose), plus the
@@ -482,23 +514,30 @@ e2e_run() {  # e2e_run TAG off|on|noscrape: sets result="txns cpu_s txn_median_m
   result=$(awk -v a="$c0" -v b="$c1" -v t="$txns" -v l="$lat" -v b0="$b0" -v b1="$b1" \
     'BEGIN {split(b0, x, " "); split(b1, y, " "); printf "%d %.3f %s %d %d\n", t, b - a, l, y[1] - x[1], y[2] - x[2]}')
 }
+pgbench_db=${SP_PG_DB}_pgbench
 pgbench_run() {  # pgbench_run on|off: sets result=tps
   local mode=$1 tps
   if [[ $mode == on ]]; then
-    # The agent pinned to one idle worker of ours (never to other people's Synapse processes on this machine); it
-    # attaches the PostgreSQL server-side probes to the cluster, which is what pgbench exercises.
+    # The agent pinned to the workers of ours (never to other people's Synapse processes on this machine): it
+    # attaches the PostgreSQL server-side probes to their backends only, not to pgbench's on the other database.
     start_agent pgbench
+    wait_attached "${#worker_pids[@]}"
   fi
-  "${pgenv[@]}" pgbench -n -c 4 -j 2 -T "$seconds" >"$work/pgbench.log" 2>&1 || { cat "$work/pgbench.log" >&2; exit 1; }
+  "${pgenv[@]}" PGDATABASE="$pgbench_db" pgbench -n -c 4 -j 2 -T "$seconds" >"$work/pgbench.log" 2>&1 ||
+    { cat "$work/pgbench.log" >&2; exit 1; }
   tps=$(awk '/^tps = / {print $3}' "$work/pgbench.log")
   if [[ $mode == on ]]; then stop_agent; fi
   [[ -n $tps ]] || { cat "$work/pgbench.log" >&2; exit 1; }
   result=$tps
 }
-if [[ $sections != *e* ]]; then
+if [[ $sections != *e* && $sections != *q* ]]; then
   echo "== summary"; printf '%s\n' "${summary[@]}"; exit 0
 fi
-if ! "${pgenv[@]}" pgbench -i -q -s "$pgbench_scale" >"$work/pgbench-init.log" 2>&1; then
+# pgbench gets a database of its own in the same cluster: another application sharing the Synapse PostgreSQL.
+if ! "${pgenv[@]}" psql -qAtc "SELECT 1 FROM pg_database WHERE datname = '$pgbench_db'" | grep -q 1; then
+  "${pgenv[@]}" psql -qc "CREATE DATABASE $pgbench_db" >/dev/null
+fi
+if ! "${pgenv[@]}" PGDATABASE="$pgbench_db" pgbench -i -q -s "$pgbench_scale" >"$work/pgbench-init.log" 2>&1; then
   cat "$work/pgbench-init.log" >&2; exit 1
 fi
 e2e=() pgb=()
@@ -506,7 +545,7 @@ if [[ $bpf_stats -eq 1 ]]; then
   stats_before=$(cat /proc/sys/kernel/bpf_stats_enabled)
   echo 1 >/proc/sys/kernel/bpf_stats_enabled
 fi
-for r in $(seq "$repeat"); do
+for r in $([[ $sections == *e* ]] && seq "$repeat"); do
   # Odd repetitions in the given order, even ones reversed (ABC CBA ...): the machine's drift over the run (the
   # workload's tables grow) then weighs on every mode alike instead of on the last one of each repetition.
   modes=($e2e_modes)
@@ -523,14 +562,19 @@ for r in $(seq "$repeat"); do
     e2e+=("$mode $txns $cpu $lat $r $bns $bruns")
   done
 done
-start_workers pgbench-idle 1 --duration 3600 --query-rate 0 --gc-schedule none --io-rate 0 --threads 1
-for r in $(seq "$repeat"); do
-  for mode in off on; do
+# 4 Synapse-like workers on the first database, at a light rate (their backends are attached and trap; the workers'
+# own CPU is the same in both modes), the gate open before the first run.
+[[ $sections == *q* ]] && start_workers pgbench-workers 4 --duration 3600 --query-rate 10 --gc-schedule none --io-rate 0
+[[ $sections == *q* ]] && open_gate pgbench-workers
+for r in $([[ $sections == *q* ]] && seq "$repeat"); do
+  pmodes=(off on)
+  ((r % 2 == 0)) && pmodes=(on off)  # alternating: off on, on off, ...
+  for mode in "${pmodes[@]}"; do
     [[ " $e2e_modes " == *" $mode "* ]] || continue
     pgbench_run "$mode"
     tps=$result
     echo "pgbench run $r agent $mode: ${tps} tps"
-    pgb+=("$mode $tps")
+    pgb+=("$mode $tps $r")
   done
 done
 stop_workers
@@ -558,6 +602,16 @@ for mode in $e2e_modes; do
   fi
   echo "$line"
   summary+=("$line")
+  if [[ $mode == on ]]; then
+    # pgbench's throughput with the agent against the run without it in the same repetition.
+    pratio=$(printf '%s\n' "${pgb[@]}" | awk '{tps[$1 " " $3] = $2; rep[$3] = 1}
+      END {for (r in rep) if (("on " r) in tps && ("off " r) in tps && tps["off " r] > 0)
+             print tps["on " r] / tps["off " r]}')
+    line="pgbench (another database) with the agent / without, paired by repetition:"
+    line+=" x$(median <<<"$pratio") ($(minmax <<<"$pratio"))"
+    echo "$line"
+    summary+=("$line")
+  fi
 done
 
 echo "== summary (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -289,7 +289,7 @@ int run_ours(const Args& a) {
   } else if (a.family == "pgserver") {
     auto probe = sp::bpf::PgServerProbe::create(error);
     if (!probe) die(error);
-    if (!probe->attach("bench", a.binary, error)) die(error);
+    if (!probe->attach(-1, a.binary, error)) die(error);
     mark_ready(a);
     hold(
         [&] {

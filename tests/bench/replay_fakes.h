@@ -50,9 +50,9 @@ class FakeLibpqKernel : public agent::LibpqKernel {
 class FakePgServerKernel : public agent::PgServerKernel {
  public:
   Queue<pgs_query_event> events;
-  bool attach(const std::string&, const std::string&, std::string&) override { return true; }
-  void detach(const std::string&) override {}
-  bool attached(const std::string&) const override { return true; }
+  bool attach(int, const std::string&, std::string&) override { return true; }
+  void detach(int) override {}
+  bool attached(int) const override { return true; }
   std::size_t attached_count() const override { return 1; }
   int drain(const std::function<void(const pgs_query_event&)>& fn) override { return events.drain(fn); }
   int drain_locks(const std::function<void(const pgs_lock_event&)>&) override { return 0; }

@@ -89,6 +89,11 @@ class ChurnIT : public sp::test::AgentTest {
     return out;
   }
 
+  double missed(const std::string& worker) {
+    return sp::test::metric_value(metrics(), "synapse_profiler_db_server_missed_statements_total", {{"worker", worker}})
+        .value_or(0);
+  }
+
   double gc_count(const std::string& worker) {
     return sp::test::metric_value(metrics(), "synapse_profiler_gc_pause_seconds_count",
                                   {{"worker", worker}, {"generation", "0"}})
@@ -169,9 +174,6 @@ TEST_F(ChurnIT, PostgresRestartedMidRunIsRemapped) {
   OwnPostgres pg(dir_);
   ASSERT_TRUE(pg.ok());
   const int first_postmaster = pg.postmaster_pid();
-  // The server-side probes are on the postgres binary before any statement of the workers.
-  ASSERT_TRUE(sp::test::wait_for([&] { return agent_log().find("postgres: attached to") != std::string::npos; }, 10s))
-      << agent_log();
   std::vector<std::unique_ptr<Workload>> workers;
   for (bool unix_socket : {false, true}) {
     WorkloadSpec spec;
@@ -188,6 +190,14 @@ TEST_F(ChurnIT, PostgresRestartedMidRunIsRemapped) {
     ASSERT_TRUE(sp::test::wait_for([&] { return server_counts(w->spec().name)["SELECT"] > 20; }, 25s))
         << w->spec().name << " not counted before the restart\n" << agent_log();
   }
+  // Server-side statements seen plus those counted as missed (run before the probes were in a new backend).
+  auto seen_or_missed = [&](const std::string& name) {
+    double n = 0;
+    for (const auto& [verb, c] : server_counts(name)) n += c;
+    return n + missed(name);
+  };
+  std::map<std::string, double> before;
+  for (auto& w : workers) before[w->spec().name] = seen_or_missed(w->spec().name);
   ASSERT_TRUE(pg.restart());
   const std::int64_t restarted_ns = monotonic_ns();
   EXPECT_NE(pg.postmaster_pid(), first_postmaster);
@@ -195,8 +205,11 @@ TEST_F(ChurnIT, PostgresRestartedMidRunIsRemapped) {
     // Exit 1 is expected: the statements cut off by the restart are failures in the workload's book.
     ASSERT_TRUE(w->process().wait(60s)) << sp::test::read_text(w->log_path());
   }
-  // The exits are noticed at the next rescan, and the records of the end drained: two of each, however long they take.
+  // The exits are noticed at the next rescan, and the records of the end drained: two of each, however long they take;
+  // then the hub matches them to the client calls a grace period after they ended.
   ASSERT_TRUE(agent_.wait_rounds(2)) << agent_log();
+  std::this_thread::sleep_for(1500ms);
+  ASSERT_TRUE(agent_.wait_rounds(1)) << agent_log();
   for (auto& w : workers) {
     const std::string name = w->spec().name;
     int failed = 0, ok_after = 0;
@@ -206,7 +219,6 @@ TEST_F(ChurnIT, PostgresRestartedMidRunIsRemapped) {
     const auto server = server_counts(name);
     for (const auto& [verb, b] : bounds) {
       const double n = server.count(verb) ? server.at(verb) : 0;
-      EXPECT_GE(n, b.low) << name << " verb " << verb << ": statements after the restart counted elsewhere";
       EXPECT_LE(n, b.high) << name << " verb " << verb << ": another client's statements counted for it";
     }
     for (const auto& [verb, n] : server) {
@@ -214,6 +226,12 @@ TEST_F(ChurnIT, PostgresRestartedMidRunIsRemapped) {
         EXPECT_EQ(n, 0) << name << ": statements it never sent, verb " << verb;
       }
     }
+    // The new connections' backends were mapped and attached: every statement that succeeded after the restart was
+    // seen, or run before its backend's probes were in place and counted as missed (a statement in flight when the
+    // count was taken before the restart may fall on either side).
+    const double after = seen_or_missed(name) - before[name];
+    EXPECT_GE(after, ok_after - 2) << name << ": statements after the restart neither seen nor counted as missed";
+    EXPECT_GT(server.at("SELECT"), 0);
     if (HasFailure()) {
       // What the agent decided about each backend (debug log), to tell a missed mapping from a lost record.
       std::istringstream log(agent_log());
@@ -224,8 +242,8 @@ TEST_F(ChurnIT, PostgresRestartedMidRunIsRemapped) {
       }
     }
     std::cout << name << ": " << failed << " statements cut off by the restart, " << ok_after
-              << " succeeded after it; server-side SELECTs " << server.at("SELECT") << " (" << bounds.at("SELECT").low
-              << ".." << bounds.at("SELECT").high << ")\n";
+              << " succeeded after it; server-side statements seen or missed after it " << after << " (missed in all "
+              << missed(name) << ")\n";
   }
   EXPECT_NE(agent_log().find("postgres: attached to"), std::string::npos);
 }

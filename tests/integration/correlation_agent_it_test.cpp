@@ -85,6 +85,7 @@ class CorrelationAgentIT : public sp::test::AgentTest {
     const bool db = w.spec().use_db;
     auto ready = [&] {
       return (!db || value("synapse_profiler_probe_attached", {{"worker", name}, {"probe", "libpq"}}) == 1.0) &&
+             (!db || value("synapse_profiler_probe_attached", {{"worker", name}, {"probe", "postgres"}}) == 1.0) &&
              value("synapse_profiler_probe_attached", {{"worker", name}, {"probe", "gc"}}) == 1.0 &&
              value("synapse_profiler_synapse_up", {{"worker", name}}) == 1.0 &&
              (!db || value("synapse_profiler_db_python_overhead_seconds_total", {{"worker", name}}).has_value());

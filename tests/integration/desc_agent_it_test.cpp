@@ -83,6 +83,8 @@ class DescAgentIT : public sp::test::AgentTest {
   Counts attach_and_go(Workload& w, bool expect_desc_active) {
     const std::string name = w.spec().name;
     EXPECT_TRUE(sp::test::wait_for([&] { return attached(name, "libpq") == 1.0; }, 10s)) << agent_log();
+    // The server-side probes in the backends serving it (per-desc server time counts from the gate on).
+    EXPECT_TRUE(sp::test::wait_for([&] { return attached(name, "postgres") == 1.0; }, 30s)) << agent_log();
     EXPECT_EQ(attached(name, "libpq_desc"), expect_desc_active ? 1.0 : 0.0) << agent_log();
     std::this_thread::sleep_for(sp::test::scaled(600ms));  // one agent poll past anything sent before the gate
     Counts before = per_desc(name);
@@ -138,6 +140,7 @@ TEST_F(DescAgentIT, ServerSideStatementsAreSplitByTheTransactionThatSentThem) {
   auto w = start("desc_server");
   const std::string name = "desc_server";
   ASSERT_TRUE(sp::test::wait_for([&] { return attached(name, "libpq") == 1.0; }, 10s)) << agent_log();
+  ASSERT_TRUE(sp::test::wait_for([&] { return attached(name, "postgres") == 1.0; }, 30s)) << agent_log();
   std::this_thread::sleep_for(sp::test::scaled(1600ms));  // past the matcher's grace for anything sent before the gate
   Counts server_before = per_desc(name, "synapse_profiler_db_desc_server_statements_total");
   Counts client_before = per_desc(name, "synapse_profiler_db_desc_query_seconds_total");

@@ -1,14 +1,17 @@
-// The PostgreSQL server-side probe family's BPF side: USDT probes on each postgres binary in use (once per binary,
-// for every process that runs it, so backends forked later are covered), per-backend counters in the kernel, query
-// records through a ring buffer.
+// The PostgreSQL server-side probe family's BPF side: USDT probes attached per backend process (only the backends
+// serving a profiled worker trap), per-backend counters in the kernel, query records through a ring buffer.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -28,11 +31,13 @@ class PgServerProbe : public agent::PgServerKernel {
   PgServerProbe(const PgServerProbe&) = delete;
   PgServerProbe& operator=(const PgServerProbe&) = delete;
 
-  // Attaches every probe to `binary_path` (a path the agent can open, e.g. /proc/PM/root/usr/lib/.../postgres) for
-  // all processes, under `key`. All-or-nothing.
-  bool attach(const std::string& key, const std::string& binary_path, std::string& error) override;
-  void detach(const std::string& key) override;
-  bool attached(const std::string& key) const override { return links_.count(key) != 0; }
+  // Attaches every probe to `binary_path` (a path the agent can open, e.g. /proc/PID/root/usr/lib/.../postgres) in
+  // process `pid` (as the agent's PID namespace numbers it; -1: every process). All-or-nothing.
+  bool attach(int pid, const std::string& binary_path, std::string& error) override;
+  // Hands the backend's links to a thread of its own that closes them (each close waits for an RCU grace period):
+  // the scanning thread does not wait.
+  void detach(int pid) override;
+  bool attached(int pid) const override { return links_.count(pid) != 0; }
   std::size_t attached_count() const override { return links_.size(); }
 
   int drain(const std::function<void(const pgs_query_event&)>& fn) override { return ring_.drain(fn); }
@@ -47,10 +52,22 @@ class PgServerProbe : public agent::PgServerKernel {
 
  private:
   PgServerProbe() = default;
+  // A backend's USDT links, and the uprobe fds under them (perf events and their BPF links), for the shutdown.
+  struct Attached {
+    std::vector<Link> links;
+    std::vector<int> fds;
+  };
   Skeleton<pgserver_bpf> skel_;
   TypedRing<pgs_query_event, offsetof(pgs_query_event, text)> ring_;  // records end at their text's NUL
   TypedRing<pgs_lock_event> lock_ring_;
-  std::map<std::string, std::vector<Link>> links_;
+  std::map<int, Attached> links_;  // by process
+  void reap();                     // the reaper thread's loop
+  std::mutex libbpf_mutex_;        // libbpf's USDT bookkeeping (spec slots) is not thread-safe: attach vs reaper
+  std::mutex reap_mutex_;          // guards what follows
+  std::condition_variable reap_cv_;
+  std::deque<Attached> reap_queue_;
+  bool stopping_ = false;
+  std::thread reaper_;
 };
 
 }  // namespace sp::bpf

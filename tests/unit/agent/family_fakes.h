@@ -58,9 +58,12 @@ class FakeClock {
 // per-backend counts (lock waits, commits, aborts, statements whose record was lost) sit in a map until erased.
 class FakePgServerKernel : public PgServerKernel {
  public:
-  // A statement of `backend` ran: its record goes to the ring.
+  // Like the kernel with per-process uprobes, only backends the family attached trap: what the others do is not
+  // seen (counted in untrapped() for the tests).
+  // A statement of `backend` ran: its record goes to the ring if the backend is attached.
   pgs_query_event statement(std::uint32_t backend, std::string_view sql, std::uint64_t duration_ns = 2'000'000) {
     pgs_query_event e{};
+    if (!trapped(backend)) return e;
     e.tgid = backend;
     std::tie(e.start_ns, e.end_ns) = clock_.span(duration_ns);
     e.text_len = static_cast<std::uint32_t>(std::min<std::size_t>(sql.size(), SP_PGS_TEXT_MAX - 1));
@@ -70,6 +73,7 @@ class FakePgServerKernel : public PgServerKernel {
   }
   // A statement whose record the ring could not take: counted in the backend's map entry only.
   void lost_statement(std::uint32_t backend, std::uint64_t duration_ns) {
+    if (!trapped(backend)) return;
     auto& s = backends_[backend];
     ++s.lost_buckets[LatencyHistogram::bucket_of(duration_ns)];
     ++s.lost_count;
@@ -78,6 +82,7 @@ class FakePgServerKernel : public PgServerKernel {
   }
   // A heavyweight lock wait: counted in the map entry and recorded in the lock ring, like the BPF side does.
   pgs_lock_event lock_wait(std::uint32_t backend, std::uint64_t duration_ns) {
+    if (!trapped(backend)) return {};
     auto& s = backends_[backend];
     ++s.lock_buckets[LatencyHistogram::bucket_of(duration_ns)];
     ++s.lock_count;
@@ -88,28 +93,50 @@ class FakePgServerKernel : public PgServerKernel {
     locks_.push_back(e);
     return e;
   }
-  void commit(std::uint32_t backend) { ++backends_[backend].commits; }
-  void abort(std::uint32_t backend) { ++backends_[backend].aborts; }
+  void commit(std::uint32_t backend) {
+    if (trapped(backend)) ++backends_[backend].commits;
+  }
+  void abort(std::uint32_t backend) {
+    if (trapped(backend)) ++backends_[backend].aborts;
+  }
+  // Probe hits of a backend that was not attached (none reached the ring or the counts).
+  std::size_t untrapped(std::uint32_t backend) const {
+    auto it = untrapped_.find(backend);
+    return it == untrapped_.end() ? 0 : it->second;
+  }
+  bool is_attached(int pid) const { return attached_.count(pid) != 0; }
+  // The binary path the backend was attached with.
+  std::string attached_path(int pid) const {
+    auto it = paths_.find(pid);
+    return it == paths_.end() ? "" : it->second;
+  }
+  // The next attach of `pid` fails, as for a backend that has just exited.
+  void fail_attach(int pid) { fail_.insert(pid); }
 
   bool has_backend(std::uint32_t backend) const { return backends_.count(backend) != 0; }
   std::size_t ring_size() const { return queries_.size(); }
-  // What the family asked, in order: "attach KEY", "detach KEY", "drain", "drain_locks", "read_backends",
+  // What the family asked, in order: "attach PID", "detach PID", "drain", "drain_locks", "read_backends",
   // "erase_backend PID".
   const std::vector<std::string>& calls() const { return calls_; }
   std::size_t count_calls(const std::string& call) const {
     return static_cast<std::size_t>(std::count(calls_.begin(), calls_.end(), call));
   }
 
-  bool attach(const std::string& key, const std::string&, std::string&) override {
-    calls_.push_back("attach " + key);
-    attached_.insert(key);
+  bool attach(int pid, const std::string& path, std::string& error) override {
+    calls_.push_back(fmt::format("attach {}", pid));
+    if (fail_.erase(pid)) {
+      error = fmt::format("attach USDT postgresql:query__start in {} for backend {}: No such process", path, pid);
+      return false;
+    }
+    attached_.insert(pid);
+    paths_[pid] = path;
     return true;
   }
-  void detach(const std::string& key) override {
-    calls_.push_back("detach " + key);
-    attached_.erase(key);
+  void detach(int pid) override {
+    calls_.push_back(fmt::format("detach {}", pid));
+    attached_.erase(pid);
   }
-  bool attached(const std::string& key) const override { return attached_.count(key) != 0; }
+  bool attached(int pid) const override { return attached_.count(pid) != 0; }
   std::size_t attached_count() const override { return attached_.size(); }
   int drain(const std::function<void(const pgs_query_event&)>& fn) override {
     calls_.push_back("drain");
@@ -143,8 +170,17 @@ class FakePgServerKernel : public PgServerKernel {
   FakeClock clock_;
   std::vector<pgs_query_event> queries_;
   std::vector<pgs_lock_event> locks_;
+  bool trapped(std::uint32_t backend) {
+    if (attached_.count(static_cast<int>(backend))) return true;
+    ++untrapped_[backend];
+    return false;
+  }
+
   std::map<std::uint32_t, pgs_backend_stats> backends_;
-  std::set<std::string> attached_;
+  std::set<int> attached_;
+  std::map<int, std::string> paths_;
+  std::set<int> fail_;
+  std::map<std::uint32_t, std::size_t> untrapped_;
   std::uint64_t events_lost_ = 0;
   mutable std::vector<std::string> calls_;
 };

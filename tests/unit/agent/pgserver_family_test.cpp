@@ -1,9 +1,13 @@
-// PgServerFamily against a fake kernel (family_fakes.h): which worker a backend's statements, lock waits and kernel
-// totals are charged to, and when, as the scans and the backend linker (a script here) decide it.
+// PgServerFamily against a fake kernel (family_fakes.h): which backends get the probes (only those serving a worker,
+// attached per process; the fake kernel, like the real one, sees nothing of the others), when they are attached and
+// detached, and which worker a backend's statements, lock waits and kernel totals are charged to, as the scans, the
+// postmasters' children (a fake /proc) and the backend linker (a script here) decide it.
 #include "agent/families/pgserver_family.h"
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -21,10 +25,23 @@ const WorkerLabels kFedLabels = labels_of(kFed);
 class PgServerFamilyTest : public ::testing::Test {
  protected:
   PgServerFamilyTest()
-      : family_("/nonexistent-proc", open_fake<FakePgServerKernel, PgServerKernel>(kernel_), linker_.linker()) {
+      : family_(proc_.path(), open_fake<FakePgServerKernel, PgServerKernel>(kernel_), linker_.linker()) {
     family_.set_sink(&sink_);
     std::string why_not;
     EXPECT_TRUE(family_.start(why_not)) << why_not;
+  }
+
+  // The postmaster's children as /proc/PM/task/PM/children lists them (the fast path's view between rescans).
+  void children(const std::vector<int>& pids) {
+    const auto dir = std::filesystem::path(proc_.path()) / std::to_string(kPostmasterPid) / "task" /
+                     std::to_string(kPostmasterPid);
+    std::filesystem::create_directories(dir);
+    std::ofstream out(dir / "children");
+    for (int pid : pids) out << pid << ' ';
+  }
+  // A process that still exists under the fake /proc (an attach failure of it is a real one).
+  void exists(int pid) {
+    std::filesystem::create_directories(std::filesystem::path(proc_.path()) / std::to_string(pid));
   }
 
   void rescan(std::vector<WorkerInfo> workers, const std::vector<PostgresProcess>& backends) {
@@ -44,6 +61,7 @@ class PgServerFamilyTest : public ::testing::Test {
     return it == snap.backends.end() ? BackendTotals{} : it->second;
   }
 
+  TempDir proc_{"sp-pgserver-proc"};
   FakePgServerKernel* kernel_ = nullptr;
   ScriptedLinker linker_;
   CapturingSink sink_;
@@ -96,59 +114,131 @@ TEST_F(PgServerFamilyTest, WithoutFingerprintsTheSinkGetsTheVerbOnly) {
   EXPECT_EQ(statements(kSyncLabels, "UPDATE"), 1u);
 }
 
-// A worker started after the last scan opens a connection: the linker sees the socket, but the family does not know
-// the worker yet, so the backend's statements wait for the rescan that lists both; a scan that read /proc before
-// they existed does not decide it, and its statements wait one rescan more.
-TEST_F(PgServerFamilyTest, StatementsOfANewConnectionAreHeldUntilARescanMapsIt) {
-  rescan({kSync}, {});
+// Only the backends serving a worker get the probes, each in its own process, through its own root; the others
+// (psql, another application, pgbench on another database) never trap.
+TEST_F(PgServerFamilyTest, OnlyBackendsServingAWorkerAreAttached) {
+  linker_.connect(100, kSync.key.pid);
   linker_.connect(101, kFed.key.pid);
+  rescan({kSync, kFed}, {backend(100), backend(101), backend(103)});
+  EXPECT_TRUE(kernel_->is_attached(100));
+  EXPECT_TRUE(kernel_->is_attached(101));
+  EXPECT_FALSE(kernel_->is_attached(103));
+  EXPECT_EQ(kernel_->count_calls("attach 103"), 0u);
+  EXPECT_EQ(kernel_->attached_path(100), proc_.path() + "/100/root/usr/lib/postgresql/16/bin/postgres");
+  EXPECT_EQ(family_.snapshot().backends_attached, 2u);
+  const auto status = family_.attach_status();
+  ASSERT_EQ(status.size(), 2u);
+  for (const auto& st : status) {
+    EXPECT_EQ(st.probe, "postgres");
+    EXPECT_TRUE(st.attached) << st.labels.worker;
+  }
+
+  kernel_->statement(100, "SELECT 1 FROM events");
   kernel_->statement(101, "SELECT 1 FROM device_inbox");
+  kernel_->statement(103, "SELECT abalance FROM pgbench_accounts WHERE aid = 1");
   family_.poll();
-  kernel_->statement(101, "DELETE FROM device_inbox WHERE stream_id < 5");
-  family_.poll();
-
-  EXPECT_TRUE(sink_.queries.empty());
-  EXPECT_EQ(statements(kOtherWorker, "SELECT"), 0u);
-  // Looked up once between rescans, however many polls bring its statements.
-  EXPECT_EQ(linker_.asked(), (std::vector<std::vector<int>>{{101}}));
-  EXPECT_FALSE(family_.backend_decisions().count(101));
-
-  rescan({kSync}, {});
-  EXPECT_TRUE(sink_.queries.empty());
-  EXPECT_EQ(statements(kOtherWorker, "SELECT"), 0u);
-
-  rescan({kSync, kFed}, {backend(101)});
-  ASSERT_EQ(sink_.queries.size(), 2u);
-  EXPECT_EQ(sink_.queries[0].worker, kFedLabels);
-  EXPECT_EQ(sink_.queries[0].verb, "SELECT");
-  EXPECT_EQ(sink_.queries[1].worker, kFedLabels);
-  EXPECT_EQ(sink_.queries[1].verb, "DELETE");
+  EXPECT_EQ(kernel_->untrapped(103), 1u);
+  EXPECT_EQ(statements(kSyncLabels, "SELECT"), 1u);
   EXPECT_EQ(statements(kFedLabels, "SELECT"), 1u);
-  EXPECT_EQ(statements(kFedLabels, "DELETE"), 1u);
   EXPECT_EQ(statements(kOtherWorker, "SELECT"), 0u);
-  EXPECT_EQ(family_.backend_decisions().at(101), kFedLabels);
+
+  // Attached once: later rescans leave them be.
+  rescan({kSync, kFed}, {backend(100), backend(101), backend(103)});
+  EXPECT_EQ(kernel_->count_calls("attach 100"), 1u);
+  EXPECT_EQ(kernel_->count_calls("detach 100"), 0u);
 }
 
-// A short connection of a client no scan ever lists (it came and went between two scans): its statements are held
-// through one rescan (its backend may have been forked after that scan read /proc), then counted as "other".
-TEST_F(PgServerFamilyTest, HeldStatementsOfABackendNoScanListsAreOtherAfterTheSecondRescan) {
+// A connection a known worker opens between two rescans is found at the next poll among the postmaster's children
+// and attached then; its statements before that are missed by the server side.
+TEST_F(PgServerFamilyTest, NewConnectionOfAKnownWorkerIsAttachedAtTheNextPoll) {
   rescan({kSync}, {});
-  kernel_->statement(102, "SELECT count(*) FROM events");
-  kernel_->statement(102, "VACUUM events");
+  linker_.connect(105, kSync.key.pid);
+  children({105});
+  kernel_->statement(105, "SELECT 1 FROM users");  // before the poll: not attached yet
   family_.poll();
+  EXPECT_TRUE(kernel_->is_attached(105));
+  EXPECT_EQ(kernel_->attached_path(105), proc_.path() + "/105/root/usr/lib/postgresql/16/bin/postgres");
+  EXPECT_EQ(family_.backend_decisions().at(105), kSyncLabels);
+  EXPECT_EQ(kernel_->untrapped(105), 1u);
 
-  rescan({kSync}, {});
-  EXPECT_EQ(statements(kOtherWorker, "SELECT"), 0u);
-  EXPECT_EQ(statements(kOtherWorker, "other"), 0u);
+  kernel_->statement(105, "UPDATE users SET name = 'x'");
+  family_.poll();
+  ASSERT_EQ(sink_.queries.size(), 1u);
+  EXPECT_EQ(sink_.queries[0].verb, "UPDATE");
+  EXPECT_EQ(statements(kSyncLabels, "UPDATE"), 1u);
+  // Looked up once, and the next scan that lists it does not attach it again.
+  rescan({kSync}, {backend(105)});
+  EXPECT_EQ(linker_.asked(), (std::vector<std::vector<int>>{{105}}));
+  EXPECT_EQ(kernel_->count_calls("attach 105"), 1u);
+}
 
+// A child the linker cannot map between rescans (a worker started after the last scan, PostgreSQL's own helpers,
+// another client) is looked up once, not attached, and decided by the next rescan that lists it.
+TEST_F(PgServerFamilyTest, NewChildOfAnUnknownClientWaitsForTheRescan) {
   rescan({kSync}, {});
-  EXPECT_EQ(statements(kOtherWorker, "SELECT"), 1u);
-  EXPECT_EQ(statements(kOtherWorker, "other"), 1u);
+  linker_.connect(101, kFed.key.pid);
+  children({101});
+  family_.poll();
+  family_.poll();
+  EXPECT_EQ(linker_.asked(), (std::vector<std::vector<int>>{{101}}));
+  EXPECT_FALSE(kernel_->is_attached(101));
+  EXPECT_FALSE(family_.backend_decisions().count(101));
+
+  rescan({kSync, kFed}, {backend(101)});
+  EXPECT_TRUE(kernel_->is_attached(101));
+  EXPECT_EQ(family_.backend_decisions().at(101), kFedLabels);
+  kernel_->statement(101, "DELETE FROM device_inbox WHERE stream_id < 5");
+  kernel_->commit(101);
+  family_.poll();
+  EXPECT_EQ(statements(kFedLabels, "DELETE"), 1u);
+  EXPECT_EQ(totals(kFedLabels).commits, 1u);
+}
+
+// A backend that exits is detached (after a last read of its counts); a backend whose worker has gone is detached
+// while it lingers, and its worker coming back under the same name brings the probes back.
+TEST_F(PgServerFamilyTest, BackendsAreDetachedWhenTheyExitOrTheirWorkerGoes) {
+  linker_.connect(100, kSync.key.pid);
+  linker_.connect(101, kFed.key.pid);
+  rescan({kSync, kFed}, {backend(100), backend(101)});
+  ASSERT_TRUE(kernel_->is_attached(100));
+  ASSERT_TRUE(kernel_->is_attached(101));
+
+  rescan({kSync, kFed}, {backend(101)});  // 100 exited
+  EXPECT_FALSE(kernel_->is_attached(100));
+  EXPECT_EQ(kernel_->count_calls("detach 100"), 1u);
+
+  rescan({kSync}, {backend(101)});  // the federation sender exited; its backend has not noticed yet
+  EXPECT_FALSE(kernel_->is_attached(101));
+  kernel_->statement(101, "SELECT 1");
+  family_.poll();
+  EXPECT_EQ(kernel_->untrapped(101), 1u);
   EXPECT_TRUE(sink_.queries.empty());
-  EXPECT_FALSE(family_.backend_decisions().count(102));
 
-  rescan({kSync}, {});
-  EXPECT_EQ(statements(kOtherWorker, "SELECT"), 1u) << "counted once";
+  rescan({kSync, kFed}, {backend(101)});
+  EXPECT_TRUE(kernel_->is_attached(101));
+  EXPECT_EQ(family_.snapshot().backends_attached, 1u);
+}
+
+// An attach that fails because the backend has just exited is not an error; one of a running backend is reported
+// (once: the family does not retry it every poll).
+TEST_F(PgServerFamilyTest, AttachFailuresOfRunningBackendsAreReportedOnce) {
+  linker_.connect(100, kSync.key.pid);
+  linker_.connect(101, kSync.key.pid);
+  kernel_->fail_attach(100);  // exited: no /proc/100 under the fake root
+  kernel_->fail_attach(101);
+  exists(101);
+  rescan({kSync}, {backend(100), backend(101)});
+  family_.poll();
+  rescan({kSync}, {backend(100), backend(101)});
+  const auto snap = family_.snapshot();
+  ASSERT_EQ(snap.attach_errors.size(), 1u);
+  EXPECT_NE(snap.attach_errors[0].find("backend 101"), std::string::npos) << snap.attach_errors[0];
+  EXPECT_EQ(kernel_->count_calls("attach 101"), 1u);
+  EXPECT_EQ(snap.backends_attached, 0u);
+  const auto status = family_.attach_status();
+  ASSERT_EQ(status.size(), 1u);
+  EXPECT_FALSE(status[0].attached);
+  EXPECT_EQ(status[0].error, "0 of the 2 backends serving it attached");
 }
 
 // A backend the scan lists has its client in the same scan: when no worker owns the other end, it is decided
@@ -162,7 +252,8 @@ TEST_F(PgServerFamilyTest, ListedBackendTheLinkerCannotMapIsOther) {
   kernel_->statement(103, "SELECT * FROM pg_stat_activity");
   family_.poll();
   EXPECT_TRUE(sink_.queries.empty());
-  EXPECT_EQ(statements(kOtherWorker, "SELECT"), 1u);
+  EXPECT_EQ(kernel_->untrapped(103), 1u) << "never attached";
+  EXPECT_EQ(statements(kOtherWorker, "SELECT"), 0u);
   EXPECT_EQ(statements(kSyncLabels, "SELECT"), 0u);
   const auto snap = family_.snapshot();
   EXPECT_EQ(snap.backends_mapped, 1u);
@@ -174,6 +265,7 @@ TEST_F(PgServerFamilyTest, ListedBackendTheLinkerCannotMapIsOther) {
   rescan({kSync}, {backend(100), backend(103)});
   EXPECT_EQ(linker_.asked().size(), asked);
   EXPECT_EQ(family_.backend_decisions().at(103), kOtherWorker);
+  EXPECT_FALSE(kernel_->is_attached(103));
 }
 
 TEST_F(PgServerFamilyTest, LockWaitsReachTheSinkOnlyForBackendsServingAWorker) {
@@ -189,11 +281,12 @@ TEST_F(PgServerFamilyTest, LockWaitsReachTheSinkOnlyForBackendsServingAWorker) {
   EXPECT_EQ(sink_.lock_waits[0].start_ns, mine.start_ns);
   EXPECT_EQ(sink_.lock_waits[0].end_ns, mine.end_ns);
 
-  // Both are in the kernel's per-backend totals all the same.
+  // The other backend is not attached: its wait is nowhere.
   family_.poll();
   EXPECT_EQ(totals(kSyncLabels).lock_waits.count, 1u);
   EXPECT_EQ(totals(kSyncLabels).lock_waits.sum_ns, 40'000'000u);
-  EXPECT_EQ(totals(kOtherWorker).lock_waits.count, 1u);
+  EXPECT_EQ(totals(kOtherWorker).lock_waits.count, 0u);
+  EXPECT_EQ(kernel_->untrapped(103), 1u);
 }
 
 // The kernel counts per backend; when a backend exits, its counts become part of its worker's totals and its kernel
@@ -252,12 +345,14 @@ TEST_F(PgServerFamilyTest, WhatABackendDidAfterTheLastPollIsKeptWhenItExits) {
   EXPECT_EQ(sink_.lock_waits[0].end_ns, last_wait.end_ns);
 }
 
-// A connection of a known worker is decided at its first statement, between two scans. If it ends before a scan lists
-// it, the next scan lets it go like any exited backend (its kernel entry too), so that a later process with its PID
-// is decided anew.
-TEST_F(PgServerFamilyTest, BackendDecidedBetweenRescansIsLetGoWhenTheNextScanDoesNotListIt) {
+// A connection of a known worker attached between two scans (the fast path) that ends before a scan lists it: the
+// next scan lets it go like any exited backend (detached, its kernel entry freed), so that a later process with its
+// PID is decided anew.
+TEST_F(PgServerFamilyTest, BackendAttachedBetweenRescansIsLetGoWhenTheNextScanDoesNotListIt) {
   rescan({kSync}, {});
   linker_.connect(105, kSync.key.pid);
+  children({105});
+  family_.poll();
   kernel_->statement(105, "SELECT 1 FROM users");
   kernel_->commit(105);
   family_.poll();
@@ -265,64 +360,21 @@ TEST_F(PgServerFamilyTest, BackendDecidedBetweenRescansIsLetGoWhenTheNextScanDoe
   EXPECT_EQ(family_.backend_decisions().at(105), kSyncLabels);
 
   linker_.disconnect(105);
+  children({});
   rescan({kSync}, {});
   EXPECT_FALSE(family_.backend_decisions().count(105));
   EXPECT_FALSE(kernel_->has_backend(105));
+  EXPECT_FALSE(kernel_->is_attached(105));
   EXPECT_EQ(totals(kSyncLabels).commits, 1u);
 
-  // The PID comes back as the backend of a psql session.
+  // The PID comes back as the backend of a psql session: decided "other", not attached.
   rescan({kSync}, {backend(105)});
   EXPECT_EQ(family_.backend_decisions().at(105), kOtherWorker);
+  EXPECT_FALSE(kernel_->is_attached(105));
   kernel_->commit(105);
   family_.poll();
   EXPECT_EQ(totals(kSyncLabels).commits, 1u);
-  EXPECT_EQ(totals(kOtherWorker).commits, 1u);
-}
-
-// A backend decided during a rescan's own drain may have been forked after that scan read /proc: not being listed
-// does not make it gone yet.
-TEST_F(PgServerFamilyTest, BackendDecidedDuringARescanIsNotLetGoByThatRescan) {
-  rescan({kSync}, {});
-  linker_.connect(106, kSync.key.pid);
-  kernel_->statement(106, "SELECT 1 FROM users");
-  rescan({kSync}, {});
-  EXPECT_EQ(family_.backend_decisions().at(106), kSyncLabels);
-  EXPECT_EQ(kernel_->count_calls("erase_backend 106"), 0u);
-  ASSERT_EQ(sink_.queries.size(), 1u);
-
-  rescan({kSync}, {backend(106)});
-  EXPECT_EQ(family_.backend_decisions().at(106), kSyncLabels);
-  EXPECT_EQ(kernel_->count_calls("erase_backend 106"), 0u);
-}
-
-// A backend's kernel counts wait until it is decided: they are never charged to "other" first and moved later.
-TEST_F(PgServerFamilyTest, KernelTotalsOfAnUndecidedBackendWaitForItsDecision) {
-  rescan({kSync}, {});
-  linker_.connect(101, kFed.key.pid);  // a worker that started after the scan
-  kernel_->commit(101);
-  family_.poll();
   EXPECT_EQ(totals(kOtherWorker).commits, 0u);
-  EXPECT_EQ(totals(kFedLabels).commits, 0u);
-
-  rescan({kSync, kFed}, {backend(101)});
-  family_.poll();
-  EXPECT_EQ(totals(kFedLabels).commits, 1u);
-  EXPECT_EQ(totals(kOtherWorker).commits, 0u);
-}
-
-// At most 1 << 16 statements wait for a decision (pgserver_family.cpp's kMaxPending); beyond that they are counted
-// as "other" at once rather than growing the agent without bound.
-TEST_F(PgServerFamilyTest, StatementsBeyondTheHoldingCapAreOtherAtOnce) {
-  constexpr std::size_t kCap = 1 << 16;
-  rescan({kSync}, {});
-  for (std::size_t i = 0; i < kCap + 5; ++i) kernel_->statement(105, "SELECT 1");
-  family_.poll();
-  EXPECT_EQ(statements(kOtherWorker, "SELECT"), 5u);
-
-  rescan({kSync}, {});
-  rescan({kSync}, {});
-  EXPECT_EQ(statements(kOtherWorker, "SELECT"), kCap + 5);
-  EXPECT_TRUE(sink_.queries.empty());
 }
 
 }  // namespace

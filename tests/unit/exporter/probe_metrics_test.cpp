@@ -72,6 +72,7 @@ TEST(ProbeMetrics, ServerSideSeriesPerWorkerWithOther) {
   t.commits = 7;
   t.aborts = 1;
   snap.backends[w] = t;
+  snap.missed_statements[w] = 3;
   std::string s = text(sp::exporter::db_server_metrics(snap));
   EXPECT_NE(s.find("synapse_profiler_db_server_query_seconds_count{worker=\"other\",worker_app=\"\",verb=\"SELECT\"} 2"),
             std::string::npos) << s;
@@ -81,6 +82,10 @@ TEST(ProbeMetrics, ServerSideSeriesPerWorkerWithOther) {
                    "outcome=\"commit\"} 7"),
             std::string::npos) << s;
   EXPECT_NE(s.find("outcome=\"abort\"} 1"), std::string::npos) << s;
+  EXPECT_NE(s.find("# TYPE synapse_profiler_db_server_missed_statements_total counter\n"
+                   "synapse_profiler_db_server_missed_statements_total{worker=\"w1\","
+                   "worker_app=\"synapse.app.generic_worker\"} 3\n"),
+            std::string::npos) << s;
 }
 
 TEST(DeviceSelection, GlobsPickDevicesByName) {

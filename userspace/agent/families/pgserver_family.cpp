@@ -3,6 +3,8 @@
 #include <fmt/core.h>
 #include <sys/stat.h>
 
+#include <fstream>
+#include <iterator>
 #include <string_view>
 
 #include "core/proc/socket_inventory.h"
@@ -84,115 +86,86 @@ void PgServerFamily::account(const pgs_query_event& e) {
   }
 }
 
-void PgServerFamily::attribute(std::vector<pgs_query_event> events) {
-  // A connection opened since the last rescan: try to map its backend now, so that its queries need not wait. Once
-  // per backend until the rescan decides it: a socket dump walks the kernel's whole connection table, and a busy
-  // backend serving nobody we profile (a pgbench, another application) would otherwise cost one per poll.
-  std::set<int> unknown;
-  for (const auto& e : events) {
-    const int pid = static_cast<int>(e.tgid);
-    if (!backend_labels_.count(pid) && looked_up_.insert(pid).second) unknown.insert(pid);
-  }
-  if (!unknown.empty()) map_backends(std::vector<int>(unknown.begin(), unknown.end()), false);
-  constexpr std::size_t kMaxPending = 1 << 16;
-  for (auto& e : events) {
-    if (backend_labels_.count(static_cast<int>(e.tgid)) || pending_.size() + pending_old_.size() >= kMaxPending) {
-      if (!backend_labels_.count(static_cast<int>(e.tgid))) ++pending_overflow_;
-      account(e);
-    } else {
-      pending_.push_back(e);
+void PgServerFamily::attribute(const std::vector<pgs_query_event>& events) {
+  // Only attached backends trap, and only decided ones are attached: every record has its worker.
+  for (const auto& e : events) account(e);
+}
+
+void PgServerFamily::attach_backends() {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::size_t attached = 0;
+  std::set<WorkerLabels> present;
+  for (const auto& [pid, labels] : worker_labels_) present.insert(labels);
+  for (const auto& [pid, labels] : backend_labels_) {
+    if (labels == kOtherWorker || !present.count(labels) || kernel_->attached(pid) || attach_failed_.count(pid)) {
+      continue;
     }
+    auto bin = binary_of_.find(pid);
+    if (bin == binary_of_.end()) continue;
+    std::string error;
+    if (kernel_->attach(pid, bin->second, error)) {
+      log::debug("postgres: attached to backend {} of worker {}", pid, labels.worker);
+      ++attached;
+      continue;
+    }
+    // Not retried: a backend that cannot be attached now (it exited, most often) will not be later.
+    attach_failed_.insert(pid);
+    struct stat st {};
+    if (stat(fmt::format("{}/{}", proc_root_, pid).c_str(), &st) != 0) {
+      log::debug("postgres: backend {} exited before it was attached", pid);
+      continue;
+    }
+    log::warn("postgres: cannot attach: {}", error);
+    if (attach_errors_.size() < kMaxAttachErrors) attach_errors_.push_back(error);
+  }
+  if (attached > 0) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
+    log::info("postgres: attached to {} backend{} in {:.1f} ms", attached, attached == 1 ? "" : "s",
+              static_cast<double>(us.count()) / 1e3);
+  }
+}
+
+void PgServerFamily::detach_backend(int pid) {
+  if (kernel_->attached(pid)) {
+    kernel_->detach(pid);
+    log::debug("postgres: detached from backend {}", pid);
   }
 }
 
 void PgServerFamily::update(const ScanResult& current, const ScanDiff&) {
   if (!kernel_) return;
-
-  // Attach to each postgres binary in use, once, whatever the number of clusters running it.
-  std::map<std::string, std::set<int>> binaries;
-  std::map<std::string, std::string> paths;
-  for (const auto& p : current.postgres) {
-    if (!p.postmaster) continue;
-    struct stat st {};
-    std::string exe = fmt::format("{}/{}/exe", proc_root_, p.key.pid);
-    if (stat(exe.c_str(), &st) != 0) continue;  // exited meanwhile
-    std::string key = fmt::format("{}:{}", st.st_dev, st.st_ino);
-    binaries[key].insert(p.key.pid);
-    paths[key] = fmt::format("{}/{}/root{}", proc_root_, p.key.pid, p.exe_path);
-  }
   std::lock_guard lock(mutex_);
-  for (const auto& [key, postmasters] : binaries) {
-    if (kernel_->attached(key)) continue;
-    std::string error;
-    if (kernel_->attach(key, paths[key], error)) {
-      log::info("postgres: attached to {} (postmaster pid {})", paths[key], *postmasters.begin());
+  postmasters_.clear();
+  std::set<int> live;
+  for (const auto& p : current.postgres) {
+    if (p.postmaster) {
+      postmasters_[p.key.pid] = p.exe_path;
     } else {
-      log::warn("postgres: cannot attach: {}", error);
-      attach_errors_.push_back(error);
+      live.insert(p.key.pid);
+      // Through the backend's own root: a binary a container maps from its own mount namespace attached by the host
+      // path would never fire.
+      binary_of_[p.key.pid] = fmt::format("{}/{}/root{}", proc_root_, p.key.pid, p.exe_path);
     }
   }
-  // A binary no postmaster runs any more is let go only after a while: a restart (pg_ctl restart, a crash and
-  // restart by systemd) leaves no postmaster for a moment, and its new backends would run unprobed until the next
-  // rescan attached again. An upgraded binary (a new inode) is released kUnusedBinaryGrace after its last user.
-  const auto now = std::chrono::steady_clock::now();
-  for (const auto& [key, postmasters] : binaries_) {
-    if (!binaries.count(key)) unused_since_.try_emplace(key, now);
-  }
-  for (auto it = unused_since_.begin(); it != unused_since_.end();) {
-    if (binaries.count(it->first)) {
-      it = unused_since_.erase(it);
-    } else if (now - it->second >= kUnusedBinaryGrace) {
-      kernel_->detach(it->first);
-      it = unused_since_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  binaries_ = std::move(binaries);
 
   worker_labels_.clear();
   for (const auto& w : current.workers) worker_labels_[w.key.pid] = sp::labels_of(w);
 
-  std::set<int> live;
-  for (const auto& p : current.postgres) {
-    if (!p.postmaster) live.insert(p.key.pid);
-  }
   // Backends decided before this scan read /proc (by a rescan, or at a poll since for a connection opened between two
-  // scans): one this scan does not list has exited. One decided below, by this rescan's own drain, may have been
-  // forked after the scan read /proc and waits for the next rescan.
+  // scans): one this scan does not list has exited.
   std::set<int> decided_before;
   for (const auto& [pid, labels] : backend_labels_) decided_before.insert(pid);
-  // Records drained after the worker list is fresh, so that new connections of new workers find them. Lock waits
-  // too: those of a backend that has exited since the last poll must reach the sink before it is let go below.
+  // Records and lock waits drained first: those of a backend that has exited since the last poll must reach the sink
+  // before it is let go below.
   std::vector<pgs_query_event> drained;
   kernel_->drain([&](const pgs_query_event& e) { drained.push_back(e); });
   std::vector<pgs_lock_event> locks;
   kernel_->drain_locks([&](const pgs_lock_event& e) { locks.push_back(e); });
-  attribute(std::move(drained));
+  attribute(drained);
+  hand_on_lock_waits(locks);
   // Every backend this scan lists is decided now: its client existed before it, so it is in this scan too.
   map_backends(std::vector<int>(live.begin(), live.end()), true);
   looked_up_.clear();
-  // Held records: those whose backend is decided now are counted; those held since the previous rescan too belong
-  // to connections that ended unseen by any scan, and count as "other"; the rest wait one more rescan (their
-  // backend may have been forked after this scan read /proc).
-  std::vector<pgs_query_event> still_waiting;
-  std::set<int> unseen;  // backends whose held records are counted as "other" without a decision
-  for (auto* held : {&pending_old_, &pending_}) {
-    bool old_round = held == &pending_old_;
-    for (const auto& e : *held) {
-      const bool decided = backend_labels_.count(static_cast<int>(e.tgid)) != 0;
-      if (decided || old_round) {
-        if (!decided) unseen.insert(static_cast<int>(e.tgid));
-        account(e);
-      } else {
-        still_waiting.push_back(e);
-      }
-    }
-    held->clear();
-  }
-  for (int pid : unseen) log::debug("postgres: backend {} ended unseen by any rescan; its statements are other", pid);
-  pending_old_ = std::move(still_waiting);
-  hand_on_lock_waits(locks);
   // Backends that have exited: their kernel entries still hold what they did since the last poll (often their last
   // transaction), so they are read once more before their counts are retired and the entries freed.
   std::vector<int> gone;
@@ -201,11 +174,26 @@ void PgServerFamily::update(const ScanResult& current, const ScanDiff&) {
   }
   if (!gone.empty()) read_totals();
   for (int pid : gone) {
+    detach_backend(pid);
     backends_.retire(pid);
     kernel_->erase_backend(pid);
     backend_labels_.erase(pid);
   }
+  for (auto it = binary_of_.begin(); it != binary_of_.end();) {
+    it = live.count(it->first) ? std::next(it) : binary_of_.erase(it);
+  }
+  for (auto it = attach_failed_.begin(); it != attach_failed_.end();) {
+    it = live.count(*it) ? std::next(it) : attach_failed_.erase(it);
+  }
+  // A backend whose worker no scan lists any more serves nobody we profile: its traps are let go (its counts stay
+  // until --forget-after, like its worker's; a worker that comes back under the same name is attached again).
+  std::set<WorkerLabels> present;
+  for (const auto& [pid, labels] : worker_labels_) present.insert(labels);
+  for (const auto& [pid, labels] : backend_labels_) {
+    if (!present.count(labels)) detach_backend(pid);
+  }
   live_backends_ = std::move(live);
+  attach_backends();
 }
 
 void PgServerFamily::drain() {
@@ -238,6 +226,24 @@ void PgServerFamily::poll() {
   if (!kernel_) return;
   drain();
   std::lock_guard lock(mutex_);
+  // The fast path for new connections: the backends forked since the last scan, looked up once each (a socket dump
+  // walks the kernel's connection tables), attached at once if they serve a known worker. Those left undecided (a
+  // worker started after the last scan, PostgreSQL's own helpers, other clients) are decided by the next rescan.
+  std::vector<int> fresh;
+  for (const auto& [pm, exe] : postmasters_) {
+    std::ifstream in(fmt::format("{}/{}/task/{}/children", proc_root_, pm, pm));
+    int pid = 0;
+    while (in >> pid) {
+      if (pid > 0 && !live_backends_.count(pid) && !backend_labels_.count(pid) && looked_up_.insert(pid).second) {
+        fresh.push_back(pid);
+        binary_of_[pid] = fmt::format("{}/{}/root{}", proc_root_, pid, exe);
+      }
+    }
+  }
+  if (!fresh.empty()) {
+    map_backends(fresh, false);
+    attach_backends();
+  }
   read_totals();
 }
 
@@ -268,7 +274,7 @@ DbServerSnapshot PgServerFamily::snapshot() const {
     snap.backends[key.first].add(t);
     if (t.lost_queries.count) snap.queries[{key.first, "unknown"}].add(t.lost_queries);
   }
-  snap.clusters_attached = kernel_ ? kernel_->attached_count() : 0;
+  snap.backends_attached = kernel_ ? kernel_->attached_count() : 0;
   snap.attach_errors = attach_errors_;
   snap.events_lost = kernel_ ? kernel_->events_lost() : 0;
   for (const auto& [pid, labels] : backend_labels_) (labels == kOtherWorker ? snap.backends_unmapped : snap.backends_mapped)++;
@@ -293,8 +299,36 @@ std::set<int> PgServerFamily::undecided_backends() const {
   return out;
 }
 
-void PgServerFamily::collect(const HubSnapshot&, std::vector<prometheus::MetricFamily>& out) const {
-  append(out, exporter::db_server_metrics(snapshot()));
+std::vector<ProbeStatus> PgServerFamily::attach_status() const {
+  std::lock_guard lock(mutex_);
+  std::map<WorkerLabels, std::pair<std::size_t, std::size_t>> backends;  // labels -> (attached, decided)
+  for (const auto& [pid, labels] : backend_labels_) {
+    if (labels == kOtherWorker) continue;
+    auto& [attached, decided] = backends[labels];
+    ++decided;
+    if (kernel_ && kernel_->attached(pid)) ++attached;
+  }
+  std::vector<ProbeStatus> out;
+  for (const auto& [pid, labels] : worker_labels_) {
+    auto it = backends.find(labels);
+    if (it == backends.end()) continue;  // no connection to a cluster on this host (yet)
+    ProbeStatus st;
+    st.labels = labels;
+    st.host_pid = pid;
+    st.probe = "postgres";
+    st.method = "usdt";
+    const auto [attached, decided] = it->second;
+    st.attached = attached == decided;
+    if (!st.attached) st.error = fmt::format("{} of the {} backends serving it attached", attached, decided);
+    out.push_back(st);
+  }
+  return out;
+}
+
+void PgServerFamily::collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const {
+  auto snap = snapshot();
+  snap.missed_statements = hub.missed_statements;
+  append(out, exporter::db_server_metrics(snap));
 }
 
 }  // namespace sp::agent

@@ -1,12 +1,15 @@
-// The PostgreSQL server-side family: attaches to every postgres binary a discovered cluster
-// runs, maps each backend to the Synapse worker it serves (its client socket's peer belongs to the worker; see
-// core/proc/socket_inventory.h), and attributes queries, lock waits and transaction outcomes to that worker, or to
-// worker "other" for backends that serve no discovered Synapse process.
+// The PostgreSQL server-side family: maps each backend of every discovered cluster to the Synapse worker it serves
+// (its client socket's peer belongs to the worker; see core/proc/socket_inventory.h) and attaches the USDT probes
+// to that backend process alone, so that only backends serving a profiled worker trap on their statements; the
+// backends of other clients (other databases, applications, pgbench) run untouched. Queries, lock waits and
+// transaction outcomes are attributed to the worker the backend serves.
 //
-// A backend serves one connection for life, so its mapping is decided once. A backend is mapped as soon as one of
-// its queries arrives if its worker is already known; otherwise its queries wait (bounded) for the next rescan. A
-// rescan that lists the backend also lists its client, which existed before the connection did: if no discovered
-// worker owns the other end then, the backend is decided "other".
+// A backend serves one connection for life, so its mapping is decided once. Every rescan decides the backends it
+// lists (their clients existed before the connections did: a backend whose peer no discovered worker owns is
+// "other", never attached); between rescans, each poll looks for backends the known postmasters forked since and
+// attaches those that serve a known worker (the fast path: a new connection is attached within a poll interval, not
+// a rescan interval). A backend is detached when it exits or when no discovered worker carries its worker's labels.
+// What a backend ran before it was attached is not seen by the server-side probes (see docs/metrics.md).
 #pragma once
 
 #include <chrono>
@@ -38,13 +41,17 @@ class PgServerFamily : public KernelFamily<PgServerKernel>, public BackendDecisi
   ~PgServerFamily() override;
 
   const char* name() const override { return "postgres"; }
-  // Attaches to each postgres binary in use, then decides every backend the scan lists (see the top of this file).
+  // Decides every backend the scan lists and attaches to those serving a worker; detaches those gone (see the top
+  // of this file).
   void update(const ScanResult& current, const ScanDiff& diff) override;
   // Statement and lock-wait records only (when a ring fills up between two polls).
   void drain() override;
-  // The records, then the per-backend counts.
+  // New backends of the known clusters (attached if they serve a known worker), the records, then the per-backend
+  // counts.
   void poll() override;
   void forget_worker(const WorkerLabels& w) override;
+  // Per worker with a decided backend: attached (probe "postgres", method "usdt") once every backend serving it is.
+  std::vector<ProbeStatus> attach_status() const override;
   void collect(const HubSnapshot& hub, std::vector<prometheus::MetricFamily>& out) const override;
 
   DbServerSnapshot snapshot() const;
@@ -58,8 +65,10 @@ class PgServerFamily : public KernelFamily<PgServerKernel>, public BackendDecisi
   // Maps the backends in `backend_pids` not decided yet. With `final`, those not mapped are decided "other";
   // otherwise they stay undecided. Caller holds mutex_.
   void map_backends(const std::vector<int>& backend_pids, bool final);
-  // Attributes drained records, or holds those of undecided backends; caller holds mutex_.
-  void attribute(std::vector<pgs_query_event> events);
+  // Attaches the probes to each decided backend serving a worker, not attached yet; caller holds mutex_.
+  void attach_backends();
+  void detach_backend(int pid);  // caller holds mutex_
+  void attribute(const std::vector<pgs_query_event>& events);  // caller holds mutex_
   void account(const pgs_query_event& e);
   // Hands the lock waits of backends serving a worker to the sink; caller holds mutex_.
   void hand_on_lock_waits(const std::vector<pgs_lock_event>& locks);
@@ -75,17 +84,14 @@ class PgServerFamily : public KernelFamily<PgServerKernel>, public BackendDecisi
   std::map<int, WorkerLabels> worker_labels_;   // worker PID (as in proc_root) -> labels, from the last scan
   std::map<int, WorkerLabels> backend_labels_;  // decided backends -> the worker they serve (or "other")
   std::set<int> live_backends_;                 // backends of the last scan
-  std::set<int> looked_up_;                     // undecided backends mapped between rescans already (once each)
-  std::map<std::string, std::set<int>> binaries_;  // attached binary key -> postmasters using it
-  // Attached binaries no postmaster uses now -> since when; detached after kUnusedBinaryGrace.
-  std::map<std::string, std::chrono::steady_clock::time_point> unused_since_;
-  static constexpr std::chrono::seconds kUnusedBinaryGrace{60};
-  std::vector<std::string> attach_errors_;
+  std::set<int> looked_up_;                     // new backends mapped between rescans already (once each)
+  std::map<int, std::string> postmasters_;      // postmaster PID -> its binary (path inside its root), last scan
+  std::map<int, std::string> binary_of_;        // backend PID -> the binary it runs (path the agent can open)
+  std::set<int> attach_failed_;                 // backends whose attach failed: not retried (most had just exited)
+  std::vector<std::string> attach_errors_;      // the first kMaxAttachErrors
+  static constexpr std::size_t kMaxAttachErrors = 16;
   std::map<std::pair<WorkerLabels, std::string>, LatencyHistogram> queries_;
   ProcessBook<int, BackendTotals> backends_;  // by backend PID; key unused (0)
-  std::vector<pgs_query_event> pending_;      // records of undecided backends, until the next rescan
-  std::vector<pgs_query_event> pending_old_;  // ... held since the rescan before
-  std::uint64_t pending_overflow_ = 0;        // records attributed to "other" because pending_ was full
 };
 
 }  // namespace sp::agent

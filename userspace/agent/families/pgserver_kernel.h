@@ -17,10 +17,12 @@ namespace sp::agent {
 class PgServerKernel {
  public:
   virtual ~PgServerKernel() = default;
-  // Attaches every probe to `binary_path` (a path the agent can open) for all processes running it, under `key`.
-  virtual bool attach(const std::string& key, const std::string& binary_path, std::string& error) = 0;
-  virtual void detach(const std::string& key) = 0;
-  virtual bool attached(const std::string& key) const = 0;
+  // Attaches every probe to `binary_path` (a path the agent can open, the binary backend `pid` runs) in process
+  // `pid` only: the kernel writes the breakpoints into that process's memory, so no other backend traps. All or
+  // nothing. `pid` -1: every process running the binary (benchmarks only).
+  virtual bool attach(int pid, const std::string& binary_path, std::string& error) = 0;
+  virtual void detach(int pid) = 0;
+  virtual bool attached(int pid) const = 0;
   virtual std::size_t attached_count() const = 0;
   virtual int drain(const std::function<void(const pgs_query_event&)>& fn) = 0;
   virtual int drain_locks(const std::function<void(const pgs_lock_event&)>& fn) = 0;

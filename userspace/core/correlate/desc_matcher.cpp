@@ -5,14 +5,21 @@
 namespace sp {
 
 void DescMatcher::add_client(const WorkerLabels& w, std::uint32_t tid, std::uint64_t start_ns, std::uint64_t end_ns,
-                             const std::string& desc) {
+                             const std::string& desc, std::uint64_t conn) {
   if (end_ns < start_ns) return;
   Worker& k = workers_[w];
+  missed_.try_emplace(w, 0);
   auto name = k.descs.find(desc);
   if (name == k.descs.end()) name = k.descs.insert(desc).first;
+  std::uint64_t seq = 0;
+  if (conn) {
+    Conn& c = k.conns[conn];
+    seq = c.next_seq++;
+    c.last_end_ns = std::max(c.last_end_ns, end_ns);
+  }
   std::deque<Call>& calls = k.calls;
   const std::uint64_t max_end = calls.empty() ? end_ns : std::max(calls.back().max_end_so_far, end_ns);
-  calls.push_back({tid, start_ns, end_ns, &*name, max_end, start_ns, end_ns});
+  calls.push_back({tid, start_ns, end_ns, &*name, conn, seq, max_end, start_ns, end_ns});
   // The suffix minima of the calls before it that this one lowers: none or a few, as calls arrive in about the order
   // they started and ended.
   for (std::size_t i = calls.size() - 1; i-- > 0;) {
@@ -29,7 +36,7 @@ void DescMatcher::add_server(const WorkerLabels& w, std::uint32_t backend, std::
   workers_[w].pending.push_back({backend, start_ns, end_ns, lock});
 }
 
-const std::string* DescMatcher::match(Worker& w, const Interval& iv) {
+const DescMatcher::Call* DescMatcher::match(Worker& w, const Interval& iv) {
   const Call* only = nullptr;
   const Call* paired = nullptr;
   std::size_t candidates = 0, paired_candidates = 0;
@@ -64,16 +71,36 @@ const std::string* DescMatcher::match(Worker& w, const Interval& iv) {
   }
   if (candidates == 1) {
     w.thread_of_backend[iv.backend] = only->tid;  // learn (or follow a connection that moved to another thread)
-    return only->desc;
+    return only;
   }
-  if (paired_candidates == 1) return paired->desc;
+  if (paired_candidates == 1) return paired;
   return nullptr;
+}
+
+void DescMatcher::count_missed(const WorkerLabels& labels, Worker& w, const Interval& iv, const Call* c) {
+  Backend& b = w.backends[iv.backend];
+  b.last_end_ns = std::max(b.last_end_ns, iv.end_ns);
+  if (!c || !c->conn) {
+    if (!b.counted) ++b.unmatched;
+    return;
+  }
+  auto conn = w.conns.find(c->conn);
+  if (conn == w.conns.end()) return;  // forgotten meanwhile (idle for keep_ns)
+  const auto seq = static_cast<std::int64_t>(c->seq);
+  if (!b.counted) {
+    b.counted = true;
+    // The calls between the last matched one and this, less the statements of this backend seen but not matched.
+    const std::int64_t gap = seq - conn->second.last_matched - 1 - static_cast<std::int64_t>(b.unmatched);
+    if (gap > 0) missed_[labels] += static_cast<std::uint64_t>(gap);
+  }
+  conn->second.last_matched = std::max(conn->second.last_matched, seq);
 }
 
 void DescMatcher::decide(const WorkerLabels& labels, Worker& w, const Interval& iv) {
   static const std::string kUnmatched = "unmatched";
-  const std::string* desc = match(w, iv);
-  const std::string& name = desc ? *desc : kUnmatched;
+  const Call* call = match(w, iv);
+  if (!iv.lock) count_missed(labels, w, iv, call);
+  const std::string& name = call ? *call->desc : kUnmatched;
   // Looked up once per worker and desc: the totals' key holds the worker's labels, a few strings to compare.
   auto cached = w.totals_of.find(name);
   if (cached == w.totals_of.end()) cached = w.totals_of.emplace(name, &totals_[{labels, name}]).first;
@@ -104,11 +131,16 @@ void DescMatcher::settle(std::uint64_t now_ns) {
     }
     w.pending.resize(kept);
     while (!w.calls.empty() && w.calls.front().end_ns < keep_after) w.calls.pop_front();
+    // Connections and backends idle for keep_ns: a connection used again numbers its calls afresh (its backend,
+    // counted before, is not counted again; a new backend on it finds no unseen calls before its first statement).
+    std::erase_if(w.conns, [&](const auto& e) { return e.second.last_end_ns < keep_after; });
+    std::erase_if(w.backends, [&](const auto& e) { return e.second.last_end_ns < keep_after; });
   }
 }
 
 void DescMatcher::forget_totals(const WorkerLabels& w) {
   erase_worker(totals_, w);
+  missed_.erase(w);
   // A worker still fed under these labels points into the entries just erased.
   if (auto it = workers_.find(w); it != workers_.end()) it->second.totals_of.clear();
 }

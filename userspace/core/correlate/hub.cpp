@@ -35,7 +35,7 @@ void CorrelationHub::query(const QueryEvent& q) {
   add_overlap(q.worker, overlap_.add_query(q.tgid, q.start_ns, q.end_ns));
   // Synapse's synapse_storage_query_time times cursor.execute(), not the COMMIT/ROLLBACK psycopg2 sends itself.
   client_batch_.push_back(
-      {intern(q.worker), q.tid, q.verb != "COMMIT" && q.verb != "ROLLBACK", q.start_ns, q.end_ns, q.desc});
+      {intern(q.worker), q.tid, q.verb != "COMMIT" && q.verb != "ROLLBACK", q.start_ns, q.end_ns, q.desc, q.conn});
 }
 
 void CorrelationHub::lock_wait(const LockWait& l) {
@@ -99,7 +99,7 @@ void CorrelationHub::apply_queued() {
     correlator_.add_query(*q.worker, q.start_ns, q.end_ns, q.in_query_time);
     // Synapse's transaction time spans the whole new_transaction, COMMIT included.
     if (!q.desc.empty()) desc_ratio_.add_query(*q.worker, q.desc, q.end_ns, q.end_ns - q.start_ns);
-    desc_matcher_.add_client(*q.worker, q.tid, q.start_ns, q.end_ns, q.desc);
+    desc_matcher_.add_client(*q.worker, q.tid, q.start_ns, q.end_ns, q.desc, q.conn);
   }
   for (const auto& q : server_batch_) {
     correlator_.add_server(*q.worker, q.start_ns, q.end_ns);
@@ -144,6 +144,7 @@ HubSnapshot CorrelationHub::snapshot() const {
   s.overlap_ns = overlap_ns_;
   s.desc_ratio = desc_ratio_.snapshot();
   s.desc_server = desc_matcher_.totals();
+  s.missed_statements = desc_matcher_.missed();
   return s;
 }
 

@@ -44,6 +44,9 @@ struct HubSnapshot {
   std::map<WorkerLabels, std::uint64_t> overlap_ns;
   std::map<std::pair<WorkerLabels, std::string>, double> desc_ratio;
   std::map<std::pair<WorkerLabels, std::string>, DescServerTotals> desc_server;
+  // Statements PostgreSQL ran for each worker before the server-side probes were attached to the backend serving
+  // them, counted from the client side (desc_matcher.h).
+  std::map<WorkerLabels, std::uint64_t> missed_statements;
 };
 
 class CorrelationHub : public EventSink {
@@ -80,6 +83,7 @@ class CorrelationHub : public EventSink {
     bool in_query_time;  // not COMMIT/ROLLBACK
     std::uint64_t start_ns, end_ns;
     std::string desc;
+    std::uint64_t conn;  // PGconn address
   };
   struct ServerStatement {
     const WorkerLabels* worker;

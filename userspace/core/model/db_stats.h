@@ -95,11 +95,13 @@ struct BackendTotals {
 struct DbServerSnapshot {
   std::map<std::pair<WorkerLabels, std::string>, LatencyHistogram> queries;  // key: labels, verb ("unknown": lost)
   std::map<WorkerLabels, BackendTotals> backends;
-  std::size_t clusters_attached = 0;
+  std::size_t backends_attached = 0;  // backends whose probes are in place
   std::vector<std::string> attach_errors;
   std::uint64_t events_lost = 0;
   std::size_t backends_mapped = 0;
   std::size_t backends_unmapped = 0;
+  // Per worker: statements run before the backend serving them was attached (from the hub's client-side count).
+  std::map<WorkerLabels, std::uint64_t> missed_statements;
 };
 
 inline const WorkerLabels kOtherWorker{"other", ""};
