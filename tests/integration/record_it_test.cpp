@@ -13,6 +13,7 @@
 #include <regex>
 #include <thread>
 
+#include "../common/gunzip.h"
 #include "harness.h"
 #include "truth.h"
 
@@ -22,23 +23,7 @@ using sp::test::WorkloadSpec;
 
 namespace {
 
-// trace.json.gz decompressed; fails the test unless the gzip stream is complete (closed properly).
-std::string gunzip(const std::string& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  EXPECT_NE(f, nullptr) << path;
-  if (f == nullptr) return "";
-  std::string out;
-  char buf[65536];
-  int n;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  int err = Z_OK;
-  const char* msg = gzerror(f, &err);
-  EXPECT_TRUE(n == 0 && err == Z_OK) << "truncated or corrupt gzip stream: " << (msg ? msg : "");
-  gzclose(f);
-  return out;
-}
-
-nlohmann::json read_trace(const std::string& path) { return nlohmann::json::parse(gunzip(path)); }
+nlohmann::json read_trace(const std::string& path) { return nlohmann::json::parse(sp::test::gunzip(path)); }
 
 // Chromium's own JSON parser (V8's JSON.parse, what chrome://tracing's importer starts with) on the decompressed
 // trace, in headless Chromium: the page parses the embedded trace and prints what it found.
@@ -264,7 +249,7 @@ TEST_F(RecordIT, TraceReportAndSummaryMatchTheWorkloadAndTheExporter) {
   EXPECT_GT(total, 0);
   EXPECT_GT(dark / total, 0.005) << "text and charts darken the page";
   // Chromium parses the decompressed trace.
-  const std::string parsed = chromium_parse(gunzip(out_ + "/trace.json.gz"), dir_);
+  const std::string parsed = chromium_parse(sp::test::gunzip(out_ + "/trace.json.gz"), dir_);
   EXPECT_NE(parsed.find("parsed events="), std::string::npos) << parsed;
   EXPECT_NE(parsed.find("written=" + std::to_string(trace["otherData"]["events"].get<std::size_t>())),
             std::string::npos)

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "../../common/gunzip.h"
 #include "core/record/recording.h"
 #include "core/record/summary.h"
 #include "core/record/trace_json.h"
@@ -79,18 +80,7 @@ TEST(TraceJson, TraceIsValidJsonWithEverySliceOnItsTrack) {
 
 namespace {
 
-std::string gunzip(const std::string& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  EXPECT_NE(f, nullptr) << path;
-  if (f == nullptr) return "";
-  std::string out;
-  char buf[65536];
-  int n;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  EXPECT_EQ(n, 0) << "a complete gzip stream";
-  gzclose(f);
-  return out;
-}
+using sp::test::gunzip;
 
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / (name + "." + std::to_string(::getpid()))).string();
