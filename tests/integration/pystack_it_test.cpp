@@ -4,7 +4,8 @@
 // same source line, the chain the interpreter itself sees. Every captured frame must name the same function, file
 // and line as the workload's own record, in the same order: a worker thread's outer -> Service.middle -> inner (plus
 // threading's frames above), and a 200-deep recursion cut at the walk's 128 frames and reported truncated.
-// Versions: Debian's python3.11 (executable, glibc TSS route) and the pyenv builds 3.10-3.13 (shared libpython).
+// Versions: Debian's python3.11 (executable) and the pyenv builds 3.10-3.13 (shared libpython), each through both
+// thread-state routes.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
@@ -78,11 +79,13 @@ struct SkelDeleter {
   void operator()(pystack_test_bpf* s) const { pystack_test_bpf::destroy(s); }
 };
 
-class PyStackIT : public ::testing::TestWithParam<std::string> {};
+// (interpreter, thread-state route): "tss" as planned (glibc's inline block and CPython's TSS key), "list" with the
+// TSS route turned off, so the walk finds the thread state through the interpreter's thread list.
+class PyStackIT : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
 TEST_P(PyStackIT, CapturedStacksNameTheWorkloadsOwnFramesInOrder) {
   if (auto why = sp::test::bpf_unavailable_reason(); !why.empty()) SP_SKIP_UNLESS_BPF_REQUIRED(why);
-  const std::string which = GetParam();
+  const auto& [which, route] = GetParam();
   const std::string python = which == "debian311" ? "/usr/bin/python3.11" : pyenv_python_for(which);
   if (python.empty() || !std::filesystem::exists(python))
     SP_SKIP_UNLESS_BPF_REQUIRED("no CPython " + which + " installed (scripts/setup.sh installs it)");
@@ -111,7 +114,12 @@ TEST_P(PyStackIT, CapturedStacksNameTheWorkloadsOwnFramesInOrder) {
   skel->rodata->target_tgid = static_cast<__u32>(pid);
   ASSERT_EQ(pystack_test_bpf::load(skel.get()), 0) << "the stack walk must verify";
   const __u32 zero = 0;
-  const sp_py_stack_proc settings = sp::stack_proc_for(*plan);
+  sp_py_stack_proc settings = sp::stack_proc_for(*plan);
+  if (route == "list") {
+    settings.tls_offset = 0;
+  } else {
+    ASSERT_NE(settings.tls_offset, 0u) << "the TSS route is planned for glibc 2.36: " << plan->detail;
+  }
   ASSERT_EQ(bpf_map__update_elem(skel->maps.ps_proc, &zero, sizeof zero, &settings, sizeof settings, BPF_ANY), 0);
   bpf_uprobe_opts opts{};
   opts.sz = sizeof opts;
@@ -161,7 +169,7 @@ TEST_P(PyStackIT, CapturedStacksNameTheWorkloadsOwnFramesInOrder) {
   // Cached: a second pass over the same code objects reads only their headers.
   const auto misses = symbolizer.stats().misses;
   EXPECT_LE(misses, 10u) << "one read per distinct code object";
-  std::cout << "  " << python << ": " << plan->detail << "; " << misses << " code objects named, "
+  std::cout << "  " << python << " (" << route << "): " << plan->detail << "; " << misses << " code objects named, "
             << symbolizer.stats().hits << " cache hits\n";
 
   std::ofstream(done).put('\n');
@@ -171,10 +179,14 @@ TEST_P(PyStackIT, CapturedStacksNameTheWorkloadsOwnFramesInOrder) {
   std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Versions, PyStackIT, ::testing::Values("debian311", "3.10", "3.11", "3.12", "3.13"),
+INSTANTIATE_TEST_SUITE_P(Versions, PyStackIT,
+                         ::testing::Combine(::testing::Values("debian311", "3.10", "3.11", "3.12", "3.13"),
+                                            ::testing::Values("tss", "list")),
                          [](const auto& info) {
-                           return info.param == "debian311" ? std::string("Debian311")
-                                                            : "Py" + info.param.substr(0, 1) + info.param.substr(2);
+                           const std::string& v = std::get<0>(info.param);
+                           const std::string name = v == "debian311" ? std::string("Debian311")
+                                                                     : "Py" + v.substr(0, 1) + v.substr(2);
+                           return name + (std::get<1>(info.param) == "tss" ? "Tss" : "ThreadList");
                          });
 
 }  // namespace
