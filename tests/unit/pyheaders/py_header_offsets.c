@@ -72,6 +72,32 @@ int SP_PY_FN(struct sp_py_header_offsets *o) {
     memcpy(&word, (char *)&s + offsetof(PyASCIIObject, state), sizeof word);
     o->state_ascii = word;
   }
+#if PY_VERSION_HEX >= 0x030D0000
+  o->f_instr = offsetof(_PyInterpreterFrame, instr_ptr);
+#elif PY_VERSION_HEX >= 0x030B0000
+  o->f_instr = offsetof(_PyInterpreterFrame, prev_instr);
+#else
+  o->f_instr = offsetof(PyFrameObject, f_lasti);
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+  o->f_owner = offsetof(_PyInterpreterFrame, owner);
+  o->owner_cstack = FRAME_OWNED_BY_CSTACK;
+#else
+  o->f_owner = -1;
+  o->owner_cstack = -1;
+#endif
+#if PY_VERSION_HEX >= 0x030B0000
+  o->co_code_adaptive = offsetof(PyCodeObject, co_code_adaptive);
+  o->co_qualname = offsetof(PyCodeObject, co_qualname);
+#else
+  o->co_code_adaptive = -1;
+  o->co_qualname = -1;
+#endif
+  o->co_filename = offsetof(PyCodeObject, co_filename);
+  o->co_firstlineno = offsetof(PyCodeObject, co_firstlineno);
+  o->co_linetable = offsetof(PyCodeObject, co_linetable);
+  o->bytes_size = offsetof(PyVarObject, ob_size);
+  o->bytes_data = offsetof(PyBytesObject, ob_sval);
   o->version_hex = PY_VERSION_HEX;
   return 0;
 }

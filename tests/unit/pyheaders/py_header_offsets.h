@@ -13,6 +13,9 @@ struct sp_py_header_offsets {
   long ob_type, tuple_size, tuple_items, str_length, str_state, str_data;
   unsigned long state_compact, state_ascii;
   unsigned long version_hex;
+  /* Stacks: -1 where the version has no such field. */
+  long f_instr, f_owner, owner_cstack, co_code_adaptive, co_qualname, co_filename, co_firstlineno, co_linetable;
+  long bytes_size, bytes_data;
 };
 
 int sp_py310_header_offsets(struct sp_py_header_offsets *o);

@@ -67,6 +67,28 @@ void expect_table_matches_headers(int minor, const sp_py_header_offsets& h) {
   EXPECT_EQ(t->str_data, h.str_data);
   EXPECT_EQ(t->state_compact, h.state_compact);
   EXPECT_EQ(t->state_ascii, h.state_ascii);
+  // Stacks
+  EXPECT_EQ(t->f_instr, h.f_instr);
+  EXPECT_EQ(t->instr_is_pointer, minor >= 11);
+  if (h.f_owner < 0) {
+    EXPECT_FALSE(t->f_owner);
+  } else {
+    ASSERT_TRUE(t->f_owner);
+    EXPECT_EQ(*t->f_owner, h.f_owner);
+    EXPECT_EQ(t->owner_cstack, h.owner_cstack);
+  }
+  if (h.co_qualname < 0) {
+    EXPECT_FALSE(t->co_qualname);
+  } else {
+    ASSERT_TRUE(t->co_qualname);
+    EXPECT_EQ(*t->co_qualname, h.co_qualname);
+    EXPECT_EQ(t->co_code_adaptive, h.co_code_adaptive);
+  }
+  EXPECT_EQ(t->co_filename, h.co_filename);
+  EXPECT_EQ(t->co_firstlineno, h.co_firstlineno);
+  EXPECT_EQ(t->co_linetable, h.co_linetable);
+  EXPECT_EQ(t->bytes_size, h.bytes_size);
+  EXPECT_EQ(t->bytes_data, h.bytes_data);
 }
 
 #define SP_HEADER_TEST(minor)                                                                  \

@@ -122,6 +122,7 @@ std::optional<DescProcessPlan> DescPlanner::plan(const WorkerInfo& w, std::strin
     return std::nullopt;
   }
   DescProcessPlan p;
+  p.version = file_plan.version;
   p.offsets = file_plan.offsets;
   p.runtime = *base + file_plan.runtime_vaddr;
   p.str_type = *base + file_plan.str_type_vaddr;

@@ -21,6 +21,7 @@
 namespace sp {
 
 struct DescProcessPlan {
+  PythonVersion version;
   PyFrameOffsets offsets;
   std::uint64_t runtime = 0;    // addresses in the process
   std::uint64_t str_type = 0;

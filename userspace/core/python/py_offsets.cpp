@@ -24,6 +24,14 @@
 //   code: co_name            112    120    120    120
 //   code: names tuple         72     96     96     96   (co_varnames | co_localsplusnames)
 //   sizeof(PyASCIIObject)    48     48     40     40   (3.12 dropped wstr)
+// For stacks (offsetof on the same headers, tests/unit/pyheaders checks them where headers are installed):
+//   frame: instruction       96     56     56     56   (f_lasti int | prev_instr | prev_instr | instr_ptr)
+//   frame: owner (char)       -      -     70     70   (FRAME_OWNED_BY_CSTACK = 3; 3.11 has no C-stack frames)
+//   code: co_filename       104    112    112    112
+//   code: co_firstlineno     40     72     68     68
+//   code: co_linetable      120    136    136    136
+//   code: co_qualname         -    128    128    128
+//   code: co_code_adaptive    -    184    192    200
 // Common to all four: ob_type 8, tuple ob_size 16 and ob_item 24, str length 16 and state 32, state bit fields
 // interned:2 kind:3 compact:1 ascii:1 (compact = bit 5, ascii = bit 6).
 namespace sp {
@@ -48,20 +56,27 @@ std::optional<PyFrameOffsets> table(int minor) {
     case 10:
       o.tss_key = 588, o.interp_head = 32, o.threads_head = 8, o.ts_thread_id = 176, o.ts_frame = 24;
       o.f_code = 32, o.f_back = 24, o.f_locals = 352, o.co_name = 112, o.co_varnames = 72, o.str_data = 48;
+      o.f_instr = 96, o.co_filename = 104, o.co_firstlineno = 40, o.co_linetable = 120;
       break;
     case 11:
       o.tss_key = 596, o.interp_head = 40, o.threads_head = 16, o.ts_thread_id = 152, o.ts_frame = 56;
       o.cframe_current = 8;
       o.f_code = 32, o.f_back = 48, o.f_locals = 72, o.co_name = 120, o.co_varnames = 96, o.str_data = 48;
+      o.f_instr = 56, o.instr_is_pointer = true, o.co_code_adaptive = 184;
+      o.co_qualname = 128, o.co_filename = 112, o.co_firstlineno = 72, o.co_linetable = 136;
       break;
     case 12:
       o.tss_key = 1548, o.interp_head = 40, o.threads_head = 72, o.ts_thread_id = 136, o.ts_frame = 56;
       o.cframe_current = 0;
       o.f_code = 0, o.f_back = 8, o.f_locals = 72, o.co_name = 120, o.co_varnames = 96, o.str_data = 40;
+      o.f_instr = 56, o.instr_is_pointer = true, o.f_owner = 70, o.co_code_adaptive = 192;
+      o.co_qualname = 128, o.co_filename = 112, o.co_firstlineno = 68, o.co_linetable = 136;
       break;
     case 13:
       o.tss_key = 2164, o.interp_head = 632, o.threads_head = 7344, o.ts_thread_id = 152, o.ts_frame = 72;
       o.f_code = 0, o.f_back = 8, o.f_locals = 72, o.co_name = 120, o.co_varnames = 96, o.str_data = 40;
+      o.f_instr = 56, o.instr_is_pointer = true, o.f_owner = 70, o.co_code_adaptive = 200;
+      o.co_qualname = 128, o.co_filename = 112, o.co_firstlineno = 68, o.co_linetable = 136;
       break;
     default:
       return std::nullopt;
@@ -128,8 +143,15 @@ std::optional<PyDebugOffsets> parse_py_debug_offsets(std::span<const std::uint8_
   d.ts_thread_id = word(bytes, 24);
   d.f_previous = word(bytes, 29);
   d.f_executable = word(bytes, 30);
+  d.f_instr_ptr = word(bytes, 31);
   d.f_localsplus = word(bytes, 32);
+  d.f_owner = word(bytes, 33);
+  d.co_filename = word(bytes, 35);
   d.co_name = word(bytes, 36);
+  d.co_qualname = word(bytes, 37);
+  d.co_linetable = word(bytes, 38);
+  d.co_firstlineno = word(bytes, 39);
+  d.co_code_adaptive = word(bytes, 43);
   d.co_localsplusnames = word(bytes, 41);
   d.ob_type = word(bytes, 45);
   d.tuple_items = word(bytes, 51);
@@ -143,7 +165,9 @@ std::optional<PyDebugOffsets> parse_py_debug_offsets(std::span<const std::uint8_
   const bool sane = d.interp_head < runtime_size && d.threads_head < interp_size && d.ts_next < ts_size &&
                     d.ts_current_frame < ts_size && d.ts_thread_id < ts_size && d.f_previous < frame_size &&
                     d.f_executable < frame_size && d.f_localsplus <= frame_size && d.co_name < code_size &&
-                    d.co_localsplusnames < code_size && runtime_size < (1u << 20) && interp_size < (1u << 20);
+                    d.co_localsplusnames < code_size && d.f_instr_ptr < frame_size && d.f_owner < frame_size &&
+                    d.co_filename < code_size && d.co_qualname < code_size && d.co_linetable < code_size &&
+                    d.co_firstlineno < code_size && d.co_code_adaptive <= code_size && runtime_size < (1u << 20) && interp_size < (1u << 20);
   if (!sane) {
     error = "_Py_DebugOffsets holds offsets outside their structs";
     return std::nullopt;
@@ -183,7 +207,9 @@ std::optional<DescAttributionPlan> plan_desc_attribution(const ElfFile& python, 
                       fits_u32(d->f_executable) && fits_u32(d->f_localsplus) && fits_u32(d->co_name) &&
                       fits_u32(d->co_localsplusnames) && fits_u32(d->ob_type) && fits_u32(d->tuple_items) &&
                       fits_u32(d->tuple_size) && fits_u32(d->str_state) && fits_u32(d->str_length) &&
-                      fits_u32(d->str_ascii_size);
+                      fits_u32(d->str_ascii_size) && fits_u32(d->f_instr_ptr) && fits_u32(d->f_owner) &&
+                      fits_u32(d->co_filename) && fits_u32(d->co_qualname) && fits_u32(d->co_linetable) &&
+                      fits_u32(d->co_firstlineno) && fits_u32(d->co_code_adaptive);
     if (fits) {
       // The binary's own description of itself wins over the table where both speak.
       auto& o = *offsets;
@@ -204,6 +230,13 @@ std::optional<DescAttributionPlan> plan_desc_attribution(const ElfFile& python, 
       o.str_state = static_cast<std::uint32_t>(d->str_state);
       o.str_length = static_cast<std::uint32_t>(d->str_length);
       o.str_data = static_cast<std::uint32_t>(d->str_ascii_size);
+      o.f_instr = static_cast<std::uint32_t>(d->f_instr_ptr);
+      o.f_owner = static_cast<std::uint32_t>(d->f_owner);
+      o.co_filename = static_cast<std::uint32_t>(d->co_filename);
+      o.co_qualname = static_cast<std::uint32_t>(d->co_qualname);
+      o.co_linetable = static_cast<std::uint32_t>(d->co_linetable);
+      o.co_firstlineno = static_cast<std::uint32_t>(d->co_firstlineno);
+      o.co_code_adaptive = static_cast<std::uint32_t>(d->co_code_adaptive);
       o.source = fmt::format("_Py_DebugOffsets {:#x} + table 3.{}", d->version, plan.version.minor);
     }
   }

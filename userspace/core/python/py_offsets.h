@@ -55,6 +55,20 @@ struct PyFrameOffsets {
   std::uint32_t state_compact = 0; // mask of `compact` in state
   std::uint32_t state_ascii = 0;   // mask of `ascii` in state
 
+  // Stacks (bpf/pystack.h walks the frames, core/python/py_symbolizer.h names them).
+  std::uint32_t f_instr = 0;        // f_lasti (3.10: int, in code units), prev_instr (3.11-3.12), instr_ptr (3.13)
+  bool instr_is_pointer = false;    // f_instr holds a _Py_CODEUNIT * into the code object (3.11+)
+  std::optional<std::uint32_t> f_owner;  // _PyInterpreterFrame.owner (char), 3.12+: entry frames owned by the C
+                                         // stack (FRAME_OWNED_BY_CSTACK) are shims, not Python functions
+  std::uint32_t owner_cstack = 3;   // FRAME_OWNED_BY_CSTACK
+  std::uint32_t co_code_adaptive = 0;  // 3.11+: where the bytecode starts inside the code object
+  std::optional<std::uint32_t> co_qualname;  // 3.11+
+  std::uint32_t co_filename = 0;
+  std::uint32_t co_firstlineno = 0;  // int
+  std::uint32_t co_linetable = 0;    // bytes: 3.10 (start delta, line delta) pairs, 3.11+ location table
+  std::uint32_t bytes_size = 16;     // PyBytesObject ob_size
+  std::uint32_t bytes_data = 32;     // PyBytesObject ob_sval
+
   std::string source;  // "table 3.11", or "_Py_DebugOffsets 3.13.0 + table 3.13"
   bool operator==(const PyFrameOffsets&) const = default;
 };
@@ -71,6 +85,8 @@ struct PyDebugOffsets {
   std::uint64_t ts_next = 0, ts_thread_id = 0, ts_current_frame = 0;
   std::uint64_t f_previous = 0, f_executable = 0, f_localsplus = 0;
   std::uint64_t co_name = 0, co_localsplusnames = 0;
+  std::uint64_t f_instr_ptr = 0, f_owner = 0;
+  std::uint64_t co_filename = 0, co_qualname = 0, co_linetable = 0, co_firstlineno = 0, co_code_adaptive = 0;
   std::uint64_t ob_type = 0, tuple_items = 0, tuple_size = 0;
   std::uint64_t str_state = 0, str_length = 0, str_ascii_size = 0;
 };
