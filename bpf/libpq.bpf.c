@@ -22,7 +22,6 @@
 
 #include "bpf_common.h"
 #include "libpq.h"
-#include "pystack.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -125,14 +124,36 @@ static __always_inline __u32 read_u32(__u64 addr) {
   return v;
 }
 
-// The calling thread's PyThreadState (bpf/pystack.h explains the two routes), counted by route.
+// The calling thread's PyThreadState. Its GIL is released (we are inside a C call), so the interpreter's "current"
+// thread state says nothing; but CPython keeps every thread's state under a pthread key (autoTSSkey), and glibc keeps
+// the values of the first 32 keys inline in the thread's TCB, which %fs points at. Whatever the route, the result
+// must carry this thread's pthread_t (== its TCB address): a wrong glibc offset or a stale key then falls through to
+// walking the interpreter's thread list, which needs nothing from glibc.
 static __always_inline __u64 py_thread_state(const struct pq_py_proc *p) {
-  int route = SP_PY_TS_NONE;
-  __u64 ts = sp_py_thread_state(p->runtime, p->tls_offset, p->tss_key, p->interp_head, p->threads_head,
-                                p->ts_thread_id, p->ts_next, SP_PY_MAX_THREADS, &route);
-  if (route == SP_PY_TS_TSS) stat_inc(SP_PQ_STAT_PY_TSS);
-  if (route == SP_PY_TS_LIST) stat_inc(SP_PQ_STAT_PY_LIST);
-  return ts;
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  __u64 tcb = BPF_CORE_READ(task, thread.fsbase);  // x86-64: the TCB is what %fs points at
+  if (!tcb) return 0;
+  if (p->tls_offset) {
+    __u32 key = read_u32(p->runtime + p->tss_key);
+    if (key < 32) {
+      __u64 ts = read_u64(tcb + p->tls_offset + (__u64)key * 16 + 8);
+      if (ts && read_u64(ts + p->ts_thread_id) == tcb) {
+        stat_inc(SP_PQ_STAT_PY_TSS);
+        return ts;
+      }
+    }
+  }
+  __u64 interp = read_u64(p->runtime + p->interp_head);  // the main interpreter: Synapse runs no others
+  if (!interp) return 0;
+  __u64 ts = read_u64(interp + p->threads_head);
+  for (int i = 0; i < SP_PY_MAX_THREADS && ts; i++) {
+    if (read_u64(ts + p->ts_thread_id) == tcb) {
+      stat_inc(SP_PQ_STAT_PY_LIST);
+      return ts;
+    }
+    ts = read_u64(ts + p->ts_next);
+  }
+  return 0;
 }
 
 // True when `str` is a compact ASCII str of exactly `len` bytes equal to `want` (want holds len + 1 bytes, NUL last).

@@ -1,5 +1,6 @@
-/* A bounded walk of a thread's CPython frames, shared by every BPF program that wants a Python stack (the desc walk
- * of libpq.bpf.c uses the thread-state lookup; the future sampling family and the slow-query stacks the walk).
+/* A bounded walk of a thread's CPython frames, for every BPF program that wants a Python stack (the future sampling
+ * family and the slow-query stacks). libpq.bpf.c's desc walk still has its own copy of the thread-state lookup, same
+ * logic: moving it onto this one is on hold (docs/python_stacks.md says why).
  *
  * Part one, the shared structs (plain fixed-width fields: userspace includes this part too, static_asserts the sizes):
  *   struct sp_py_stack_proc   per-process settings written by userspace (userspace/core/python/py_offsets.h says
